@@ -1,0 +1,82 @@
+"""`evaluate_run`: base vs tuned on the held-out test split, written to the run folder."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from tuneloom.config import TASK_METRICS, TaskConfig
+from tuneloom.data import load_split
+from tuneloom.workspace import write_json_atomic
+
+__all__ = ["evaluate_run", "headline_metrics"]
+
+
+def headline_metrics(task_type: str, side: dict[str, Any]) -> dict[str, float]:
+    return {k: float(side[k]) for k in TASK_METRICS[task_type] if k in side}
+
+
+def evaluate_run(run_dir: str | Path, console: Console | None = None) -> dict[str, Any]:
+    """Evaluate a completed training run; writes eval.json and adds `eval` to summary.json."""
+    console = console or Console(stderr=True)
+    run = Path(run_dir)
+    if not (run / "summary.json").is_file():
+        raise FileNotFoundError(f"{run} has no summary.json: the run did not finish (see {run / 'status.json'})")
+    snapshot = yaml.safe_load((run / "config.yaml").read_text())
+    task = TaskConfig.model_validate(snapshot["task"])
+    rows = load_split(snapshot["dataset"]["path"], "test")
+    sampled = False
+    if task.eval.max_examples and len(rows) > task.eval.max_examples:
+        rows = random.Random(task.data.split.seed).sample(rows, task.eval.max_examples)
+        sampled = True
+    base_path, model_dir = Path(snapshot["base_model_path"]), run / "model"
+    passes = 2 if task.type == "chat_sft" else 1
+    started = time.time()
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
+        bar = progress.add_task(f"eval {task.name}", total=len(rows) * passes)
+
+        def tick(n: int) -> None:
+            progress.advance(bar, n)
+
+        if task.type == "chat_sft":
+            from tuneloom.evaluate.chat import evaluate_chat
+
+            result = evaluate_chat(
+                model_dir, base_path, task.method.kind, snapshot["precision"], rows, task.train.max_length,
+                task.eval.max_new_tokens, task.eval.batch_size, task.trust_remote_code, tick,
+            )
+        else:
+            from tuneloom.evaluate.classify import evaluate_classification
+
+            labels = json.loads((Path(snapshot["dataset"]["path"]) / "manifest.json").read_text())["result"]["labels"]
+            result = evaluate_classification(
+                model_dir, base_path, task.method.kind, labels, rows, task.label_descriptions or {},
+                task.train.max_length, task.eval.batch_size, task.trust_remote_code, tick,
+            )
+    shown = task.eval.metrics or list(TASK_METRICS[task.type])
+    result.update(
+        task=task.name,
+        task_type=task.type,
+        run=run.name,
+        split="test",
+        n_examples=len(rows),
+        sampled=sampled,
+        seconds=round(time.time() - started, 1),
+        metrics_shown=shown,
+        comparison={
+            m: {"base": result["base"][m], "tuned": result["tuned"][m], "delta": result["tuned"][m] - result["base"][m]}
+            for m in shown
+        },
+    )
+    write_json_atomic(run / "eval.json", result)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["eval"] = {k: result[k] for k in ("split", "n_examples", "sampled", "comparison")}
+    write_json_atomic(run / "summary.json", summary)
+    return result

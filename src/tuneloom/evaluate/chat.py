@@ -1,0 +1,103 @@
+"""Chat SFT evaluation: answer-token loss and generated answers, base vs tuned, on the test split."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from tuneloom.evaluate.metrics import generation_scores
+from tuneloom.train import sft
+
+
+@torch.inference_mode()
+def answer_loss(model: Any, tokenizer: Any, rows: list[dict[str, Any]], max_length: int, batch_size: int) -> float:
+    """Mean negative log-likelihood per reference answer token."""
+    encoded, _, _ = sft.encode_split(tokenizer, rows, max_length)
+    collate = sft.collator(tokenizer)
+    total, count = 0.0, 0
+    for i in range(0, len(encoded), batch_size):
+        batch = collate([dict(e) for e in encoded[i : i + batch_size]])
+        batch = {k: v.to(model.device) for k, v in batch.items()}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        targets = batch["labels"][:, 1:]
+        losses = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=sft.IGNORE, reduction="sum"
+        )
+        total += losses.item()
+        count += int((targets != sft.IGNORE).sum())
+    return total / max(count, 1)
+
+
+@torch.inference_mode()
+def generate_answers(
+    model: Any, tokenizer: Any, rows: list[dict[str, Any]], max_new_tokens: int, batch_size: int, tick: Callable[[int], None]
+) -> tuple[list[str], int, float]:
+    """Greedy answers to each row's conversation minus its last assistant turn; (answers, new tokens, seconds)."""
+    tokenizer.padding_side = "left"
+    answers: list[str] = []
+    new_tokens, started = 0, time.time()
+    for i in range(0, len(rows), batch_size):
+        chunk = rows[i : i + batch_size]
+        prompts = [tokenizer.apply_chat_template(r["messages"][:-1], add_generation_prompt=True, tokenize=False) for r in chunk]
+        batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        out = model.generate(
+            **batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        gen = out[:, batch["input_ids"].shape[1] :]
+        for seq in gen:
+            seq = seq[seq != tokenizer.pad_token_id]
+            new_tokens += len(seq)
+            answers.append(tokenizer.decode(seq, skip_special_tokens=True).strip())
+        tick(len(chunk))
+    tokenizer.padding_side = "right"
+    return answers, new_tokens, time.time() - started
+
+
+def score_model(
+    model: Any, tokenizer: Any, rows: list[dict[str, Any]], max_length: int, max_new_tokens: int, batch_size: int, tick: Callable[[int], None]
+) -> tuple[dict[str, float], list[str]]:
+    loss = answer_loss(model, tokenizer, rows, max_length, batch_size)
+    answers, tokens, seconds = generate_answers(model, tokenizer, rows, max_new_tokens, batch_size, tick)
+    refs = [r["messages"][-1]["content"] for r in rows]
+    metrics = {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), **generation_scores(answers, refs)}
+    metrics["gen_tokens_per_s"] = tokens / max(seconds, 1e-9)
+    return metrics, answers
+
+
+def evaluate_chat(
+    model_dir: Path, base_path: Path, method: str, precision: str, rows: list[dict[str, Any]],
+    max_length: int, max_new_tokens: int, batch_size: int, trust_remote_code: bool, tick: Callable[[int], None],
+) -> dict[str, Any]:
+    from transformers import AutoModelForCausalLM
+
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    tokenizer = sft.load_tokenizer(model_dir, trust_remote_code)
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype, trust_remote_code=trust_remote_code).eval()
+    base_metrics, base_answers = score_model(base, tokenizer, rows, max_length, max_new_tokens, batch_size, tick)
+    if method == "full":
+        del base
+        tuned = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, trust_remote_code=trust_remote_code).eval()
+    else:
+        from peft import PeftModel
+
+        tuned = PeftModel.from_pretrained(base, model_dir).eval()
+    tuned_metrics, tuned_answers = score_model(tuned, tokenizer, rows, max_length, max_new_tokens, batch_size, tick)
+    examples = [
+        {
+            "id": r["id"],
+            "question": r["messages"][-2]["content"],
+            "reference": r["messages"][-1]["content"],
+            "base": b,
+            "tuned": t,
+        }
+        for r, b, t in zip(rows, base_answers, tuned_answers)
+    ]
+    return {"base": base_metrics, "tuned": tuned_metrics, "examples": examples}

@@ -1,0 +1,89 @@
+"""Classification evaluation: zero-shot base model vs the tuned classifier on the test split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from tuneloom.evaluate.metrics import classification_scores
+from tuneloom.train import classify
+
+
+def _batches(items: list[Any], size: int) -> Any:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+@torch.inference_mode()
+def embed(model: Any, tokenizer: Any, texts: list[str], max_length: int, batch_size: int) -> torch.Tensor:
+    """Mean-pooled, L2-normalised last hidden states (the sentence-transformers recipe for MiniLM)."""
+    out = []
+    for chunk in _batches(texts, batch_size):
+        batch = tokenizer(chunk, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        hidden = model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        out.append(torch.nn.functional.normalize(pooled.float(), dim=-1))
+    return torch.cat(out)
+
+
+def zero_shot(base_path: Path, tokenizer: Any, texts: list[str], labels: list[str], descriptions: dict[str, str],
+              max_length: int, batch_size: int, trust_remote_code: bool) -> list[str]:
+    """The base model without training: each text gets the label whose description it is closest to."""
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(base_path, dtype=torch.float32, trust_remote_code=trust_remote_code).eval()
+    label_texts = [descriptions.get(label, label.replace("_", " ")) for label in labels]
+    sims = embed(model, tokenizer, texts, max_length, batch_size) @ embed(model, tokenizer, label_texts, max_length, batch_size).T
+    return [labels[i] for i in sims.argmax(-1).tolist()]
+
+
+@torch.inference_mode()
+def predict(model: Any, tokenizer: Any, texts: list[str], labels: list[str], max_length: int, batch_size: int,
+            tick: Callable[[int], None]) -> tuple[list[str], list[float]]:
+    preds, confidences = [], []
+    for chunk in _batches(texts, batch_size):
+        batch = tokenizer(chunk, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        probs = model(**batch).logits.float().softmax(-1)
+        conf, idx = probs.max(-1)
+        preds += [labels[i] for i in idx.tolist()]
+        confidences += conf.tolist()
+        tick(len(chunk))
+    return preds, confidences
+
+
+def evaluate_classification(
+    model_dir: Path, base_path: Path, method: str, labels: list[str], rows: list[dict[str, Any]],
+    descriptions: dict[str, str], max_length: int, batch_size: int, trust_remote_code: bool, tick: Callable[[int], None],
+) -> dict[str, Any]:
+    from transformers import AutoModelForSequenceClassification
+
+    tokenizer = classify.load_tokenizer(model_dir, trust_remote_code)
+    texts, truth = [r["text"] for r in rows], [r["label"] for r in rows]
+    base_preds = zero_shot(base_path, tokenizer, texts, labels, descriptions, max_length, batch_size, trust_remote_code)
+    if method == "full":
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    else:
+        from peft import PeftModel
+
+        base = AutoModelForSequenceClassification.from_pretrained(
+            base_path, num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)}, trust_remote_code=trust_remote_code,
+        )
+        if base.config.pad_token_id is None:
+            base.config.pad_token_id = tokenizer.pad_token_id
+        model = PeftModel.from_pretrained(base, model_dir)
+    tuned_preds, confidence = predict(model.eval(), tokenizer, texts, labels, max_length, batch_size, tick)
+    examples = [
+        {"id": r["id"], "text": r["text"][:300], "label": r["label"], "base": b, "tuned": t, "confidence": round(c, 4)}
+        for r, b, t, c in zip(rows, base_preds, tuned_preds, confidence)
+    ]
+    return {
+        "labels": labels,
+        "base": classification_scores(truth, base_preds, labels),
+        "tuned": classification_scores(truth, tuned_preds, labels),
+        "base_method": "zero-shot: cosine similarity of mean-pooled embeddings to label descriptions",
+        "examples": examples,
+    }

@@ -1,0 +1,95 @@
+"""Matplotlib figures for reports, returned as base64 PNG so a report is one self-contained file."""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+BASE, TUNED = "#9aa5b1", "#2563eb"
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def loss_curves(metrics: list[dict[str, Any]], title: str) -> str:
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    train = [(m["step"], m["loss"]) for m in metrics if "loss" in m]
+    val = [(m["step"], m["eval_loss"]) for m in metrics if "eval_loss" in m]
+    if train:
+        ax.plot(*zip(*train), label="training loss", color=TUNED, alpha=0.8)
+    if val:
+        ax.plot(*zip(*val), label="validation loss", color="#dc2626", marker="o")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _png(fig)
+
+
+def learning_rate(metrics: list[dict[str, Any]]) -> str:
+    fig, ax = plt.subplots(figsize=(6.4, 2.2))
+    points = [(m["step"], m["learning_rate"]) for m in metrics if "learning_rate" in m]
+    if points:
+        ax.plot(*zip(*points), color="#059669")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("learning rate")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def metric_bars(comparison: dict[str, dict[str, float]], title: str) -> str:
+    names = [m for m in comparison if m not in ("loss", "perplexity")] or list(comparison)
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    xs = range(len(names))
+    base = [comparison[m]["base"] for m in names]
+    tuned = [comparison[m]["tuned"] for m in names]
+    ax.bar([x - 0.2 for x in xs], base, width=0.4, label="base", color=BASE)
+    ax.bar([x + 0.2 for x in xs], tuned, width=0.4, label="tuned", color=TUNED)
+    for x, b, t in zip(xs, base, tuned):
+        ax.text(x - 0.2, b, f"{b:.2f}", ha="center", va="bottom", fontsize=8)
+        ax.text(x + 0.2, t, f"{t:.2f}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(list(xs), names)
+    ax.set_ylim(0, max(1.0, max(base + tuned) * 1.15))
+    ax.set_title(title)
+    ax.legend()
+    return _png(fig)
+
+
+def per_class_f1(labels: list[str], base: dict[str, Any], tuned: dict[str, Any]) -> str:
+    fig, ax = plt.subplots(figsize=(7.2, 3.4))
+    xs = range(len(labels))
+    ax.bar([x - 0.2 for x in xs], [base["per_class"][c]["f1"] for c in labels], width=0.4, label="base", color=BASE)
+    ax.bar([x + 0.2 for x in xs], [tuned["per_class"][c]["f1"] for c in labels], width=0.4, label="tuned", color=TUNED)
+    ax.set_xticks(list(xs), [f"{c}\n(n={tuned['per_class'][c]['support']})" for c in labels], fontsize=8)
+    ax.set_ylabel("F1")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("Per-class F1 on the test split")
+    ax.legend()
+    return _png(fig)
+
+
+def confusion(labels: list[str], matrix: list[list[int]], title: str) -> str:
+    fig, ax = plt.subplots(figsize=(5.6, 4.8))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    top = max(max(row) for row in matrix) or 1
+    for i, row in enumerate(matrix):
+        for j, v in enumerate(row):
+            ax.text(j, i, str(v), ha="center", va="center", fontsize=8, color="white" if v > top / 2 else "black")
+    ax.set_title(title)
+    return _png(fig)

@@ -1,0 +1,58 @@
+"""Text classification: a sequence-classification head on an encoder or decoder model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, PreTrainedTokenizerBase
+
+from tuneloom.config import TaskConfig
+from tuneloom.train.common import lora_config
+
+
+def load_tokenizer(model_path: Path | str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def encode_split(
+    tokenizer: PreTrainedTokenizerBase, rows: list[dict[str, Any]], labels: list[str], max_length: int
+) -> tuple[list[dict[str, Any]], int]:
+    index = {label: i for i, label in enumerate(labels)}
+    out, truncated = [], 0
+    for row in rows:
+        enc = tokenizer(row["text"], truncation=False)
+        ids = enc["input_ids"]
+        if len(ids) > max_length:
+            truncated += 1
+            # keep the head and the final special token (e.g. BERT's [SEP])
+            ids = ids[: max_length - 1] + ids[-1:] if tokenizer.sep_token_id == ids[-1] else ids[:max_length]
+        out.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": index[row["label"]]})
+    return out, truncated
+
+
+def build_model(task: TaskConfig, model_path: Path, labels: list[str], pad_token_id: int) -> Any:
+    # Small heads and adapters train badly in pure bf16: keep fp32 weights, autocast does the rest.
+    model = AutoModelForSequenceClassification.from_pretrained(
+        model_path,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+        dtype=torch.float32,
+        trust_remote_code=task.trust_remote_code,
+    )
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = pad_token_id
+    if task.method.kind == "full":
+        return model
+    from peft import get_peft_model
+
+    return get_peft_model(model, lora_config(task.method, "SEQ_CLS"))
+
+
+def collator(tokenizer: PreTrainedTokenizerBase) -> DataCollatorWithPadding:
+    return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)

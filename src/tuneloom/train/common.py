@@ -1,0 +1,153 @@
+"""Pieces every training task shares: precision, PEFT config, Trainer arguments, run logging."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from transformers import TrainerCallback, TrainingArguments
+
+from tuneloom.config import MethodConfig, TaskConfig
+from tuneloom.errors import ProjectFileError
+from tuneloom.workspace import append_jsonl
+
+
+class TrainResult(BaseModel):
+    task: str
+    run_dir: str
+    model_dir: str
+    dataset: str
+    method: str
+    precision: str
+    steps: int
+    epochs: float
+    train_loss: float | None
+    eval_loss: float | None
+    seconds: float
+    tokens: int
+    tokens_per_s: float
+    trainable_parameters: int
+    total_parameters: int
+    truncated_examples: int
+
+
+def cpu_supports_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def choose_precision(requested: str) -> str:
+    """'bf16' where the GPU or CPU computes it natively, else 'fp32'; an explicit choice is checked."""
+    native = torch.cuda.is_bf16_supported() if torch.cuda.is_available() else cpu_supports_bf16()
+    if requested == "auto":
+        return "bf16" if native else "fp32"
+    if requested == "bf16" and not native:
+        raise ProjectFileError("train.precision is bf16 but this hardware has no native bf16; use 'auto' or 'fp32'")
+    return requested
+
+
+def lora_config(method: MethodConfig, task_type: str) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        task_type=task_type,
+        r=method.r,
+        lora_alpha=method.alpha,
+        lora_dropout=method.dropout,
+        target_modules=method.target_modules,
+    )
+
+
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())
+
+
+def training_arguments(task: TaskConfig, run_dir: Path, n_train: int, precision: str) -> TrainingArguments:
+    cfg = task.train
+    steps_per_epoch = max(1, math.ceil(n_train / (cfg.batch_size * cfg.grad_accum)))
+    total = cfg.max_steps or max(1, math.ceil(steps_per_epoch * cfg.epochs))
+    eval_every = cfg.eval_every or max(1, total // 6)
+    return TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1,
+        learning_rate=cfg.lr,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        warmup_steps=cfg.warmup_ratio,
+        lr_scheduler_type=cfg.scheduler,
+        weight_decay=cfg.weight_decay,
+        bf16=precision == "bf16",
+        use_cpu=not torch.cuda.is_available(),
+        eval_strategy="steps",
+        eval_steps=eval_every,
+        logging_steps=max(1, min(10, eval_every)),
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        train_sampling_strategy="group_by_length",
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+    )
+
+
+class RunLogger(TrainerCallback):
+    """Writes every log line to metrics.jsonl and drives a Rich progress bar with tokens/s."""
+
+    def __init__(self, run_dir: Path, title: str, console: Console | None = None) -> None:
+        self.metrics = run_dir / "metrics.jsonl"
+        self.title = title
+        self.console = console or Console(stderr=True)
+        self.progress: Progress | None = None
+        self.bar: Any = None
+        self.started = 0.0
+        self.last_loss: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001 (Trainer callback API)
+        self.started = time.time()
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} steps"),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+        )
+        self.progress.start()
+        self.bar = self.progress.add_task(self.title, total=state.max_steps, stats="")
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        elapsed = max(time.time() - self.started, 1e-9)
+        loss = f"loss {self.last_loss:.3f} " if self.last_loss is not None else ""
+        stats = f"{loss}{state.num_input_tokens_seen / elapsed:.0f} tok/s"
+        if self.progress:
+            self.progress.update(self.bar, completed=state.global_step, stats=stats)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+        logs = dict(logs or {})
+        if "loss" in logs:
+            self.last_loss = float(logs["loss"])
+        row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "time_s": round(time.time() - self.started, 2)}
+        row["tokens"] = int(state.num_input_tokens_seen)
+        row.update({k: (float(v) if isinstance(v, (int, float)) else v) for k, v in logs.items()})
+        append_jsonl(self.metrics, row)
+
+    def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if self.progress:
+            self.progress.update(self.bar, completed=state.global_step)
+            self.progress.stop()

@@ -1,0 +1,89 @@
+"""Chat SFT: examples rendered with the model's chat template, loss on assistant tokens only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, PreTrainedTokenizerBase
+
+from tuneloom.config import TaskConfig
+from tuneloom.errors import ModelNotAvailable
+from tuneloom.train.common import lora_config
+
+IGNORE = -100
+
+
+def load_tokenizer(model_path: Path | str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not tokenizer.chat_template:
+        raise ModelNotAvailable(
+            f"{model_path}: the tokenizer has no chat template, which chat_sft needs; "
+            f"choose an instruct/chat model or add chat_template.jinja to the folder"
+        )
+    return tokenizer
+
+
+def encode_chat(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], max_length: int) -> dict[str, Any]:
+    """input_ids and labels for a conversation; labels mask everything but assistant turns.
+
+    Each assistant turn's tokens are found as the difference between the template rendered up to
+    that turn's generation prompt and rendered through the turn, so multi-turn chats work too.
+    """
+    ids: list[int] = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+    labels = [IGNORE] * len(ids)
+    for i, msg in enumerate(messages):
+        if msg["role"] != "assistant":
+            continue
+        start = len(
+            tokenizer.apply_chat_template(messages[:i], add_generation_prompt=True, tokenize=True, return_dict=True)[
+                "input_ids"
+            ]
+        )
+        end = len(tokenizer.apply_chat_template(messages[: i + 1], tokenize=True, return_dict=True)["input_ids"])
+        labels[start:end] = ids[start:end]
+    truncated = len(ids) > max_length
+    ids, labels = ids[:max_length], labels[:max_length]
+    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels, "truncated": truncated}
+
+
+def encode_split(tokenizer: PreTrainedTokenizerBase, rows: list[dict[str, Any]], max_length: int) -> tuple[list[dict[str, Any]], int, int]:
+    """Encoded rows, how many were truncated, and how many were dropped for having no answer tokens left."""
+    out, truncated, dropped = [], 0, 0
+    for row in rows:
+        enc = encode_chat(tokenizer, row["messages"], max_length)
+        if all(label == IGNORE for label in enc["labels"]):
+            dropped += 1
+            continue
+        truncated += enc.pop("truncated")
+        out.append(enc)
+    return out, truncated, dropped
+
+
+def build_model(task: TaskConfig, model_path: Path, precision: str) -> Any:
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": task.trust_remote_code}
+    if task.method.kind == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+        )
+    model = AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+    if task.method.kind == "full":
+        return model
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    if task.method.kind == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    return get_peft_model(model, lora_config(task.method, "CAUSAL_LM"))
+
+
+def collator(tokenizer: PreTrainedTokenizerBase) -> DataCollatorForSeq2Seq:
+    return DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE, pad_to_multiple_of=8)

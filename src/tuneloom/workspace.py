@@ -1,0 +1,128 @@
+"""The on-disk layout of a project's workspace, and atomic writes.
+
+    workspace/
+      datasets/<task>/<content-hash>/   train/validation/test.jsonl, rejects.jsonl, manifest.json
+      runs/<run-id>/                    config.yaml, status.json, metrics.jsonl, train.log,
+                                        model/ (adapter or weights), eval.json, summary.json
+      reports/<report-id>/report.html   the loop report with its plots
+
+A run's status.json says `running`, `failed` (with the error) or `completed`; summary.json is
+written last, so a run folder without it is visibly unfinished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def write_jsonl_atomic(path: Path, rows: list[dict[str, Any]]) -> None:
+    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+@contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder that replaces `target` only if the block succeeds."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    try:
+        yield tmp
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class Workspace:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def dataset_dir(self, task: str, version: str) -> Path:
+        return self.root / "datasets" / task / version
+
+    def latest_dataset(self, task: str) -> Path | None:
+        pointer = self.root / "datasets" / task / "LATEST"
+        if not pointer.is_file():
+            return None
+        folder = pointer.parent / pointer.read_text().strip()
+        return folder if (folder / "manifest.json").is_file() else None
+
+    def set_latest_dataset(self, task: str, version: str) -> None:
+        write_text_atomic(self.root / "datasets" / task / "LATEST", version + "\n")
+
+    def new_run(self, task: str, config: dict[str, Any]) -> Path:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        base = self.root / "runs" / f"{task}-{stamp}"
+        run, n = base, 1
+        while run.exists():
+            n += 1
+            run = base.with_name(f"{base.name}-{n}")
+        run.mkdir(parents=True)
+        write_text_atomic(run / "config.yaml", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+        set_status(run, "running")
+        return run
+
+    def run_dir(self, ref: str) -> Path:
+        """A run by id, by path, or 'latest' / 'latest:<task>'."""
+        path = Path(ref)
+        if path.is_dir() and (path / "config.yaml").is_file():
+            return path
+        runs = self.root / "runs"
+        if ref.startswith("latest"):
+            task = ref.partition(":")[2]
+            found = sorted(
+                (p for p in runs.glob(f"{task}-*" if task else "*") if (p / "summary.json").is_file()),
+                key=lambda p: p.stat().st_mtime,
+            )
+            if not found:
+                raise FileNotFoundError(f"no completed run{' of ' + task if task else ''} in {runs}")
+            return found[-1]
+        if (runs / ref).is_dir():
+            return runs / ref
+        raise FileNotFoundError(f"no run '{ref}' in {runs}; `ls {runs}` lists the runs")
+
+    def report_dir(self, name: str) -> Path:
+        return self.root / "reports" / name
+
+
+def set_status(run: Path, state: str, **extra: Any) -> None:
+    write_json_atomic(run / "status.json", {"state": state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra})
+
+
+def append_jsonl(path: Path, row: dict[str, Any]) -> None:
+    """Append one line and flush it: metrics survive a crash up to the last complete line."""
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        fh.flush()
