@@ -252,9 +252,12 @@ def eval_(
     from tuneloom.workspace import Workspace
 
     try:
-        project = _load(config)
-        ws = Workspace(project.workspace)
-        run_dir = ws.run_dir(run)
+        if Path(run).is_dir():  # a run folder needs no project file: runs/<id> sits in the workspace
+            run_dir = Path(run).resolve()
+            ws = Workspace(run_dir.parent.parent)
+        else:
+            ws = Workspace(_load(config).workspace)
+            run_dir = ws.run_dir(run)
         result = evaluate_run(run_dir, err)
         report = write_report([run_dir], run_dir, f"{result['task']}: base vs tuned", ws.root)
     except (TuneloomError, FileNotFoundError) as exc:

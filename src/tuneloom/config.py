@@ -102,6 +102,9 @@ class TrainConfig(Strict):
         None, description="Validation loss every N optimizer steps (default: about 6 times per run)."
     )
     seed: int = 42
+    class_weights: Literal["balanced", "none"] = Field(
+        "balanced", description="Classification: weight the loss by inverse class frequency (rare queues count)."
+    )
 
 
 class EvalConfig(Strict):
@@ -249,25 +252,18 @@ def _first_model(annotation: Any) -> type[BaseModel] | None:
 
 def _yaml_line(node: yaml.Node | None, path: tuple[Any, ...]) -> int | None:
     """1-based line of the YAML node at `path` (or of its deepest existing parent)."""
-    line = None
+    line = node.start_mark.line + 1 if node is not None else None
     for part in path:
-        if node is None:
-            break
-        line = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
-            nxt = None
-            for key, value in node.value:
-                if key.value == part:
-                    line = key.start_mark.line + 1
-                    nxt = value
-                    break
-            node = nxt
+            match = next(((k, v) for k, v in node.value if k.value == part), None)
+            if match is None:
+                break
+            line, node = match[0].start_mark.line + 1, match[1]  # a key's own line, not its value's
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
             node = node.value[part]
+            line = node.start_mark.line + 1
         else:
-            node = None
-    if node is not None:
-        line = node.start_mark.line + 1
+            break
     return line
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -65,6 +66,15 @@ def atomic_dir(target: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+_RUN_NAME = re.compile(r"^(.+)-(\d{8}-\d{6})(?:-(\d+))?$")
+
+
+def _run_order(run: Path) -> tuple[str, int]:
+    match = _RUN_NAME.match(run.name)
+    assert match is not None
+    return match.group(2), int(match.group(3) or 1)
+
+
 class Workspace:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -103,8 +113,8 @@ class Workspace:
         if ref.startswith("latest"):
             task = ref.partition(":")[2]
             found = sorted(
-                (p for p in runs.glob(f"{task}-*" if task else "*") if (p / "summary.json").is_file()),
-                key=lambda p: p.stat().st_mtime,
+                (p for p, name in self._runs() if (not task or name == task) and (p / "summary.json").is_file()),
+                key=_run_order,
             )
             if not found:
                 raise FileNotFoundError(f"no completed run{' of ' + task if task else ''} in {runs}")
@@ -113,12 +123,39 @@ class Workspace:
             return runs / ref
         raise FileNotFoundError(f"no run '{ref}' in {runs}; `ls {runs}` lists the runs")
 
+    def _runs(self) -> list[tuple[Path, str]]:
+        """(folder, task name) of every run folder; the name encodes task and start time."""
+        out = []
+        for p in (self.root / "runs").glob("*"):
+            match = _RUN_NAME.match(p.name)
+            if match and p.is_dir():
+                out.append((p, match.group(1)))
+        return out
+
     def report_dir(self, name: str) -> Path:
         return self.root / "reports" / name
 
 
 def set_status(run: Path, state: str, **extra: Any) -> None:
-    write_json_atomic(run / "status.json", {"state": state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra})
+    record = {"state": state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), "pid": os.getpid(), **extra}
+    write_json_atomic(run / "status.json", record)
+
+
+def run_state(run: Path) -> str:
+    """completed, failed, interrupted, running; a 'running' run whose process is gone was interrupted."""
+    status_file = run / "status.json"
+    if not status_file.is_file():
+        return "interrupted"
+    status = json.loads(status_file.read_text())
+    if status["state"] != "running":
+        return status["state"]
+    if "pid" not in status:
+        return "interrupted"
+    try:
+        os.kill(int(status["pid"]), 0)
+    except (OSError, ValueError):
+        return "interrupted"
+    return "running"
 
 
 def append_jsonl(path: Path, row: dict[str, Any]) -> None:

@@ -56,7 +56,7 @@ def read_source(path: Path, source: SourceConfig) -> list[tuple[str, dict[str, A
                         ) from None
                     if not isinstance(obj, dict):
                         raise DataError(f"{path}:{lineno}: expected a JSON object per line, got {type(obj).__name__}")
-                    rows.append((f"{name}:{lineno}", obj))
+                    rows.append((f"{name}:{lineno}", {k: _cell(v) for k, v in obj.items()}))
             return rows
         if fmt == "json":
             data = json.loads(path.read_text(encoding="utf-8-sig"))
@@ -64,7 +64,7 @@ def read_source(path: Path, source: SourceConfig) -> list[tuple[str, dict[str, A
                 data = next((v for v in data.values() if isinstance(v, list)), None)
             if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
                 raise DataError(f"{path}: expected a JSON list of objects (or an object holding one)")
-            return [(f"{name}:item {i}", r) for i, r in enumerate(data)]
+            return [(f"{name}:item {i}", {k: _cell(v) for k, v in r.items()}) for i, r in enumerate(data)]
         if fmt in ("csv", "tsv"):
             frame = pd.read_csv(
                 path, sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False, encoding="utf-8-sig"

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import platform
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
 from rich.console import Console
-from transformers import Trainer, set_seed
+from transformers import PrinterCallback, Trainer, set_seed
 
 from tuneloom.catalog import resolve_model
 from tuneloom.config import Project
@@ -33,6 +35,10 @@ def _versions() -> dict[str, str]:
         "transformers": transformers.__version__,
         "peft": peft.__version__,
     }
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def train_task(
@@ -59,11 +65,19 @@ def train_task(
     }
     run = ws.new_run(task.name, snapshot)
     console.print(f"[bold]{task.name}[/]: {task.method.kind} on {task.model} ({precision}), run {run.name}")
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
     try:
         result = _fit(task, dataset_dir, manifest, model_path, run, precision, console)
+    except KeyboardInterrupt:
+        set_status(run, "interrupted", error="stopped by a signal before the end")
+        raise
     except BaseException as exc:
         set_status(run, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
     write_json_atomic(run / "summary.json", {"train": result.model_dump()})
     set_status(run, "completed")
     return result
@@ -73,6 +87,7 @@ def _fit(task, dataset_dir: Path, manifest: dict[str, Any], model_path: Path, ru
     set_seed(task.train.seed)
     train_rows, val_rows = load_split(dataset_dir, "train"), load_split(dataset_dir, "validation")
     max_len = task.train.max_length
+    loss_func = None
     if task.type == "chat_sft":
         tokenizer = sft.load_tokenizer(model_path, task.trust_remote_code)
         train_enc, truncated, dropped = sft.encode_split(tokenizer, train_rows, max_len)
@@ -88,10 +103,12 @@ def _fit(task, dataset_dir: Path, manifest: dict[str, Any], model_path: Path, ru
         val_enc, _ = classify.encode_split(tokenizer, val_rows, labels, max_len)
         model = classify.build_model(task, model_path, labels, tokenizer.pad_token_id)
         collate = classify.collator(tokenizer)
+        if task.train.class_weights == "balanced":
+            loss_func = classify.balanced_loss(labels, train_rows)
     if truncated:
         console.print(f"[yellow]{truncated} training examples were longer than max_length={max_len} and were truncated")
     trainable, total = count_parameters(model)
-    args = training_arguments(task, run, len(train_enc), precision)
+    args = training_arguments(task, run, len(train_enc), precision, has_validation=bool(val_enc))
     trainer = Trainer(
         model=model,
         args=args,
@@ -100,9 +117,9 @@ def _fit(task, dataset_dir: Path, manifest: dict[str, Any], model_path: Path, ru
         data_collator=collate,
         processing_class=tokenizer,
         callbacks=[RunLogger(run, task.name, console)],
+        compute_loss_func=loss_func,
     )
-    if not val_enc:
-        trainer.args.eval_strategy = "no"
+    trainer.remove_callback(PrinterCallback)  # RunLogger prints progress and writes metrics.jsonl instead
     started = time.time()
     output = trainer.train()
     seconds = time.time() - started

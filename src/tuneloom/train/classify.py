@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from collections import Counter
+from typing import Any, Callable
 
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, PreTrainedTokenizerBase
@@ -52,6 +53,19 @@ def build_model(task: TaskConfig, model_path: Path, labels: list[str], pad_token
     from peft import get_peft_model
 
     return get_peft_model(model, lora_config(task.method, "SEQ_CLS"))
+
+
+def balanced_loss(labels: list[str], train_rows: list[dict[str, Any]]) -> Callable[..., torch.Tensor]:
+    """Cross-entropy weighted by inverse class frequency, as a Trainer `compute_loss_func`."""
+    counts = Counter(r["label"] for r in train_rows)
+    weights = torch.tensor([len(train_rows) / (len(labels) * max(counts[c], 1)) for c in labels])
+
+    def loss(outputs: Any, target: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+        logits = outputs.logits.float()
+        total = torch.nn.functional.cross_entropy(logits, target, weight=weights.to(logits.device), reduction="sum")
+        return total / (num_items_in_batch if num_items_in_batch is not None else target.numel())
+
+    return loss
 
 
 def collator(tokenizer: PreTrainedTokenizerBase) -> DataCollatorWithPadding:

@@ -71,7 +71,9 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
-def training_arguments(task: TaskConfig, run_dir: Path, n_train: int, precision: str) -> TrainingArguments:
+def training_arguments(
+    task: TaskConfig, run_dir: Path, n_train: int, precision: str, has_validation: bool = True
+) -> TrainingArguments:
     cfg = task.train
     steps_per_epoch = max(1, math.ceil(n_train / (cfg.batch_size * cfg.grad_accum)))
     total = cfg.max_steps or max(1, math.ceil(steps_per_epoch * cfg.epochs))
@@ -89,7 +91,7 @@ def training_arguments(task: TaskConfig, run_dir: Path, n_train: int, precision:
         weight_decay=cfg.weight_decay,
         bf16=precision == "bf16",
         use_cpu=not torch.cuda.is_available(),
-        eval_strategy="steps",
+        eval_strategy="steps" if has_validation else "no",
         eval_steps=eval_every,
         logging_steps=max(1, min(10, eval_every)),
         save_strategy="no",

@@ -44,6 +44,8 @@ def encode_chat(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str
             ]
         )
         end = len(tokenizer.apply_chat_template(messages[: i + 1], tokenize=True, return_dict=True)["input_ids"])
+        while end > start and not tokenizer.decode(ids[end - 1 : end]).strip():
+            end -= 1  # the template's line break after the end-of-turn token is not the model's to say
         labels[start:end] = ids[start:end]
     truncated = len(ids) > max_length
     ids, labels = ids[:max_length], labels[:max_length]
