@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sys
@@ -43,6 +44,8 @@ def _quiet_libraries() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    # bitsandbytes warns at import that an optional hub-fetched CPU kernel is absent; we never fetch it.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 
 def _fail(exc: BaseException) -> None:

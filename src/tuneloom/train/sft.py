@@ -84,7 +84,23 @@ def build_model(task: TaskConfig, model_path: Path, precision: str) -> Any:
 
     if task.method.kind == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        keep_4bit_layers_trainable_on_cpu(model)
     return get_peft_model(model, lora_config(task.method, "CAUSAL_LM"))
+
+
+def keep_4bit_layers_trainable_on_cpu(model: torch.nn.Module) -> None:
+    """Stop bitsandbytes repacking NF4 weights for CPU inference during validation.
+
+    bitsandbytes (0.50) repacks a Linear4bit layer's weights for a faster CPU kernel the first
+    time it runs in eval mode without gradients, and never unpacks them; later training steps then
+    go through that kernel, which has no backward, so gradients to earlier layers are silently
+    dropped. Training evaluates every N steps, so the repacking is turned off for training.
+    """
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
 
 
 def collator(tokenizer: PreTrainedTokenizerBase) -> DataCollatorForSeq2Seq:
