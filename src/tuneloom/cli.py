@@ -234,12 +234,13 @@ def _comparison_table(title: str, rows: list[tuple[str, str, dict]]) -> Table:
     from tuneloom.reports.html import LOWER_IS_BETTER
 
     table = Table(title=title)
-    for col in ("task", "metric", "base", "tuned", "change"):
-        table.add_column(col, justify="right" if col in ("base", "tuned", "change") else "left")
+    for col in ("task", "metric", "base", "tuned", "change", "95% CI of change"):
+        table.add_column(col, justify="left" if col in ("task", "metric") else "right")
     for task, metric, c in rows:
         better = c["delta"] < 0 if metric in LOWER_IS_BETTER else c["delta"] > 0
         colour = "green" if better else ("red" if c["delta"] else "white")
-        table.add_row(task, metric, f"{c['base']:.4f}", f"{c['tuned']:.4f}", f"[{colour}]{c['delta']:+.4f}[/]")
+        ci = f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]" if "ci_low" in c else ""
+        table.add_row(task, metric, f"{c['base']:.4f}", f"{c['tuned']:.4f}", f"[{colour}]{c['delta']:+.4f}[/]", ci)
     return table
 
 

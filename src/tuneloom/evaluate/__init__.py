@@ -23,6 +23,14 @@ def headline_metrics(task_type: str, side: dict[str, Any]) -> dict[str, float]:
     return {k: float(side[k]) for k in TASK_METRICS[task_type] if k in side}
 
 
+def _compare(result: dict[str, Any], metric: str) -> dict[str, float]:
+    row = {"base": result["base"][metric], "tuned": result["tuned"][metric]}
+    row["delta"] = row["tuned"] - row["base"]
+    if metric in result.get("intervals", {}):
+        row["ci_low"], row["ci_high"] = result["intervals"][metric]
+    return row
+
+
 def evaluate_run(run_dir: str | Path, console: Console | None = None) -> dict[str, Any]:
     """Evaluate a completed training run; writes eval.json and adds `eval` to summary.json."""
     console = console or Console(stderr=True)
@@ -70,10 +78,7 @@ def evaluate_run(run_dir: str | Path, console: Console | None = None) -> dict[st
         sampled=sampled,
         seconds=round(time.time() - started, 1),
         metrics_shown=shown,
-        comparison={
-            m: {"base": result["base"][m], "tuned": result["tuned"][m], "delta": result["tuned"][m] - result["base"][m]}
-            for m in shown
-        },
+        comparison={m: _compare(result, m) for m in shown},
     )
     write_json_atomic(run / "eval.json", result)
     summary = json.loads((run / "summary.json").read_text())

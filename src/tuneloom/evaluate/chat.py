@@ -9,27 +9,28 @@ from typing import Any, Callable
 
 import torch
 
-from tuneloom.evaluate.metrics import generation_scores
+from tuneloom.evaluate.metrics import per_example_scores
+from tuneloom.evaluate.stats import mean_metric, paired_bootstrap, ratio_metric
 from tuneloom.train import sft
 
 
 @torch.inference_mode()
-def answer_loss(model: Any, tokenizer: Any, rows: list[dict[str, Any]], max_length: int, batch_size: int) -> float:
-    """Mean negative log-likelihood per reference answer token."""
+def answer_losses(model: Any, tokenizer: Any, rows: list[dict[str, Any]], max_length: int, batch_size: int) -> list[tuple[float, int]]:
+    """Per example: (summed negative log-likelihood, number) of its reference answer tokens."""
     encoded, _, _ = sft.encode_split(tokenizer, rows, max_length)
     collate = sft.collator(tokenizer)
-    total, count = 0.0, 0
+    out: list[tuple[float, int]] = []
     for i in range(0, len(encoded), batch_size):
         batch = collate([dict(e) for e in encoded[i : i + batch_size]])
         batch = {k: v.to(model.device) for k, v in batch.items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
         targets = batch["labels"][:, 1:]
         losses = torch.nn.functional.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=sft.IGNORE, reduction="sum"
+            logits[:, :-1].transpose(1, 2), targets, ignore_index=sft.IGNORE, reduction="none"
         )
-        total += losses.item()
-        count += int((targets != sft.IGNORE).sum())
-    return total / max(count, 1)
+        counts = (targets != sft.IGNORE).sum(1)
+        out += [(float(s), int(c)) for s, c in zip(losses.sum(1).tolist(), counts.tolist())]
+    return out
 
 
 @torch.inference_mode()
@@ -63,13 +64,16 @@ def generate_answers(
 
 def score_model(
     model: Any, tokenizer: Any, rows: list[dict[str, Any]], max_length: int, max_new_tokens: int, batch_size: int, tick: Callable[[int], None]
-) -> tuple[dict[str, float], list[str]]:
-    loss = answer_loss(model, tokenizer, rows, max_length, batch_size)
+) -> tuple[dict[str, float], list[str], dict[str, list[Any]]]:
+    losses = answer_losses(model, tokenizer, rows, max_length, batch_size)
     answers, tokens, seconds = generate_answers(model, tokenizer, rows, max_new_tokens, batch_size, tick)
     refs = [r["messages"][-1]["content"] for r in rows]
-    metrics = {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), **generation_scores(answers, refs)}
+    loss = sum(s for s, _ in losses) / max(sum(c for _, c in losses), 1)
+    per_example = {"answer_nll": losses, **per_example_scores(answers, refs)}
+    metrics = {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), **{k: sum(v) / max(len(v), 1) for k, v in per_example.items() if k != "answer_nll"}}
     metrics["gen_tokens_per_s"] = tokens / max(seconds, 1e-9)
-    return metrics, answers
+    metrics["latency_ms_per_example"] = 1000 * seconds / max(len(rows), 1)
+    return metrics, answers, per_example
 
 
 def evaluate_chat(
@@ -81,7 +85,7 @@ def evaluate_chat(
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     tokenizer = sft.load_tokenizer(model_dir, trust_remote_code)
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype, trust_remote_code=trust_remote_code).eval()
-    base_metrics, base_answers = score_model(base, tokenizer, rows, max_length, max_new_tokens, batch_size, tick)
+    base_metrics, base_answers, base_each = score_model(base, tokenizer, rows, max_length, max_new_tokens, batch_size, tick)
     if method == "full":
         del base
         tuned = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, trust_remote_code=trust_remote_code).eval()
@@ -89,7 +93,7 @@ def evaluate_chat(
         from peft import PeftModel
 
         tuned = PeftModel.from_pretrained(base, model_dir).eval()
-    tuned_metrics, tuned_answers = score_model(tuned, tokenizer, rows, max_length, max_new_tokens, batch_size, tick)
+    tuned_metrics, tuned_answers, tuned_each = score_model(tuned, tokenizer, rows, max_length, max_new_tokens, batch_size, tick)
     examples = [
         {
             "id": r["id"],
@@ -100,4 +104,10 @@ def evaluate_chat(
         }
         for r, b, t in zip(rows, base_answers, tuned_answers)
     ]
-    return {"base": base_metrics, "tuned": tuned_metrics, "examples": examples}
+    intervals = {
+        "loss": paired_bootstrap(len(rows), ratio_metric(base_each["answer_nll"], tuned_each["answer_nll"])),
+        **{k: paired_bootstrap(len(rows), mean_metric(base_each[k], tuned_each[k])) for k in ("rouge_l", "token_f1", "exact_match")},
+    }
+    for e, b, t in zip(examples, base_each["token_f1"], tuned_each["token_f1"]):
+        e["token_f1_base"], e["token_f1_tuned"] = round(b, 4), round(t, 4)
+    return {"base": base_metrics, "tuned": tuned_metrics, "examples": examples, "intervals": intervals}

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from tuneloom.evaluate.metrics import classification_scores
+from tuneloom.evaluate.stats import mean_metric, paired_bootstrap
 from tuneloom.train import classify
 
 
@@ -54,6 +56,23 @@ def predict(model: Any, tokenizer: Any, texts: list[str], labels: list[str], max
     return preds, confidences
 
 
+def classification_intervals(truth: list[str], base: list[str], tuned: list[str], labels: list[str]) -> dict[str, tuple[float, float]]:
+    """Paired bootstrap intervals of tuned - base for accuracy, macro F1 and weighted F1."""
+    from sklearn.metrics import f1_score
+
+    y, b, t = np.asarray(truth), np.asarray(base), np.asarray(tuned)
+    out = {"accuracy": paired_bootstrap(len(y), mean_metric(b == y, t == y))}
+    for name, average in (("macro_f1", "macro"), ("weighted_f1", "weighted")):
+        def metric(idx: np.ndarray, average: str = average) -> tuple[float, float]:
+            return (
+                f1_score(y[idx], b[idx], labels=labels, average=average, zero_division=0),
+                f1_score(y[idx], t[idx], labels=labels, average=average, zero_division=0),
+            )
+
+        out[name] = paired_bootstrap(len(y), metric, resamples=500)
+    return out
+
+
 def evaluate_classification(
     model_dir: Path, base_path: Path, method: str, labels: list[str], rows: list[dict[str, Any]],
     descriptions: dict[str, str], max_length: int, batch_size: int, trust_remote_code: bool, tick: Callable[[int], None],
@@ -82,6 +101,7 @@ def evaluate_classification(
     ]
     return {
         "labels": labels,
+        "intervals": classification_intervals(truth, base_preds, tuned_preds, labels),
         "base": classification_scores(truth, base_preds, labels),
         "tuned": classification_scores(truth, tuned_preds, labels),
         "base_method": "zero-shot: cosine similarity of mean-pooled embeddings to label descriptions",

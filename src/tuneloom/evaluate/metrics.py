@@ -37,13 +37,16 @@ def rouge_l(prediction: str, reference: str) -> float:
     return _SCORER.score(reference, prediction)["rougeL"].fmeasure
 
 
-def generation_scores(predictions: list[str], references: list[str]) -> dict[str, float]:
-    n = max(len(references), 1)
+def per_example_scores(predictions: list[str], references: list[str]) -> dict[str, list[float]]:
     return {
-        "rouge_l": sum(map(rouge_l, predictions, references)) / n,
-        "token_f1": sum(map(token_f1, predictions, references)) / n,
-        "exact_match": sum(map(exact_match, predictions, references)) / n,
+        "rouge_l": list(map(rouge_l, predictions, references)),
+        "token_f1": list(map(token_f1, predictions, references)),
+        "exact_match": list(map(exact_match, predictions, references)),
     }
+
+
+def generation_scores(predictions: list[str], references: list[str]) -> dict[str, float]:
+    return {k: sum(v) / max(len(v), 1) for k, v in per_example_scores(predictions, references).items()}
 
 
 def classification_scores(y_true: list[str], y_pred: list[str], labels: list[str]) -> dict[str, Any]:
