@@ -28,6 +28,8 @@ app.add_typer(data_app, name="data")
 
 out = Console()
 err = Console(stderr=True)
+if not out.is_terminal:  # logs and pipes: keep tables one line per row instead of 80-column wrapping
+    out = Console(width=140)
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Project file or its folder.")]
 TaskOpt = Annotated[Optional[str], typer.Option("--task", "-t", help="Task name (default: the only task).")]
@@ -49,7 +51,7 @@ def _quiet_libraries() -> None:
 
 
 def _fail(exc: BaseException) -> None:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False)
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -115,7 +117,7 @@ def config_check(config: ConfigOpt = Path("tuneloom.yaml")) -> None:
     out.print(table)
     if problems:
         for p in problems:
-            err.print(f"[red]✗[/] {p}", highlight=False)
+            err.print(f"[red]✗[/] {p}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     out.print("[green]✓[/] project file is valid, data sources readable, models available")
 
@@ -231,7 +233,7 @@ def train(config: ConfigOpt = Path("tuneloom.yaml"), task: TaskOpt = None, set_:
 
 
 def _comparison_table(title: str, rows: list[tuple[str, str, dict]]) -> Table:
-    from tuneloom.reports.html import LOWER_IS_BETTER
+    from tuneloom.config import LOWER_IS_BETTER
 
     table = Table(title=title)
     for col in ("task", "metric", "base", "tuned", "change", "95% CI of change"):
@@ -253,15 +255,9 @@ def eval_(
     _quiet_libraries()
     from tuneloom.evaluate import evaluate_run
     from tuneloom.reports import write_report
-    from tuneloom.workspace import Workspace
 
     try:
-        if Path(run).is_dir():  # a run folder needs no project file: runs/<id> sits in the workspace
-            run_dir = Path(run).resolve()
-            ws = Workspace(run_dir.parent.parent)
-        else:
-            ws = Workspace(_load(config).workspace)
-            run_dir = ws.run_dir(run)
+        run_dir, ws = _run_folder(run, config)
         result = evaluate_run(run_dir, err)
         report = write_report([run_dir], run_dir, f"{result['task']}: base vs tuned", ws.root)
     except (TuneloomError, FileNotFoundError) as exc:
@@ -269,6 +265,58 @@ def eval_(
     out.print(_comparison_table(f"{result['task']} on {result['n_examples']} test examples",
                                 [(result["task"], m, c) for m, c in result["comparison"].items()]))
     out.print(f"report: {report}")
+
+
+def _run_folder(run: str, config: Path):  # noqa: ANN202
+    """(run folder, workspace) from a run id/alias with the project file, or from a folder path alone."""
+    from tuneloom.workspace import Workspace
+
+    if Path(run).is_dir():  # a run folder needs no project file: runs/<id> sits in the workspace
+        run_dir = Path(run).resolve()
+        return run_dir, Workspace(run_dir.parent.parent)
+    ws = Workspace(_load(config).workspace)
+    return ws.run_dir(run), ws
+
+
+@app.command()
+def gate(
+    run: Annotated[str, typer.Argument(help="Run id, run folder, 'latest' or 'latest:TASK'.")] = "latest",
+    config: ConfigOpt = Path("tuneloom.yaml"),
+) -> None:
+    """Check an evaluated run against the task's gate rules; exit code 1 when a rule fails."""
+    import time
+
+    import yaml
+
+    from tuneloom.config import TaskConfig
+    from tuneloom.evaluate.gate import check_gate
+    from tuneloom.workspace import write_json_atomic
+
+    try:
+        run_dir, _ = _run_folder(run, config)
+        if not (run_dir / "eval.json").is_file():
+            raise TuneloomError(f"{run_dir} has not been evaluated: run `tuneloom eval {run_dir.name}` first")
+        task = TaskConfig.model_validate(yaml.safe_load((run_dir / "config.yaml").read_text())["task"])
+        source = "run snapshot"
+        if config.exists() and not Path(run).is_dir():
+            project = _load(config)
+            if task.name in project.config.task_names():
+                task, source = project.config.task(task.name), str(project.path)
+        result = check_gate(task.gate, json.loads((run_dir / "eval.json").read_text()))
+    except (TuneloomError, FileNotFoundError) as exc:
+        _fail(exc)
+    write_json_atomic(run_dir / "gate.json", {**result.model_dump(), "rules_from": source,
+                                              "checked": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    table = Table(title=f"gate for {run_dir.name} (drops measured against {result.reference})")
+    for col in ("rule", "result", "detail"):
+        table.add_column(col)
+    for r in result.rules:
+        table.add_row(r.rule, "[green]pass[/]" if r.passed else "[red]FAIL[/]", r.detail)
+    out.print(table)
+    if not result.rules:
+        out.print(f"[yellow]no gate rules configured for task {task.name}: add a `gate:` section to the project file")
+    out.print("[green]gate passed[/]" if result.passed else "[bold red]gate failed[/]")
+    raise typer.Exit(0 if result.passed else 1)
 
 
 @app.command()

@@ -122,6 +122,23 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     "chat_sft": ("loss", "perplexity", "rouge_l", "token_f1", "exact_match"),
     "classification": ("accuracy", "macro_f1", "weighted_f1"),
 }
+LOWER_IS_BETTER = frozenset({"loss", "perplexity"})
+
+
+class GateConfig(Strict):
+    """Rules a tuned model must pass before it may be promoted (`tuneloom gate RUN`)."""
+
+    min: dict[str, float] = Field(default_factory=dict, description="Metric -> lowest allowed value (highest for loss/perplexity).")
+    max_drop: dict[str, float] = Field(
+        default_factory=dict,
+        description="Metric -> largest allowed drop against production (against base while nothing is in production).",
+    )
+    max_class_f1_drop: Annotated[float, Field(ge=0)] | None = Field(
+        None, description="Classification: largest allowed per-class F1 drop against production (or base)."
+    )
+    max_latency_ms: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="Largest allowed mean latency per test example of the tuned model."
+    )
 
 
 class TaskConfig(Strict):
@@ -133,6 +150,7 @@ class TaskConfig(Strict):
     method: MethodConfig = MethodConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    gate: GateConfig = GateConfig()
     label_descriptions: dict[str, str] | None = Field(
         None, description="Classification: a short description per label, used for the zero-shot baseline."
     )
@@ -159,6 +177,12 @@ class TaskConfig(Strict):
                 )
         if self.method.kind == "qlora" and self.type != "chat_sft":
             raise ValueError("qlora is supported for chat_sft tasks; use method.kind 'lora' for classification")
+        for rule in ("min", "max_drop"):
+            unknown = [m for m in getattr(self.gate, rule) if m not in TASK_METRICS[self.type]]
+            if unknown:
+                raise ValueError(f"gate.{rule}: unknown metric(s) {unknown} for {self.type}; allowed: {list(TASK_METRICS[self.type])}")
+        if self.gate.max_class_f1_drop is not None and self.type != "classification":
+            raise ValueError("gate.max_class_f1_drop applies to classification tasks only")
         if self.eval.metrics:
             unknown = [m for m in self.eval.metrics if m not in TASK_METRICS[self.type]]
             if unknown:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -94,7 +95,9 @@ def evaluate_classification(
         if base.config.pad_token_id is None:
             base.config.pad_token_id = tokenizer.pad_token_id
         model = PeftModel.from_pretrained(base, model_dir)
+    started = time.perf_counter()
     tuned_preds, confidence = predict(model.eval(), tokenizer, texts, labels, max_length, batch_size, tick)
+    latency_ms = 1000 * (time.perf_counter() - started) / max(len(texts), 1)
     examples = [
         {"id": r["id"], "text": r["text"][:300], "label": r["label"], "base": b, "tuned": t, "confidence": round(c, 4)}
         for r, b, t, c in zip(rows, base_preds, tuned_preds, confidence)
@@ -103,7 +106,7 @@ def evaluate_classification(
         "labels": labels,
         "intervals": classification_intervals(truth, base_preds, tuned_preds, labels),
         "base": classification_scores(truth, base_preds, labels),
-        "tuned": classification_scores(truth, tuned_preds, labels),
+        "tuned": {**classification_scores(truth, tuned_preds, labels), "latency_ms_per_example": latency_ms},
         "base_method": "zero-shot: cosine similarity of mean-pooled embeddings to label descriptions",
         "examples": examples,
     }

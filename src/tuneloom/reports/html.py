@@ -10,10 +10,10 @@ from typing import Any
 import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from tuneloom.config import LOWER_IS_BETTER
 from tuneloom.reports import plots
 from tuneloom.workspace import read_jsonl, write_text_atomic
 
-LOWER_IS_BETTER = {"loss", "perplexity"}
 
 
 def _task_section(run: Path) -> dict[str, Any]:

@@ -1,0 +1,59 @@
+"""The regression gate: rules from the project file checked against a run's eval.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from tuneloom.config import LOWER_IS_BETTER, GateConfig
+
+
+class RuleResult(BaseModel):
+    rule: str
+    value: float
+    limit: float
+    passed: bool
+    detail: str
+
+
+class GateResult(BaseModel):
+    passed: bool
+    reference: str  # "production" or "base": what drops are measured against
+    rules: list[RuleResult]
+
+
+def _drop(metric: str, reference: float, tuned: float) -> float:
+    """How much worse tuned is than reference (positive = worse), in the metric's own units."""
+    return tuned - reference if metric in LOWER_IS_BETTER else reference - tuned
+
+
+def check_gate(gate: GateConfig, result: dict[str, Any]) -> GateResult:
+    """Evaluate every rule; `result` is an eval.json (base, tuned and, when present, production)."""
+    reference = "production" if result.get("production") else "base"
+    ref, tuned = result[reference], result["tuned"]
+    rules: list[RuleResult] = []
+    for metric, limit in gate.min.items():
+        value = float(tuned[metric])
+        ok = value <= limit if metric in LOWER_IS_BETTER else value >= limit
+        bound = "at most" if metric in LOWER_IS_BETTER else "at least"
+        rules.append(RuleResult(rule=f"min {metric}", value=value, limit=limit, passed=ok,
+                                detail=f"tuned {metric} {value:.4f}, must be {bound} {limit:.4f}"))
+    for metric, limit in gate.max_drop.items():
+        drop = _drop(metric, float(ref[metric]), float(tuned[metric]))
+        rules.append(RuleResult(rule=f"max drop {metric}", value=drop, limit=limit, passed=drop <= limit,
+                                detail=f"{reference} {float(ref[metric]):.4f} -> tuned {float(tuned[metric]):.4f}: "
+                                       f"drop {drop:+.4f}, allowed {limit:.4f}"))
+    if gate.max_class_f1_drop is not None:
+        for label, scores in tuned["per_class"].items():
+            before = ref["per_class"][label]["f1"]
+            drop = before - scores["f1"]
+            rules.append(RuleResult(rule=f"max class F1 drop {label}", value=drop, limit=gate.max_class_f1_drop,
+                                    passed=drop <= gate.max_class_f1_drop,
+                                    detail=f"{reference} F1 {before:.3f} -> tuned {scores['f1']:.3f} (n={scores['support']})"))
+    if gate.max_latency_ms is not None:
+        latency = float(tuned["latency_ms_per_example"])
+        rules.append(RuleResult(rule="max latency", value=latency, limit=gate.max_latency_ms,
+                                passed=latency <= gate.max_latency_ms,
+                                detail=f"{latency:.1f} ms per test example, budget {gate.max_latency_ms:.1f} ms"))
+    return GateResult(passed=all(r.passed for r in rules), reference=reference, rules=rules)
