@@ -284,13 +284,10 @@ def gate(
     config: ConfigOpt = Path("tuneloom.yaml"),
 ) -> None:
     """Check an evaluated run against the task's gate rules; exit code 1 when a rule fails."""
-    import time
-
     import yaml
 
     from tuneloom.config import TaskConfig
-    from tuneloom.evaluate.gate import check_gate
-    from tuneloom.workspace import write_json_atomic
+    from tuneloom.evaluate.gate import gate_run
 
     try:
         run_dir, _ = _run_folder(run, config)
@@ -302,11 +299,9 @@ def gate(
             project = _load(config)
             if task.name in project.config.task_names():
                 task, source = project.config.task(task.name), str(project.path)
-        result = check_gate(task.gate, json.loads((run_dir / "eval.json").read_text()))
+        result = gate_run(run_dir, task.gate, source)
     except (TuneloomError, FileNotFoundError) as exc:
         _fail(exc)
-    write_json_atomic(run_dir / "gate.json", {**result.model_dump(), "rules_from": source,
-                                              "checked": time.strftime("%Y-%m-%dT%H:%M:%S")})
     table = Table(title=f"gate for {run_dir.name} (drops measured against {result.reference})")
     for col in ("rule", "result", "detail"):
         table.add_column(col)
@@ -336,6 +331,10 @@ def run(
         _fail(exc)
     rows = [(t.task, m, c) for t in result.tasks for m, c in t.comparison.items()]
     out.print(_comparison_table(f"{project.config.project}: base vs tuned on held-out test data", rows))
+    for t in result.tasks:
+        if t.gate_rules:
+            verdict = "[green]passed[/]" if t.gate_passed else "[bold red]failed[/]: " + "; ".join(t.gate_failures)
+            out.print(f"gate {t.task}: {verdict} ({t.gate_rules} rules)")
     out.print(f"finished in {result.seconds / 60:.1f} min · report: [bold]{result.report}[/]")
     first = result.tasks[0]
     out.print("next: open the report, change a setting and compare, e.g. "

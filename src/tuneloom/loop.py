@@ -11,6 +11,7 @@ from rich.console import Console
 from tuneloom.config import Project
 from tuneloom.data import prepare_dataset
 from tuneloom.evaluate import evaluate_run
+from tuneloom.evaluate.gate import gate_run
 from tuneloom.reports import write_report
 from tuneloom.train import train_task
 from tuneloom.workspace import Workspace
@@ -21,6 +22,9 @@ class TaskOutcome(BaseModel):
     type: str
     run_dir: str
     comparison: dict[str, dict[str, float]]
+    gate_passed: bool
+    gate_rules: int
+    gate_failures: list[str]
 
 
 class LoopResult(BaseModel):
@@ -47,7 +51,14 @@ def run_project(project: Project, tasks: list[str] | None = None, console: Conso
         ev = evaluate_run(result.run_dir, console)
         runs.append(Path(result.run_dir))
         task = project.config.task(name)
-        outcomes.append(TaskOutcome(task=name, type=task.type, run_dir=result.run_dir, comparison=ev["comparison"]))
+        gate = gate_run(Path(result.run_dir), task.gate, str(project.path))
+        outcomes.append(
+            TaskOutcome(
+                task=name, type=task.type, run_dir=result.run_dir, comparison=ev["comparison"],
+                gate_passed=gate.passed, gate_rules=len(gate.rules),
+                gate_failures=[r.detail for r in gate.rules if not r.passed],
+            )
+        )
     ws = Workspace(project.workspace)
     report = write_report(runs, ws.report_dir(time.strftime("%Y%m%d-%H%M%S")), f"{project.config.project}: base vs tuned", ws.root)
     return LoopResult(report=str(report), seconds=round(time.time() - started, 1), tasks=outcomes)

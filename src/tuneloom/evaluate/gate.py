@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
 from tuneloom.config import LOWER_IS_BETTER, GateConfig
+from tuneloom.workspace import write_json_atomic
 
 
 class RuleResult(BaseModel):
@@ -21,6 +25,14 @@ class GateResult(BaseModel):
     passed: bool
     reference: str  # "production" or "base": what drops are measured against
     rules: list[RuleResult]
+
+
+def gate_run(run_dir: Path, gate: GateConfig, rules_from: str) -> GateResult:
+    """Check the run's eval.json and record the verdict in the run's gate.json."""
+    result = check_gate(gate, json.loads((run_dir / "eval.json").read_text()))
+    record = {**result.model_dump(), "rules_from": rules_from, "checked": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    write_json_atomic(run_dir / "gate.json", record)
+    return result
 
 
 def _drop(metric: str, reference: float, tuned: float) -> float:
