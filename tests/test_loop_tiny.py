@@ -66,10 +66,12 @@ def test_report_has_both_tasks_and_embedded_images(looped):
     assert "<title>tiny-project: base vs tuned</title>" in html
     assert CHAT_TASK in html and CLS_TASK in html
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
-    assert len(images) == 7  # chat: loss, bars, learning rate; classification: loss, bars, per-class F1, confusion
+    assert len(images) == 9  # chat: loss, bars, intervals, lr; classification: loss, bars, intervals, per-class F1, confusion
     for img in images:
         assert base64.b64decode(img).startswith(b"\x89PNG\r\n\x1a\n")
     assert "Example answers (test split)" in html
+    assert "Where tuning helped most and where it hurt" in html and "Where tuning changed the answer" in html
+    assert "Results by label" in html  # classification slices default to the label
     assert "Test examples the tuned model got wrong" in html
 
 

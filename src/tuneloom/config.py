@@ -41,10 +41,11 @@ class ColumnsConfig(Strict):
         None, description="Input text; a list of columns is joined with blank lines (e.g. subject and body)."
     )
     label: str | None = None
+    slice: str | None = Field(None, description="Optional column to report results by (e.g. topic, product).")
 
     def required(self) -> list[str]:
         cols: list[str] = []
-        for value in (self.prompt, self.response, self.label):
+        for value in (self.prompt, self.response, self.label, self.slice):
             if value:
                 cols.append(value)
         if isinstance(self.text, str):

@@ -178,6 +178,8 @@ def prepare_dataset(
                 rejects.append({"location": location, "reason": "exact_duplicate", "duplicate_of": seen[key]})
                 continue
             seen[key] = location
+            if task.data.columns.slice:
+                example["slice"] = normalize_text(record[task.data.columns.slice]) or "(empty)"
             example["id"] = f"{task.name}-{len(examples):06d}"
             example["source"] = location
             examples.append(example)

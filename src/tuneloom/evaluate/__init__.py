@@ -31,6 +31,38 @@ def _compare(result: dict[str, Any], metric: str) -> dict[str, float]:
     return row
 
 
+def _per_example_views(task_type: str, result: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """Add `slices` (results per slice value or label) and `improved` / `worsened` example lists."""
+    examples = result["examples"]
+    if task_type == "chat_sft":
+        for e in examples:
+            e["delta"] = round(e["token_f1_tuned"] - e["token_f1_base"], 4)
+        scored = sorted(examples, key=lambda e: e["delta"])
+        result["improved"] = [e for e in reversed(scored) if e["delta"] > 0][:10]
+        result["worsened"] = [e for e in scored if e["delta"] < 0][:10]
+        metric, score = "token_f1", lambda e, side: e[f"token_f1_{side}"]
+    else:
+        result["improved"] = [e for e in examples if e["tuned"] == e["label"] != e["base"]][:15]
+        result["worsened"] = [e for e in examples if e["base"] == e["label"] != e["tuned"]][:15]
+        metric, score = "accuracy", lambda e, side: float(e[side] == e["label"])
+    keys = [r.get("slice") or (r.get("label") if task_type == "classification" else None) for r in rows]
+    if not any(keys):
+        result["slices"] = {}
+        return
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for key, e in zip(keys, examples):
+        groups.setdefault(str(key), []).append(e)
+    result["slices"] = {
+        key: {
+            "n": len(items),
+            "metric": metric,
+            "base": sum(score(e, "base") for e in items) / len(items),
+            "tuned": sum(score(e, "tuned") for e in items) / len(items),
+        }
+        for key, items in sorted(groups.items())
+    }
+
+
 def evaluate_run(run_dir: str | Path, console: Console | None = None) -> dict[str, Any]:
     """Evaluate a completed training run; writes eval.json and adds `eval` to summary.json."""
     console = console or Console(stderr=True)
@@ -68,6 +100,7 @@ def evaluate_run(run_dir: str | Path, console: Console | None = None) -> dict[st
                 model_dir, base_path, task.method.kind, labels, rows, task.label_descriptions or {},
                 task.train.max_length, task.eval.batch_size, task.trust_remote_code, tick,
             )
+    _per_example_views(task.type, result, rows)
     shown = task.eval.metrics or list(TASK_METRICS[task.type])
     result.update(
         task=task.name,

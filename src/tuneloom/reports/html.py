@@ -25,7 +25,11 @@ def _task_section(run: Path) -> dict[str, Any]:
     task = snapshot["task"]
     for name, c in ev["comparison"].items():
         c["better"] = c["delta"] < 0 if name in LOWER_IS_BETTER else c["delta"] > 0
-    images = [plots.loss_curves(metrics, f"{task['name']}: loss"), plots.metric_bars(ev["comparison"], "base vs tuned (test split)")]
+    images = [
+        plots.loss_curves(metrics, f"{task['name']}: loss"),
+        plots.metric_bars(ev["comparison"], "base vs tuned (test split)"),
+        plots.deltas_with_intervals(ev["comparison"], "change with 95% interval"),
+    ]
     section: dict[str, Any] = {
         "name": task["name"], "type": task["type"], "model": task["model"], "method": task["method"]["kind"],
         "run": run.name, "dataset_version": snapshot["dataset"]["version"], "counts": manifest["result"]["counts"],

@@ -93,3 +93,19 @@ def confusion(labels: list[str], matrix: list[list[int]], title: str) -> str:
             ax.text(j, i, str(v), ha="center", va="center", fontsize=8, color="white" if v > top / 2 else "black")
     ax.set_title(title)
     return _png(fig)
+
+
+def deltas_with_intervals(comparison: dict[str, dict[str, float]], title: str) -> str:
+    """Tuned minus base per metric, with the paired-bootstrap 95% interval as error bars."""
+    names = [m for m in comparison if "ci_low" in comparison[m]]
+    fig, ax = plt.subplots(figsize=(6.4, 0.5 + 0.45 * max(len(names), 1)))
+    for i, m in enumerate(names):
+        c = comparison[m]
+        ax.errorbar(c["delta"], i, xerr=[[c["delta"] - c["ci_low"]], [c["ci_high"] - c["delta"]]],
+                    fmt="o", color=TUNED, capsize=4)
+    ax.axvline(0, color="#6b7280", lw=1)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("tuned - base (95% CI)")
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    return _png(fig)
