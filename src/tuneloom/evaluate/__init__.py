@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from types import SimpleNamespace
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,13 @@ def headline_metrics(task_type: str, side: dict[str, Any]) -> dict[str, float]:
     return {k: float(side[k]) for k in TASK_METRICS[task_type] if k in side}
 
 
-def _compare(result: dict[str, Any], metric: str) -> dict[str, float]:
-    row = {"base": result["base"][metric], "tuned": result["tuned"][metric]}
-    row["delta"] = row["tuned"] - row["base"]
-    if metric in result.get("intervals", {}):
-        row["ci_low"], row["ci_high"] = result["intervals"][metric]
+def _compare(result: dict[str, Any], metric: str, reference: str = "base") -> dict[str, float]:
+    """One metric: reference and tuned values, their difference and its 95% interval."""
+    row = {reference: result[reference][metric], "tuned": result["tuned"][metric]}
+    row["delta"] = row["tuned"] - row[reference]
+    intervals = result.get("intervals" if reference == "base" else f"intervals_{reference}", {})
+    if metric in intervals:
+        row["ci_low"], row["ci_high"] = intervals[metric]
     return row
 
 
@@ -63,8 +66,12 @@ def _per_example_views(task_type: str, result: dict[str, Any], rows: list[dict[s
     }
 
 
-def evaluate_run(run_dir: str | Path, console: Console | None = None) -> dict[str, Any]:
-    """Evaluate a completed training run; writes eval.json and adds `eval` to summary.json."""
+def evaluate_run(run_dir: str | Path, console: Console | None = None, production: Any = None) -> dict[str, Any]:
+    """Evaluate a completed training run against its base model and, when given, the production version.
+
+    `production` is a registry version (`tuneloom.registry.ResolvedModel`: path, version, lineage).
+    Writes eval.json and adds `eval` to summary.json.
+    """
     console = console or Console(stderr=True)
     run = Path(run_dir)
     if not (run / "summary.json").is_file():
@@ -77,7 +84,11 @@ def evaluate_run(run_dir: str | Path, console: Console | None = None) -> dict[st
         rows = random.Random(task.data.split.seed).sample(rows, task.eval.max_examples)
         sampled = True
     base_path, model_dir = Path(snapshot["base_model_path"]), run / "model"
-    passes = 2 if task.type == "chat_sft" else 1
+    passes = (2 if task.type == "chat_sft" else 1) + (production is not None)
+    prod = None
+    if production is not None:
+        prod = SimpleNamespace(path=Path(production.path), method=production.lineage.get("method", "lora"),
+                               base_model_path=production.lineage.get("base_model_path") or str(snapshot["base_model_path"]))
     started = time.time()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
         bar = progress.add_task(f"eval {task.name}", total=len(rows) * passes)
@@ -90,7 +101,7 @@ def evaluate_run(run_dir: str | Path, console: Console | None = None) -> dict[st
 
             result = evaluate_chat(
                 model_dir, base_path, task.method.kind, snapshot["precision"], rows, task.train.max_length,
-                task.eval.max_new_tokens, task.eval.batch_size, task.trust_remote_code, tick,
+                task.eval.max_new_tokens, task.eval.batch_size, task.trust_remote_code, tick, prod,
             )
         else:
             from tuneloom.evaluate.classify import evaluate_classification
@@ -98,7 +109,7 @@ def evaluate_run(run_dir: str | Path, console: Console | None = None) -> dict[st
             labels = json.loads((Path(snapshot["dataset"]["path"]) / "manifest.json").read_text())["result"]["labels"]
             result = evaluate_classification(
                 model_dir, base_path, task.method.kind, labels, rows, task.label_descriptions or {},
-                task.train.max_length, task.eval.batch_size, task.trust_remote_code, tick,
+                task.train.max_length, task.eval.batch_size, task.trust_remote_code, tick, prod,
             )
     _per_example_views(task.type, result, rows)
     shown = task.eval.metrics or list(TASK_METRICS[task.type])
@@ -113,6 +124,9 @@ def evaluate_run(run_dir: str | Path, console: Console | None = None) -> dict[st
         metrics_shown=shown,
         comparison={m: _compare(result, m) for m in shown},
     )
+    if production is not None:
+        result["production_version"] = f"{production.name}:{production.version}"
+        result["comparison_production"] = {m: _compare(result, m, reference="production") for m in shown}
     write_json_atomic(run / "eval.json", result)
     summary = json.loads((run / "summary.json").read_text())
     summary["eval"] = {k: result[k] for k in ("split", "n_examples", "sampled", "comparison")}

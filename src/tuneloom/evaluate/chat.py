@@ -76,24 +76,41 @@ def score_model(
     return metrics, answers, per_example
 
 
+def load_tuned(model_dir: Path, base_path: Path, method: str, dtype: torch.dtype, trust_remote_code: bool) -> Any:
+    """A trained model: full weights, or the base with its LoRA adapter (QLoRA adapters load on a bf16/fp32 base)."""
+    from transformers import AutoModelForCausalLM
+
+    if method == "full":
+        return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, trust_remote_code=trust_remote_code).eval()
+    from peft import PeftModel
+
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype, trust_remote_code=trust_remote_code)
+    return PeftModel.from_pretrained(base, model_dir).eval()
+
+
+def _intervals(a: dict[str, list[Any]], b: dict[str, list[Any]], n: int) -> dict[str, tuple[float, float]]:
+    return {
+        "loss": paired_bootstrap(n, ratio_metric(a["answer_nll"], b["answer_nll"])),
+        **{k: paired_bootstrap(n, mean_metric(a[k], b[k])) for k in ("rouge_l", "token_f1", "exact_match")},
+    }
+
+
 def evaluate_chat(
     model_dir: Path, base_path: Path, method: str, precision: str, rows: list[dict[str, Any]],
     max_length: int, max_new_tokens: int, batch_size: int, trust_remote_code: bool, tick: Callable[[int], None],
+    production: Any = None,
 ) -> dict[str, Any]:
+    """Base, tuned and (when given) the production version, scored on the same rows."""
     from transformers import AutoModelForCausalLM
 
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     tokenizer = sft.load_tokenizer(model_dir, trust_remote_code)
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype, trust_remote_code=trust_remote_code).eval()
     base_metrics, base_answers, base_each = score_model(base, tokenizer, rows, max_length, max_new_tokens, batch_size, tick)
-    if method == "full":
-        del base
-        tuned = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, trust_remote_code=trust_remote_code).eval()
-    else:
-        from peft import PeftModel
-
-        tuned = PeftModel.from_pretrained(base, model_dir).eval()
+    del base
+    tuned = load_tuned(model_dir, base_path, method, dtype, trust_remote_code)
     tuned_metrics, tuned_answers, tuned_each = score_model(tuned, tokenizer, rows, max_length, max_new_tokens, batch_size, tick)
+    del tuned
     examples = [
         {
             "id": r["id"],
@@ -101,13 +118,17 @@ def evaluate_chat(
             "reference": r["messages"][-1]["content"],
             "base": b,
             "tuned": t,
+            "token_f1_base": round(fb, 4),
+            "token_f1_tuned": round(ft, 4),
         }
-        for r, b, t in zip(rows, base_answers, tuned_answers)
+        for r, b, t, fb, ft in zip(rows, base_answers, tuned_answers, base_each["token_f1"], tuned_each["token_f1"])
     ]
-    intervals = {
-        "loss": paired_bootstrap(len(rows), ratio_metric(base_each["answer_nll"], tuned_each["answer_nll"])),
-        **{k: paired_bootstrap(len(rows), mean_metric(base_each[k], tuned_each[k])) for k in ("rouge_l", "token_f1", "exact_match")},
-    }
-    for e, b, t in zip(examples, base_each["token_f1"], tuned_each["token_f1"]):
-        e["token_f1_base"], e["token_f1_tuned"] = round(b, 4), round(t, 4)
-    return {"base": base_metrics, "tuned": tuned_metrics, "examples": examples, "intervals": intervals}
+    result = {"base": base_metrics, "tuned": tuned_metrics, "examples": examples,
+              "intervals": _intervals(base_each, tuned_each, len(rows))}
+    if production is not None:
+        model = load_tuned(production.path, Path(production.base_model_path), production.method, dtype, trust_remote_code)
+        prod_metrics, prod_answers, prod_each = score_model(model, tokenizer, rows, max_length, max_new_tokens, batch_size, tick)
+        for e, a in zip(examples, prod_answers):
+            e["production"] = a
+        result.update(production=prod_metrics, intervals_production=_intervals(prod_each, tuned_each, len(rows)))
+    return result

@@ -77,24 +77,12 @@ def classification_intervals(truth: list[str], base: list[str], tuned: list[str]
 def evaluate_classification(
     model_dir: Path, base_path: Path, method: str, labels: list[str], rows: list[dict[str, Any]],
     descriptions: dict[str, str], max_length: int, batch_size: int, trust_remote_code: bool, tick: Callable[[int], None],
+    production: Any = None,
 ) -> dict[str, Any]:
-    from transformers import AutoModelForSequenceClassification
-
     tokenizer = classify.load_tokenizer(model_dir, trust_remote_code)
     texts, truth = [r["text"] for r in rows], [r["label"] for r in rows]
     base_preds = zero_shot(base_path, tokenizer, texts, labels, descriptions, max_length, batch_size, trust_remote_code)
-    if method == "full":
-        model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
-    else:
-        from peft import PeftModel
-
-        base = AutoModelForSequenceClassification.from_pretrained(
-            base_path, num_labels=len(labels), id2label=dict(enumerate(labels)),
-            label2id={label: i for i, label in enumerate(labels)}, trust_remote_code=trust_remote_code,
-        )
-        if base.config.pad_token_id is None:
-            base.config.pad_token_id = tokenizer.pad_token_id
-        model = PeftModel.from_pretrained(base, model_dir)
+    model = load_classifier(model_dir, base_path, method, labels, tokenizer.pad_token_id, trust_remote_code)
     started = time.perf_counter()
     tuned_preds, confidence = predict(model.eval(), tokenizer, texts, labels, max_length, batch_size, tick)
     latency_ms = 1000 * (time.perf_counter() - started) / max(len(texts), 1)
@@ -102,7 +90,7 @@ def evaluate_classification(
         {"id": r["id"], "text": r["text"][:300], "label": r["label"], "base": b, "tuned": t, "confidence": round(c, 4)}
         for r, b, t, c in zip(rows, base_preds, tuned_preds, confidence)
     ]
-    return {
+    result = {
         "labels": labels,
         "intervals": classification_intervals(truth, base_preds, tuned_preds, labels),
         "base": classification_scores(truth, base_preds, labels),
@@ -110,3 +98,30 @@ def evaluate_classification(
         "base_method": "zero-shot: cosine similarity of mean-pooled embeddings to label descriptions",
         "examples": examples,
     }
+    if production is not None:
+        prod = load_classifier(production.path, Path(production.base_model_path), production.method, labels,
+                               tokenizer.pad_token_id, trust_remote_code)
+        prod_preds, _ = predict(prod.eval(), tokenizer, texts, labels, max_length, batch_size, tick)
+        for e, p in zip(examples, prod_preds):
+            e["production"] = p
+        result.update(production=classification_scores(truth, prod_preds, labels),
+                      intervals_production=classification_intervals(truth, prod_preds, tuned_preds, labels))
+    return result
+
+
+def load_classifier(model_dir: Path, base_path: Path, method: str, labels: list[str], pad_token_id: int,
+                    trust_remote_code: bool) -> Any:
+    """A trained classifier: full weights, or the base with its LoRA adapter and head."""
+    from transformers import AutoModelForSequenceClassification
+
+    if method == "full":
+        return AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    from peft import PeftModel
+
+    base = AutoModelForSequenceClassification.from_pretrained(
+        base_path, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)}, trust_remote_code=trust_remote_code,
+    )
+    if base.config.pad_token_id is None:
+        base.config.pad_token_id = pad_token_id
+    return PeftModel.from_pretrained(base, model_dir)
