@@ -113,3 +113,18 @@ def test_cli_gate_needs_an_evaluated_run(tmp_path):
     (run / "eval.json").unlink()
     result = CliRunner().invoke(app, ["gate", str(run)])
     assert result.exit_code == 2 and "tuneloom eval" in result.output
+
+
+def test_forgetting_budget():
+    chat_base, chat_tuned = {"token_f1": 0.1}, {"token_f1": 0.3}
+    forgetting = {"n": 48, "base": {"token_f1": 0.40}, "tuned": {"token_f1": 0.33}, "token_f1_drop": 0.07}
+    result = {"base": chat_base, "tuned": chat_tuned, "forgetting": forgetting}
+    assert not check_gate(GateConfig(max_forgetting=0.05), result).passed  # 0.40 - 0.33 = 0.07 > 0.05
+    assert check_gate(GateConfig(max_forgetting=0.10), result).passed
+    missing = check_gate(GateConfig(max_forgetting=0.10), {"base": chat_base, "tuned": chat_tuned})
+    assert not missing.passed and "no forgetting check" in missing.rules[0].detail
+
+
+def test_a_rule_on_an_unmeasured_metric_fails_readably():
+    result = check_gate(GateConfig(min={"judge_score": 3.5}), {"base": {"rouge_l": 0.1}, "tuned": {"rouge_l": 0.2}})
+    assert not result.passed and "not measured" in result.rules[0].detail

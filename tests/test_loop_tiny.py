@@ -137,6 +137,9 @@ def test_chat_eval_details(looped):
     test_ids = {json.loads(line)["id"] for line in
                 (Path(yaml.safe_load((run / "config.yaml").read_text())["dataset"]["path"]) / "test.jsonl").open()}
     assert {e["id"] for e in ev["examples"]} <= test_ids
+    forgetting = ev["forgetting"]  # the general-ability set, scored before and after tuning
+    assert forgetting["n"] == 48 and len(forgetting["examples"]) == 48
+    assert forgetting["token_f1_drop"] == pytest.approx(forgetting["base"]["token_f1"] - forgetting["tuned"]["token_f1"])
 
 
 def test_classification_eval_details(looped):
@@ -148,6 +151,8 @@ def test_classification_eval_details(looped):
     assert set(ev["comparison"]) == {"accuracy", "macro_f1", "weighted_f1"}
     for side in ("base", "tuned"):
         assert sum(map(sum, ev[side]["confusion"])) == 9
+    assert 0 <= ev["tuned"]["ece"] <= 1 and 0 <= ev["tuned"]["brier"] <= 2
+    assert sum(b["count"] for b in ev["tuned"]["reliability"]) == 9
         assert 0 <= ev[side]["accuracy"] <= 1
     assert all(e["tuned"] in ev["labels"] and e["base"] in ev["labels"] for e in ev["examples"])
     # the trained classification head is saved with the adapter

@@ -108,6 +108,38 @@ class TrainConfig(Strict):
     )
 
 
+DEFAULT_RUBRIC = (
+    "5: correct and complete, agrees with the reference in every point that matters. "
+    "4: correct, with a minor omission or imprecision. "
+    "3: partly correct, or correct but with a notable error or missing point. "
+    "2: mostly wrong or unhelpful, with a little that is right. "
+    "1: wrong, contradicts the reference, off-topic or empty."
+)
+
+
+class JudgeConfig(Strict):
+    """A judge endpoint: any server that speaks the OpenAI chat-completions API.
+
+    Used by `tuneloom.evaluate.judge`; the API key stays in the environment variable it names.
+    """
+
+    url: str = Field(
+        pattern=r"^https?://",
+        description="Base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1 ('/chat/completions' is appended).",
+    )
+    model: str = Field(min_length=1, description="Model name sent in each request.")
+    rubric: str = Field(DEFAULT_RUBRIC, min_length=1, description="What each score from 1 to 5 means; goes into the system prompt.")
+    api_key_env: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Name of the environment variable holding the API key (the key itself never goes in the project file).",
+    )
+    timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+    max_examples: Annotated[int, Field(gt=0)] | None = Field(
+        None, description="Judge at most the first N evaluated examples (each one is a request per model)."
+    )
+
+
 class EvalConfig(Strict):
     metrics: list[str] | None = Field(
         None, description="Subset of the task's metrics to show (default: all of them)."
@@ -117,6 +149,10 @@ class EvalConfig(Strict):
         None, description="Evaluate on at most N test examples (sampled with the split seed)."
     )
     batch_size: Annotated[int, Field(gt=0)] = 8
+    forgetting_check: bool = Field(
+        True, description="Chat tasks: also score base and tuned on Tuneloom's general-ability set (48 items)."
+    )
+    judge: JudgeConfig | None = Field(None, description="Chat tasks: an optional LLM-as-judge endpoint.")
 
 
 TASK_METRICS: dict[str, tuple[str, ...]] = {
@@ -139,6 +175,9 @@ class GateConfig(Strict):
     )
     max_latency_ms: Annotated[float, Field(gt=0)] | None = Field(
         None, description="Largest allowed mean latency per test example of the tuned model."
+    )
+    max_forgetting: Annotated[float, Field(ge=0)] | None = Field(
+        None, description="Chat: largest allowed drop of token F1 on the general-ability set (base minus tuned)."
     )
 
 
@@ -178,12 +217,15 @@ class TaskConfig(Strict):
                 )
         if self.method.kind == "qlora" and self.type != "chat_sft":
             raise ValueError("qlora is supported for chat_sft tasks; use method.kind 'lora' for classification")
+        gate_metrics = TASK_METRICS[self.type] + (("judge_score",) if self.type == "chat_sft" else ())
         for rule in ("min", "max_drop"):
-            unknown = [m for m in getattr(self.gate, rule) if m not in TASK_METRICS[self.type]]
+            unknown = [m for m in getattr(self.gate, rule) if m not in gate_metrics]
             if unknown:
-                raise ValueError(f"gate.{rule}: unknown metric(s) {unknown} for {self.type}; allowed: {list(TASK_METRICS[self.type])}")
+                raise ValueError(f"gate.{rule}: unknown metric(s) {unknown} for {self.type}; allowed: {list(gate_metrics)}")
         if self.gate.max_class_f1_drop is not None and self.type != "classification":
             raise ValueError("gate.max_class_f1_drop applies to classification tasks only")
+        if self.gate.max_forgetting is not None and not (self.type == "chat_sft" and self.eval.forgetting_check):
+            raise ValueError("gate.max_forgetting needs a chat_sft task with eval.forgetting_check: true")
         if self.eval.metrics:
             unknown = [m for m in self.eval.metrics if m not in TASK_METRICS[self.type]]
             if unknown:

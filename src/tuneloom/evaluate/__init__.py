@@ -24,6 +24,21 @@ def headline_metrics(task_type: str, side: dict[str, Any]) -> dict[str, float]:
     return {k: float(side[k]) for k in TASK_METRICS[task_type] if k in side}
 
 
+def _judge(result: dict[str, Any], config: Any) -> dict[str, Any]:
+    """LLM-as-judge mean scores (1-5) of each side's answers; added as the metric `judge_score`."""
+    from tuneloom.evaluate.judge import judge_from_config, judge_summary
+
+    out = {}
+    for side in ("base", "tuned", "production"):
+        if side == "production" and "production" not in result:
+            continue
+        items = [{"question": e["question"], "reference": e["reference"], "answer": e[side]} for e in result["examples"]]
+        out[side] = judge_summary(judge_from_config(items, config))
+        if out[side]["mean"] is not None:
+            result[side]["judge_score"] = out[side]["mean"]
+    return out
+
+
 def _compare(result: dict[str, Any], metric: str, reference: str = "base") -> dict[str, float]:
     """One metric: reference and tuned values, their difference and its 95% interval."""
     row = {reference: result[reference][metric], "tuned": result["tuned"][metric]}
@@ -84,6 +99,11 @@ def evaluate_run(run_dir: str | Path, console: Console | None = None, production
         rows = random.Random(task.data.split.seed).sample(rows, task.eval.max_examples)
         sampled = True
     base_path, model_dir = Path(snapshot["base_model_path"]), run / "model"
+    general = None
+    if task.type == "chat_sft" and task.eval.forgetting_check:
+        from tuneloom.evaluate.forgetting import general_rows
+
+        general = general_rows(task.data.system_prompt)
     passes = (2 if task.type == "chat_sft" else 1) + (production is not None)
     prod = None
     if production is not None:
@@ -91,7 +111,7 @@ def evaluate_run(run_dir: str | Path, console: Console | None = None, production
                                base_model_path=production.lineage.get("base_model_path") or str(snapshot["base_model_path"]))
     started = time.time()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as progress:
-        bar = progress.add_task(f"eval {task.name}", total=len(rows) * passes)
+        bar = progress.add_task(f"eval {task.name}", total=len(rows) * passes + 2 * len(general or []))
 
         def tick(n: int) -> None:
             progress.advance(bar, n)
@@ -101,8 +121,10 @@ def evaluate_run(run_dir: str | Path, console: Console | None = None, production
 
             result = evaluate_chat(
                 model_dir, base_path, task.method.kind, snapshot["precision"], rows, task.train.max_length,
-                task.eval.max_new_tokens, task.eval.batch_size, task.trust_remote_code, tick, prod,
+                task.eval.max_new_tokens, task.eval.batch_size, task.trust_remote_code, tick, prod, general,
             )
+            if task.eval.judge:
+                result["judge"] = _judge(result, task.eval.judge)
         else:
             from tuneloom.evaluate.classify import evaluate_classification
 
@@ -113,6 +135,8 @@ def evaluate_run(run_dir: str | Path, console: Console | None = None, production
             )
     _per_example_views(task.type, result, rows)
     shown = task.eval.metrics or list(TASK_METRICS[task.type])
+    if "judge_score" in result["tuned"] and "judge_score" in result["base"]:
+        shown = [*shown, "judge_score"]
     result.update(
         task=task.name,
         task_type=task.type,

@@ -98,18 +98,23 @@ def _intervals(a: dict[str, list[Any]], b: dict[str, list[Any]], n: int) -> dict
 def evaluate_chat(
     model_dir: Path, base_path: Path, method: str, precision: str, rows: list[dict[str, Any]],
     max_length: int, max_new_tokens: int, batch_size: int, trust_remote_code: bool, tick: Callable[[int], None],
-    production: Any = None,
+    production: Any = None, general: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Base, tuned and (when given) the production version, scored on the same rows."""
+    """Base, tuned and (when given) the production version, scored on the same rows.
+
+    `general`: the general-ability rows of the forgetting check, scored for base and tuned too.
+    """
     from transformers import AutoModelForCausalLM
 
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     tokenizer = sft.load_tokenizer(model_dir, trust_remote_code)
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype, trust_remote_code=trust_remote_code).eval()
     base_metrics, base_answers, base_each = score_model(base, tokenizer, rows, max_length, max_new_tokens, batch_size, tick)
+    general_base = score_model(base, tokenizer, general, max_length, max_new_tokens, batch_size, tick) if general else None
     del base
     tuned = load_tuned(model_dir, base_path, method, dtype, trust_remote_code)
     tuned_metrics, tuned_answers, tuned_each = score_model(tuned, tokenizer, rows, max_length, max_new_tokens, batch_size, tick)
+    general_tuned = score_model(tuned, tokenizer, general, max_length, max_new_tokens, batch_size, tick) if general else None
     del tuned
     examples = [
         {
@@ -125,6 +130,19 @@ def evaluate_chat(
     ]
     result = {"base": base_metrics, "tuned": tuned_metrics, "examples": examples,
               "intervals": _intervals(base_each, tuned_each, len(rows))}
+    if general_base and general_tuned:
+        result["forgetting"] = {
+            "n": len(general),
+            "base": general_base[0],
+            "tuned": general_tuned[0],
+            "token_f1_drop": general_base[0]["token_f1"] - general_tuned[0]["token_f1"],
+            "rouge_l_drop": general_base[0]["rouge_l"] - general_tuned[0]["rouge_l"],
+            "examples": [
+                {"id": r["id"], "category": r.get("category"), "question": r["messages"][-2]["content"],
+                 "reference": r["messages"][-1]["content"], "base": b, "tuned": t}
+                for r, b, t in zip(general, general_base[1], general_tuned[1])
+            ],
+        }
     if production is not None:
         model = load_tuned(production.path, Path(production.base_model_path), production.method, dtype, trust_remote_code)
         prod_metrics, prod_answers, prod_each = score_model(model, tokenizer, rows, max_length, max_new_tokens, batch_size, tick)

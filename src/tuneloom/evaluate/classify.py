@@ -9,7 +9,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from tuneloom.evaluate.metrics import classification_scores
+from tuneloom.evaluate.metrics import calibration, classification_scores
 from tuneloom.evaluate.stats import mean_metric, paired_bootstrap
 from tuneloom.train import classify
 
@@ -45,16 +45,23 @@ def zero_shot(base_path: Path, tokenizer: Any, texts: list[str], labels: list[st
 
 @torch.inference_mode()
 def predict(model: Any, tokenizer: Any, texts: list[str], labels: list[str], max_length: int, batch_size: int,
-            tick: Callable[[int], None]) -> tuple[list[str], list[float]]:
-    preds, confidences = [], []
+            tick: Callable[[int], None]) -> tuple[list[str], np.ndarray]:
+    """Predicted labels and the full probability rows (examples x labels)."""
+    preds, rows = [], []
     for chunk in _batches(texts, batch_size):
         batch = tokenizer(chunk, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
         probs = model(**batch).logits.float().softmax(-1)
-        conf, idx = probs.max(-1)
-        preds += [labels[i] for i in idx.tolist()]
-        confidences += conf.tolist()
+        preds += [labels[i] for i in probs.argmax(-1).tolist()]
+        rows.append(probs.numpy())
         tick(len(chunk))
-    return preds, confidences
+    return preds, np.concatenate(rows) if rows else np.zeros((0, len(labels)))
+
+
+def _scores_with_calibration(truth: list[str], preds: list[str], probs: np.ndarray, labels: list[str]) -> dict[str, Any]:
+    index = {label: i for i, label in enumerate(labels)}
+    cal = calibration([index[t] for t in truth], probs)
+    return {**classification_scores(truth, preds, labels), "ece": cal["ece"], "brier": cal["brier"],
+            "reliability": cal["reliability"]}
 
 
 def classification_intervals(truth: list[str], base: list[str], tuned: list[str], labels: list[str]) -> dict[str, tuple[float, float]]:
@@ -84,7 +91,8 @@ def evaluate_classification(
     base_preds = zero_shot(base_path, tokenizer, texts, labels, descriptions, max_length, batch_size, trust_remote_code)
     model = load_classifier(model_dir, base_path, method, labels, tokenizer.pad_token_id, trust_remote_code)
     started = time.perf_counter()
-    tuned_preds, confidence = predict(model.eval(), tokenizer, texts, labels, max_length, batch_size, tick)
+    tuned_preds, tuned_probs = predict(model.eval(), tokenizer, texts, labels, max_length, batch_size, tick)
+    confidence = tuned_probs.max(-1).tolist() if len(tuned_probs) else []
     latency_ms = 1000 * (time.perf_counter() - started) / max(len(texts), 1)
     examples = [
         {"id": r["id"], "text": r["text"][:300], "label": r["label"], "base": b, "tuned": t, "confidence": round(c, 4)}
@@ -94,17 +102,17 @@ def evaluate_classification(
         "labels": labels,
         "intervals": classification_intervals(truth, base_preds, tuned_preds, labels),
         "base": classification_scores(truth, base_preds, labels),
-        "tuned": {**classification_scores(truth, tuned_preds, labels), "latency_ms_per_example": latency_ms},
+        "tuned": {**_scores_with_calibration(truth, tuned_preds, tuned_probs, labels), "latency_ms_per_example": latency_ms},
         "base_method": "zero-shot: cosine similarity of mean-pooled embeddings to label descriptions",
         "examples": examples,
     }
     if production is not None:
         prod = load_classifier(production.path, Path(production.base_model_path), production.method, labels,
                                tokenizer.pad_token_id, trust_remote_code)
-        prod_preds, _ = predict(prod.eval(), tokenizer, texts, labels, max_length, batch_size, tick)
+        prod_preds, prod_probs = predict(prod.eval(), tokenizer, texts, labels, max_length, batch_size, tick)
         for e, p in zip(examples, prod_preds):
             e["production"] = p
-        result.update(production=classification_scores(truth, prod_preds, labels),
+        result.update(production=_scores_with_calibration(truth, prod_preds, prod_probs, labels),
                       intervals_production=classification_intervals(truth, prod_preds, tuned_preds, labels))
     return result
 

@@ -65,3 +65,95 @@ def classification_scores(y_true: list[str], y_pred: list[str], labels: list[str
         },
         "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
     }
+
+
+def calibration(y_true_idx: Any, probs: Any, bins: int = 10) -> dict[str, Any]:
+    """Expected calibration error, multi-class Brier score and the reliability table of a classifier.
+
+    `y_true_idx`: the true class index of each example; `probs`: an (examples, classes) array of
+    predicted probabilities (rows summing to 1). Confidence is the top probability and a prediction
+    is correct when its arg-max is the true class. The confidences fall into `bins` equal-width bins
+    over [0, 1], closed on the right (the first bin also takes 0): (0.6, 0.7] for 0.7 with 10 bins.
+
+    - ece = sum over bins of (bin count / n) * |accuracy in bin - mean confidence in bin|
+    - brier = mean over examples of sum over classes of (p - one_hot)^2 (0 is perfect, 2 the worst)
+    - reliability: one entry per bin, empty bins included with count 0 and confidence and accuracy None
+    """
+    import numpy as np
+
+    if bins < 1:
+        raise ValueError(f"bins must be at least 1, got {bins}")
+    p = np.asarray(probs, dtype=float)
+    y = np.asarray(y_true_idx)
+    if p.ndim != 2:
+        raise ValueError(f"probs must be a 2-D (examples, classes) array, got shape {p.shape}")
+    if y.ndim != 1 or len(y) != len(p):
+        raise ValueError(f"y_true_idx must hold one class index per row of probs: {y.shape} vs {p.shape}")
+    if len(y) == 0:
+        raise ValueError("calibration needs at least one example")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= p.shape[1]:
+        raise ValueError(f"y_true_idx must be integer class indices in [0, {p.shape[1]})")
+    if not np.all(np.isfinite(p)) or p.min() < 0 or p.max() > 1:
+        raise ValueError("probs must be finite probabilities in [0, 1]")
+
+    n = len(y)
+    confidence = p.max(axis=1)
+    correct = (p.argmax(axis=1) == y).astype(float)
+    onehot = np.zeros_like(p)
+    onehot[np.arange(n), y] = 1.0
+    brier = float(((p - onehot) ** 2).sum(axis=1).mean())
+
+    edges = np.arange(bins + 1) / bins  # i / bins is exact at the edges (0.7, not 0.7000000000000001)
+    which = np.searchsorted(edges[1:-1], confidence, side="left")  # right-closed bins
+    ece = 0.0
+    reliability = []
+    for b in range(bins):
+        mask = which == b
+        count = int(mask.sum())
+        conf_b = float(confidence[mask].mean()) if count else None
+        acc_b = float(correct[mask].mean()) if count else None
+        if count:
+            ece += count / n * abs(acc_b - conf_b)
+        reliability.append(
+            {"bin_low": float(edges[b]), "bin_high": float(edges[b + 1]), "confidence": conf_b, "accuracy": acc_b, "count": count}
+        )
+    return {"ece": float(ece), "brier": brier, "reliability": reliability}
+
+
+def ner_scores(true_tags: list[list[str]], pred_tags: list[list[str]]) -> dict[str, Any]:
+    """Entity-level precision, recall and F1 with seqeval (IOB2 tags, strict mode), overall and per type.
+
+    Strict mode counts an entity only when its type and exact span match and the tags form a valid
+    IOB2 entity (an `I-` tag without its `B-` starts no entity). The overall scores are micro
+    averages over entities; per_type maps each entity type seen in either list to precision,
+    recall, f1 and support (true entities of that type). A score whose denominator is 0 is 0.
+    """
+    import warnings
+
+    from seqeval.metrics import classification_report
+    from seqeval.scheme import IOB2
+
+    if len(true_tags) != len(pred_tags):
+        raise ValueError(f"true_tags has {len(true_tags)} sequences but pred_tags has {len(pred_tags)}")
+    for i, (t, p) in enumerate(zip(true_tags, pred_tags)):
+        if len(t) != len(p):
+            raise ValueError(f"sequence {i}: {len(t)} true tags but {len(p)} predicted tags")
+    true_tags, pred_tags = [list(t) for t in true_tags], [list(p) for p in pred_tags]
+    with warnings.catch_warnings():  # with no entity at all, seqeval's macro average is a mean of nothing
+        warnings.simplefilter("ignore", RuntimeWarning)
+        report = classification_report(
+            true_tags, pred_tags, mode="strict", scheme=IOB2, output_dict=True, zero_division=0
+        )
+    averages = {"micro avg", "macro avg", "weighted avg"}
+    per_type = {
+        name: {"precision": float(s["precision"]), "recall": float(s["recall"]), "f1": float(s["f1-score"]), "support": int(s["support"])}
+        for name, s in sorted(report.items())
+        if name not in averages
+    }
+    micro = report.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0})
+    return {
+        "precision": float(micro["precision"]),
+        "recall": float(micro["recall"]),
+        "f1": float(micro["f1-score"]),
+        "per_type": per_type,
+    }
