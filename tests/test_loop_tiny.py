@@ -151,9 +151,9 @@ def test_classification_eval_details(looped):
     assert set(ev["comparison"]) == {"accuracy", "macro_f1", "weighted_f1"}
     for side in ("base", "tuned"):
         assert sum(map(sum, ev[side]["confusion"])) == 9
+        assert 0 <= ev[side]["accuracy"] <= 1
     assert 0 <= ev["tuned"]["ece"] <= 1 and 0 <= ev["tuned"]["brier"] <= 2
     assert sum(b["count"] for b in ev["tuned"]["reliability"]) == 9
-        assert 0 <= ev[side]["accuracy"] <= 1
     assert all(e["tuned"] in ev["labels"] and e["base"] in ev["labels"] for e in ev["examples"])
     # the trained classification head is saved with the adapter
     with safe_open(str(run / "model" / "adapter_model.safetensors"), framework="pt") as fh:
