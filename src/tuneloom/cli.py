@@ -16,11 +16,13 @@ from rich.console import Console
 from rich.table import Table
 
 from tuneloom.errors import TuneloomError
+from tuneloom.registry.commands import add_registry_commands
 
 app = typer.Typer(help="Fine-tune open models into specialists for your company's work, on your own machines.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 config_app = typer.Typer(help="Validate and describe project files.", no_args_is_help=True)
-models_app = typer.Typer(help="Base models: the offline catalog, local folders, hub ids.", no_args_is_help=True)
+models_app = typer.Typer(help="Base models (catalog, local folders, hub ids) and the registry of tuned versions.",
+                         no_args_is_help=True)
 data_app = typer.Typer(help="Prepare training data.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
@@ -190,6 +192,9 @@ def models_info(
     out.print(table)
 
 
+add_registry_commands(models_app, out, err)
+
+
 @data_app.command("prepare")
 def data_prepare(config: ConfigOpt = Path("tuneloom.yaml"), task: TaskOpt = None) -> None:
     """Clean, deduplicate and split each task's sources into a versioned dataset."""
@@ -258,13 +263,38 @@ def eval_(
 
     try:
         run_dir, ws = _run_folder(run, config)
-        result = evaluate_run(run_dir, err)
+        production = _production(run_dir, config)
+        if production is not None:
+            err.print(f"comparing with production: {production.name}:{production.version}")
+        result = evaluate_run(run_dir, err, production=production)
         report = write_report([run_dir], run_dir, f"{result['task']}: base vs tuned", ws.root)
     except (TuneloomError, FileNotFoundError) as exc:
         _fail(exc)
     out.print(_comparison_table(f"{result['task']} on {result['n_examples']} test examples",
                                 [(result["task"], m, c) for m, c in result["comparison"].items()]))
+    if "comparison_production" in result:
+        rows = [(result["task"], m, {**c, "base": c["production"]}) for m, c in result["comparison_production"].items()]
+        out.print(_comparison_table(f"tuned vs production {result['production_version']} (the 'base' column is production)", rows))
+    if "forgetting" in result:
+        f = result["forgetting"]
+        out.print(f"forgetting check ({f['n']} general items): token F1 {f['base']['token_f1']:.3f} -> {f['tuned']['token_f1']:.3f}")
     out.print(f"report: {report}")
+
+
+def _production(run_dir: Path, config: Path):  # noqa: ANN202
+    """The registry's production version of the run's task, via the project file the run came from."""
+    import yaml
+
+    from tuneloom.config import load_project
+    from tuneloom.registry.lookup import production_for
+
+    snapshot = yaml.safe_load((run_dir / "config.yaml").read_text())
+    project_file = config if config.exists() else Path(snapshot.get("project_file", ""))
+    if not project_file.is_file():
+        return None
+    project = load_project(project_file)
+    name = snapshot["task"]["name"]
+    return production_for(project, project.config.task(name)) if name in project.config.task_names() else None
 
 
 def _run_folder(run: str, config: Path):  # noqa: ANN202

@@ -191,6 +191,10 @@ class TaskConfig(Strict):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     gate: GateConfig = GateConfig()
+    registry_name: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="Registered model name for this task's versions (default: the task name).",
+    )
     label_descriptions: dict[str, str] | None = Field(
         None, description="Classification: a short description per label, used for the zero-shot baseline."
     )
@@ -235,11 +239,20 @@ class TaskConfig(Strict):
         return self
 
 
+class RegistryConfig(Strict):
+    """Where model versions are registered (MLflow model registry)."""
+
+    uri: str | None = Field(
+        None, description="MLflow tracking server URL; default: a SQLite registry file in the workspace (no network)."
+    )
+
+
 class ProjectConfig(Strict):
     """A Tuneloom project: where outputs go and the tasks to tune."""
 
     project: str = Field(description="Project name, shown in reports.")
     workspace: str = Field("workspace", description="Output folder, relative to the project file.")
+    registry: RegistryConfig = RegistryConfig()
     tasks: list[TaskConfig] = Field(min_length=1)
 
     @field_validator("tasks")

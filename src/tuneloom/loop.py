@@ -12,6 +12,7 @@ from tuneloom.config import Project
 from tuneloom.data import prepare_dataset
 from tuneloom.evaluate import evaluate_run
 from tuneloom.evaluate.gate import gate_run
+from tuneloom.registry.lookup import production_for
 from tuneloom.reports import write_report
 from tuneloom.train import train_task
 from tuneloom.workspace import Workspace
@@ -48,9 +49,9 @@ def run_project(project: Project, tasks: list[str] | None = None, console: Conso
         counts = ", ".join(f"{k} {v}" for k, v in dataset.counts.items())
         console.print(f"  dataset {dataset.version} ({counts})")
         result = train_task(project, name, dataset.path, console)
-        ev = evaluate_run(result.run_dir, console)
-        runs.append(Path(result.run_dir))
         task = project.config.task(name)
+        ev = evaluate_run(result.run_dir, console, production=production_for(project, task))
+        runs.append(Path(result.run_dir))
         gate = gate_run(Path(result.run_dir), task.gate, str(project.path))
         outcomes.append(
             TaskOutcome(
