@@ -220,3 +220,16 @@ def test_run_one_task_only(tmp_path, tiny_llama_dir, tiny_bert_dir):
     assert json.loads((runs[CLS_TASK][0] / "summary.json").read_text())["train"]["steps"] == 2
     (report,) = (tmp_path / "workspace" / "reports").glob("*/report.html")
     assert CLS_TASK in report.read_text() and CHAT_TASK not in report.read_text()
+
+
+def test_train_uses_the_dataset_matching_the_current_data_settings(tmp_path, tiny_llama_dir, tiny_bert_dir):
+    """Changing the data settings with --set makes `train` prepare (and use) the matching dataset version."""
+    config = write_project(tmp_path, tiny_llama_dir, tiny_bert_dir, max_steps=1)
+    _invoke("data", "prepare", "-c", str(config), "--task", CLS_TASK)
+    _invoke("train", "-c", str(config), "--task", CLS_TASK, "--set", f"{CLS_TASK}:data.split.seed=11")
+    (run,) = (tmp_path / "workspace" / "runs").glob(f"{CLS_TASK}-*")
+    used = yaml.safe_load((run / "config.yaml").read_text())["dataset"]["version"]
+    versions = [p.name for p in (tmp_path / "workspace" / "datasets" / CLS_TASK).iterdir() if p.is_dir()]
+    assert len(versions) == 2 and used in versions
+    manifest = json.loads((tmp_path / "workspace" / "datasets" / CLS_TASK / used / "manifest.json").read_text())
+    assert manifest["data_config"]["split"]["seed"] == 11

@@ -169,12 +169,8 @@ def test_latest_is_the_newest_run_even_after_an_older_one_is_reevaluated(tmp_pat
 
 def test_latest_dataset_pointer(tmp_path):
     ws = Workspace(tmp_path)
-    assert ws.latest_dataset("t") is None
     ws.set_latest_dataset("t", "abc")
-    assert ws.latest_dataset("t") is None  # pointer to a folder without manifest
-    (ws.dataset_dir("t", "abc")).mkdir(parents=True)
-    (ws.dataset_dir("t", "abc") / "manifest.json").write_text("{}")
-    assert ws.latest_dataset("t") == tmp_path / "datasets" / "t" / "abc"
+    assert (tmp_path / "datasets" / "t" / "LATEST").read_text() == "abc\n"
 
 
 # ------------------------------------------------------------------------------- failed runs
@@ -241,7 +237,7 @@ def test_crashing_fit_marks_run_failed(project_dir, monkeypatch):
     assert run_state(run) == "failed"
     assert not (run / "summary.json").exists()
     # train_task prepared the missing dataset before starting the run
-    assert Workspace(project.workspace).latest_dataset(CLS_TASK) is not None
+    assert (Workspace(project.workspace).root / "datasets" / CLS_TASK / "LATEST").is_file()
 
 
 def test_keyboard_interrupt_marks_run_interrupted(project_dir, monkeypatch):

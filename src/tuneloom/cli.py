@@ -220,7 +220,7 @@ def data_prepare(config: ConfigOpt = Path("tuneloom.yaml"), task: TaskOpt = None
 
 @app.command()
 def train(config: ConfigOpt = Path("tuneloom.yaml"), task: TaskOpt = None, set_: SetOpt = None) -> None:
-    """Train one task (LoRA, QLoRA or full) on its latest prepared dataset."""
+    """Train one task (LoRA, QLoRA or full); prepares its data first when the data settings changed."""
     _quiet_libraries()
     from tuneloom.train import train_task
 

@@ -82,13 +82,6 @@ class Workspace:
     def dataset_dir(self, task: str, version: str) -> Path:
         return self.root / "datasets" / task / version
 
-    def latest_dataset(self, task: str) -> Path | None:
-        pointer = self.root / "datasets" / task / "LATEST"
-        if not pointer.is_file():
-            return None
-        folder = pointer.parent / pointer.read_text().strip()
-        return folder if (folder / "manifest.json").is_file() else None
-
     def set_latest_dataset(self, task: str, version: str) -> None:
         write_text_atomic(self.root / "datasets" / task / "LATEST", version + "\n")
 

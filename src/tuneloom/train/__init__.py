@@ -48,8 +48,8 @@ def train_task(
     console = console or Console(stderr=True)
     task = project.config.task(task_name)
     ws = Workspace(project.workspace)
-    if dataset_dir is None:
-        dataset_dir = ws.latest_dataset(task.name) or Path(prepare_dataset(project, task.name).path)
+    if dataset_dir is None:  # the version matching the current data settings (reused when unchanged)
+        dataset_dir = Path(prepare_dataset(project, task.name).path)
     dataset_dir = Path(dataset_dir)
     manifest = json.loads((dataset_dir / "manifest.json").read_text())
     model_path = resolve_model(task.model, task.trust_remote_code)
