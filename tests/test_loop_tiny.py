@@ -233,3 +233,10 @@ def test_train_uses_the_dataset_matching_the_current_data_settings(tmp_path, tin
     assert len(versions) == 2 and used in versions
     manifest = json.loads((tmp_path / "workspace" / "datasets" / CLS_TASK / used / "manifest.json").read_text())
     assert manifest["data_config"]["split"]["seed"] == 11
+    # evaluate on the other version's test split (a frozen golden set, say)
+    (other,) = [v for v in versions if v != used]
+    golden = tmp_path / "workspace" / "datasets" / CLS_TASK / other
+    result = _invoke("eval", str(run), "--test-data", str(golden))
+    assert json.loads((run / "eval.json").read_text())["test_dataset"] == str(golden)
+    bad = runner.invoke(app, ["eval", str(run), "--test-data", str(tmp_path)])
+    assert bad.exit_code == 2 and "not a prepared dataset folder" in bad.output

@@ -255,8 +255,11 @@ def _comparison_table(title: str, rows: list[tuple[str, str, dict]]) -> Table:
 def eval_(
     run: Annotated[str, typer.Argument(help="Run id, run folder, 'latest' or 'latest:TASK'.")] = "latest",
     config: ConfigOpt = Path("tuneloom.yaml"),
+    test_data: Annotated[Optional[str], typer.Option(
+        "--test-data", help="Test split of another prepared dataset folder, or 'production' for the production "
+                            "version's dataset (default: the run's own test split).")] = None,
 ) -> None:
-    """Evaluate base vs tuned on the held-out test split; writes eval.json and a report."""
+    """Evaluate base, tuned and production on the held-out test split; writes eval.json and a report."""
     _quiet_libraries()
     from tuneloom.evaluate import evaluate_run
     from tuneloom.reports import write_report
@@ -266,7 +269,13 @@ def eval_(
         production = _production(run_dir, config)
         if production is not None:
             err.print(f"comparing with production: {production.name}:{production.version}")
-        result = evaluate_run(run_dir, err, production=production)
+        if test_data == "production":
+            if production is None:
+                raise TuneloomError("--test-data production: this task has no production version in the registry")
+            test_data = production.lineage["dataset_path"]
+        if test_data is not None and not (Path(test_data) / "manifest.json").is_file():
+            raise TuneloomError(f"--test-data {test_data}: not a prepared dataset folder (no manifest.json)")
+        result = evaluate_run(run_dir, err, production=production, test_data=test_data)
         report = write_report([run_dir], run_dir, f"{result['task']}: base vs tuned", ws.root)
     except (TuneloomError, FileNotFoundError) as exc:
         _fail(exc)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import random
 import time
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import yaml
@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tuneloom.config import TASK_METRICS, TaskConfig
 from tuneloom.data import load_split
+from tuneloom.errors import DataError
 from tuneloom.workspace import write_json_atomic
 
 __all__ = ["evaluate_run", "headline_metrics"]
@@ -81,10 +82,14 @@ def _per_example_views(task_type: str, result: dict[str, Any], rows: list[dict[s
     }
 
 
-def evaluate_run(run_dir: str | Path, console: Console | None = None, production: Any = None) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: str | Path, console: Console | None = None, production: Any = None, test_data: str | Path | None = None
+) -> dict[str, Any]:
     """Evaluate a completed training run against its base model and, when given, the production version.
 
     `production` is a registry version (`tuneloom.registry.ResolvedModel`: path, version, lineage).
+    `test_data` is another prepared dataset folder whose test split to use (e.g. a frozen golden set
+    or the production version's dataset); by default the run's own test split.
     Writes eval.json and adds `eval` to summary.json.
     """
     console = console or Console(stderr=True)
@@ -93,7 +98,12 @@ def evaluate_run(run_dir: str | Path, console: Console | None = None, production
         raise FileNotFoundError(f"{run} has no summary.json: the run did not finish (see {run / 'status.json'})")
     snapshot = yaml.safe_load((run / "config.yaml").read_text())
     task = TaskConfig.model_validate(snapshot["task"])
-    rows = load_split(snapshot["dataset"]["path"], "test")
+    dataset_dir = Path(test_data or snapshot["dataset"]["path"])
+    trained_labels = json.loads((Path(snapshot["dataset"]["path"]) / "manifest.json").read_text())["result"]["labels"]
+    labels = json.loads((dataset_dir / "manifest.json").read_text())["result"]["labels"]
+    if labels != trained_labels:
+        raise DataError(f"{dataset_dir} has labels {labels}, the run was trained on {trained_labels}: they must match")
+    rows = load_split(dataset_dir, "test")
     sampled = False
     if task.eval.max_examples and len(rows) > task.eval.max_examples:
         rows = random.Random(task.data.split.seed).sample(rows, task.eval.max_examples)
@@ -128,7 +138,6 @@ def evaluate_run(run_dir: str | Path, console: Console | None = None, production
         else:
             from tuneloom.evaluate.classify import evaluate_classification
 
-            labels = json.loads((Path(snapshot["dataset"]["path"]) / "manifest.json").read_text())["result"]["labels"]
             result = evaluate_classification(
                 model_dir, base_path, task.method.kind, labels, rows, task.label_descriptions or {},
                 task.train.max_length, task.eval.batch_size, task.trust_remote_code, tick, prod,
@@ -142,6 +151,7 @@ def evaluate_run(run_dir: str | Path, console: Console | None = None, production
         task_type=task.type,
         run=run.name,
         split="test",
+        test_dataset=str(dataset_dir),
         n_examples=len(rows),
         sampled=sampled,
         seconds=round(time.time() - started, 1),
@@ -153,6 +163,6 @@ def evaluate_run(run_dir: str | Path, console: Console | None = None, production
         result["comparison_production"] = {m: _compare(result, m, reference="production") for m in shown}
     write_json_atomic(run / "eval.json", result)
     summary = json.loads((run / "summary.json").read_text())
-    summary["eval"] = {k: result[k] for k in ("split", "n_examples", "sampled", "comparison")}
+    summary["eval"] = {k: result[k] for k in ("split", "test_dataset", "n_examples", "sampled", "comparison")}
     write_json_atomic(run / "summary.json", summary)
     return result
