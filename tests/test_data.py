@@ -19,6 +19,12 @@ from tuneloom.workspace import Workspace, read_jsonl
 SPLITS = ("train", "validation", "test")
 
 
+def _latest(ws: Workspace, task: str) -> Path:
+    """The dataset folder the LATEST pointer names."""
+    pointer = ws.root / "datasets" / task / "LATEST"
+    return pointer.parent / pointer.read_text().strip()
+
+
 def _prepare(root: Path, task: str, overrides: list[str] | None = None):
     return prepare_dataset(load_project(root, overrides), task)
 
@@ -175,7 +181,7 @@ def test_same_seed_same_split_and_reuse(data_project_dir, tmp_path):
     assert other.reused is False and other.version == first.version
     for split in SPLITS:
         assert load_split(other.path, split) == load_split(first.path, split)
-    assert Workspace(load_project(copy).workspace).latest_dataset(CLS_TASK) == Path(other.path)
+    assert _latest(Workspace(load_project(copy).workspace), CLS_TASK) == Path(other.path)
 
 
 def test_other_seed_gives_new_version_and_split(data_project_dir):
@@ -195,12 +201,12 @@ def test_changed_data_file_gives_new_version(data_project_dir):
     assert sum(second.counts.values()) == sum(first.counts.values()) + 1
     assert Path(first.path).is_dir() and Path(second.path).is_dir()  # old versions stay
     ws = Workspace(load_project(data_project_dir).workspace)
-    assert ws.latest_dataset(CHAT_TASK) == Path(second.path)
+    assert _latest(ws, CHAT_TASK) == Path(second.path)
     # going back to a previous version's inputs reuses it and moves LATEST back
     path.write_text("".join(path.read_text().splitlines(keepends=True)[:-1]))
     third = _prepare(data_project_dir, CHAT_TASK)
     assert third.reused is True and third.version == first.version
-    assert ws.latest_dataset(CHAT_TASK) == Path(first.path)
+    assert _latest(ws, CHAT_TASK) == Path(first.path)
 
 
 def test_no_temporary_folders_left(data_project_dir):
