@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 import yaml
@@ -14,12 +14,6 @@ from tuneloom.errors import TuneloomError
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Project file or its folder (its workspace holds the registry).")]
 NameArg = Annotated[str, typer.Argument(help="Registered model name.")]
-
-
-def _registry_uri(project: Any) -> str | None:
-    """The project file's `registry: {uri: ...}` when it has one; None means the workspace's SQLite file."""
-    section = getattr(project.config, "registry", None)
-    return section if isinstance(section, str) else getattr(section, "uri", None)
 
 
 def _project_exists(config: Path) -> bool:
@@ -33,9 +27,9 @@ def open_registry(config: Path, run_dir: Path | None = None):  # noqa: ANN201
     if run_dir is not None and not _project_exists(config):
         return ModelRegistry(run_dir.parent.parent)  # runs/<id> sits in the workspace
     from tuneloom.config import load_project
+    from tuneloom.registry.lookup import registry_for
 
-    project = load_project(config)
-    return ModelRegistry(project.workspace, _registry_uri(project))
+    return registry_for(load_project(config))
 
 
 def _find_run(run: str, config: Path) -> Path:
