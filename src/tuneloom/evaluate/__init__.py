@@ -160,7 +160,9 @@ def evaluate_run(
     )
     if production is not None:
         result["production_version"] = f"{production.name}:{production.version}"
-        result["comparison_production"] = {m: _compare(result, m, reference="production") for m in shown}
+        result["comparison_production"] = {
+            m: _compare(result, m, reference="production") for m in shown if m in result["production"]
+        }
     write_json_atomic(run / "eval.json", result)
     summary = json.loads((run / "summary.json").read_text())
     summary["eval"] = {k: result[k] for k in ("split", "test_dataset", "n_examples", "sampled", "comparison")}
