@@ -57,6 +57,7 @@ def test_run_prints_the_comparison_table(looped):
     assert match and Path(match.group(1)).is_file()
     assert Path(match.group(1)).parent.parent == root / "workspace" / "reports"
     assert f"tuneloom eval latest:{CHAT_TASK}" in out
+    assert f"forgetting check {CHAT_TASK}: general-ability token F1" in out
 
 
 def test_report_has_both_tasks_and_embedded_images(looped):

@@ -371,6 +371,9 @@ def run(
     rows = [(t.task, m, c) for t in result.tasks for m, c in t.comparison.items()]
     out.print(_comparison_table(f"{project.config.project}: base vs tuned on held-out test data", rows))
     for t in result.tasks:
+        if t.forgetting:
+            out.print(f"forgetting check {t.task}: general-ability token F1 {t.forgetting['base']:.3f} (base) -> "
+                      f"{t.forgetting['tuned']:.3f} (tuned)")
         if t.gate_rules:
             verdict = "[green]passed[/]" if t.gate_passed else "[bold red]failed[/]: " + "; ".join(t.gate_failures)
             out.print(f"gate {t.task}: {verdict} ({t.gate_rules} rules)")

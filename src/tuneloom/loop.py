@@ -26,6 +26,7 @@ class TaskOutcome(BaseModel):
     gate_passed: bool
     gate_rules: int
     gate_failures: list[str]
+    forgetting: dict[str, float] | None = None  # chat: general-ability token F1, base and tuned
 
 
 class LoopResult(BaseModel):
@@ -58,6 +59,8 @@ def run_project(project: Project, tasks: list[str] | None = None, console: Conso
                 task=name, type=task.type, run_dir=result.run_dir, comparison=ev["comparison"],
                 gate_passed=gate.passed, gate_rules=len(gate.rules),
                 gate_failures=[r.detail for r in gate.rules if not r.passed],
+                forgetting={"base": ev["forgetting"]["base"]["token_f1"], "tuned": ev["forgetting"]["tuned"]["token_f1"]}
+                if "forgetting" in ev else None,
             )
         )
     ws = Workspace(project.workspace)
