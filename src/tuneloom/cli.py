@@ -28,6 +28,10 @@ app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
 
+# bitsandbytes warns at import (peft imports it) that an optional hub-fetched CPU kernel is absent;
+# Tuneloom never fetches it, so the warning is noise on every command.
+logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
 out = Console()
 err = Console(stderr=True)
 if not out.is_terminal:  # logs and pipes: keep tables one line per row instead of 80-column wrapping
@@ -48,8 +52,7 @@ def _quiet_libraries() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    # bitsandbytes warns at import that an optional hub-fetched CPU kernel is absent; we never fetch it.
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
 
 
 def _fail(exc: BaseException) -> None:
