@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tuneloom.evaluate import headline_metrics
-from tuneloom.evaluate.metrics import classification_scores, exact_match, generation_scores, rouge_l, token_f1
+from tuneloom.evaluate.metrics import classification_scores, exact_match, mean_scores, per_example_scores, rouge_l, token_f1
 
 
 def test_token_f1_partial_overlap():
@@ -62,10 +61,10 @@ def test_rouge_l_stems_and_ignores_case():
     assert rouge_l("x y", "p q") == 0.0
 
 
-def test_generation_scores_average_over_examples():
+def test_mean_generation_scores_average_over_examples():
     preds = ["the cat sat", "hello", "totally different"]
     refs = ["the cat sat on the mat", "hello", "nothing alike"]
-    scores = generation_scores(preds, refs)
+    scores = mean_scores(per_example_scores(preds, refs))
     # token F1: (2/3 + 1 + 0) / 3 = 5/9
     assert scores["token_f1"] == pytest.approx(5 / 9)
     # exact match: (0 + 1 + 0) / 3
@@ -75,8 +74,8 @@ def test_generation_scores_average_over_examples():
     assert set(scores) == {"rouge_l", "token_f1", "exact_match"}
 
 
-def test_generation_scores_empty():
-    assert generation_scores([], []) == {"rouge_l": 0.0, "token_f1": 0.0, "exact_match": 0.0}
+def test_mean_generation_scores_empty():
+    assert mean_scores(per_example_scores([], [])) == {"rouge_l": 0.0, "token_f1": 0.0, "exact_match": 0.0}
 
 
 def test_classification_scores_against_hand_computed_confusion():
@@ -117,8 +116,3 @@ def test_classification_scores_label_without_examples():
     assert s["macro_f1"] == pytest.approx(2 / 9)
     assert s["confusion"] == [[1, 0, 0], [1, 0, 0], [0, 0, 0]]
 
-
-def test_headline_metrics_keeps_the_task_metrics_only():
-    side = {"accuracy": 0.5, "macro_f1": 0.25, "weighted_f1": 0.75, "per_class": {}, "confusion": []}
-    assert headline_metrics("classification", side) == {"accuracy": 0.5, "macro_f1": 0.25, "weighted_f1": 0.75}
-    assert headline_metrics("chat_sft", {"loss": 2, "rouge_l": 0.5, "gen_tokens_per_s": 9}) == {"loss": 2.0, "rouge_l": 0.5}

@@ -16,13 +16,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from tuneloom.config import TASK_METRICS, TaskConfig
 from tuneloom.data import load_split
 from tuneloom.errors import DataError
-from tuneloom.workspace import write_json_atomic
+from tuneloom.workspace import run_state, write_json_atomic
 
-__all__ = ["evaluate_run", "headline_metrics"]
-
-
-def headline_metrics(task_type: str, side: dict[str, Any]) -> dict[str, float]:
-    return {k: float(side[k]) for k in TASK_METRICS[task_type] if k in side}
+__all__ = ["evaluate_run"]
 
 
 def _judge(result: dict[str, Any], config: Any) -> dict[str, Any]:
@@ -95,7 +91,9 @@ def evaluate_run(
     console = console or Console(stderr=True)
     run = Path(run_dir)
     if not (run / "summary.json").is_file():
-        raise FileNotFoundError(f"{run} has no summary.json: the run did not finish (see {run / 'status.json'})")
+        raise FileNotFoundError(
+            f"{run} has no summary.json: the run did not finish (state: {run_state(run)}, see {run / 'status.json'})"
+        )
     snapshot = yaml.safe_load((run / "config.yaml").read_text())
     task = TaskConfig.model_validate(snapshot["task"])
     dataset_dir = Path(test_data or snapshot["dataset"]["path"])

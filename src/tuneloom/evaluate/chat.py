@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import torch
 
-from tuneloom.evaluate.metrics import per_example_scores
+from tuneloom.evaluate.metrics import mean_scores, per_example_scores
 from tuneloom.evaluate.stats import mean_metric, paired_bootstrap, ratio_metric
 from tuneloom.train import sft
 
@@ -69,8 +69,9 @@ def score_model(
     answers, tokens, seconds = generate_answers(model, tokenizer, rows, max_new_tokens, batch_size, tick)
     refs = [r["messages"][-1]["content"] for r in rows]
     loss = sum(s for s, _ in losses) / max(sum(c for _, c in losses), 1)
-    per_example = {"answer_nll": losses, **per_example_scores(answers, refs)}
-    metrics = {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), **{k: sum(v) / max(len(v), 1) for k, v in per_example.items() if k != "answer_nll"}}
+    scores = per_example_scores(answers, refs)
+    per_example = {"answer_nll": losses, **scores}
+    metrics = {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), **mean_scores(scores)}
     metrics["gen_tokens_per_s"] = tokens / max(seconds, 1e-9)
     metrics["latency_ms_per_example"] = 1000 * seconds / max(len(rows), 1)
     return metrics, answers, per_example

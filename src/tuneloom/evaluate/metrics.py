@@ -45,8 +45,9 @@ def per_example_scores(predictions: list[str], references: list[str]) -> dict[st
     }
 
 
-def generation_scores(predictions: list[str], references: list[str]) -> dict[str, float]:
-    return {k: sum(v) / max(len(v), 1) for k, v in per_example_scores(predictions, references).items()}
+def mean_scores(per_example: dict[str, list[float]]) -> dict[str, float]:
+    """The metric over a set: the mean of the per-example scores (0.0 for an empty set)."""
+    return {k: sum(v) / max(len(v), 1) for k, v in per_example.items()}
 
 
 def classification_scores(y_true: list[str], y_pred: list[str], labels: list[str]) -> dict[str, Any]:
