@@ -17,6 +17,7 @@ from rich.table import Table
 
 from tuneloom.errors import TuneloomError
 from tuneloom.registry.commands import add_registry_commands
+from tuneloom.workspace import locate_run
 
 app = typer.Typer(help="Fine-tune open models into specialists for your company's work, on your own machines.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -268,7 +269,7 @@ def eval_(
     from tuneloom.reports import write_report
 
     try:
-        run_dir, ws = _run_folder(run, config)
+        run_dir, ws = locate_run(run, config)
         production = _production(run_dir, config)
         if production is not None:
             err.print(f"comparing with production: {production.name}:{production.version}")
@@ -309,17 +310,6 @@ def _production(run_dir: Path, config: Path):  # noqa: ANN202
     return production_for(project, project.config.task(name)) if name in project.config.task_names() else None
 
 
-def _run_folder(run: str, config: Path):  # noqa: ANN202
-    """(run folder, workspace) from a run id/alias with the project file, or from a folder path alone."""
-    from tuneloom.workspace import Workspace
-
-    if Path(run).is_dir():  # a run folder needs no project file: runs/<id> sits in the workspace
-        run_dir = Path(run).resolve()
-        return run_dir, Workspace(run_dir.parent.parent)
-    ws = Workspace(_load(config).workspace)
-    return ws.run_dir(run), ws
-
-
 @app.command()
 def gate(
     run: Annotated[str, typer.Argument(help="Run id, run folder, 'latest' or 'latest:TASK'.")] = "latest",
@@ -332,7 +322,7 @@ def gate(
     from tuneloom.evaluate.gate import gate_run
 
     try:
-        run_dir, _ = _run_folder(run, config)
+        run_dir, _ = locate_run(run, config)
         if not (run_dir / "eval.json").is_file():
             raise TuneloomError(f"{run_dir} has not been evaluated: run `tuneloom eval {run_dir.name}` first")
         task = TaskConfig.model_validate(yaml.safe_load((run_dir / "config.yaml").read_text())["task"])

@@ -129,6 +129,17 @@ class Workspace:
         return self.root / "reports" / name
 
 
+def locate_run(ref: str, project_file: Path) -> tuple[Path, Workspace]:
+    """(run folder, workspace) for a run folder path, or for an id / 'latest[:TASK]' in the project's workspace."""
+    if Path(ref).is_dir():  # a run folder needs no project file: runs/<id> sits in the workspace
+        run_dir = Path(ref).resolve()
+        return run_dir, Workspace(run_dir.parent.parent)
+    from tuneloom.config import load_project  # config does not import this module: no cycle
+
+    ws = Workspace(load_project(project_file).workspace)
+    return ws.run_dir(ref).resolve(), ws
+
+
 def set_status(run: Path, state: str, **extra: Any) -> None:
     record = {"state": state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), "pid": os.getpid(), **extra}
     write_json_atomic(run / "status.json", record)

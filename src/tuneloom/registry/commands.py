@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tuneloom.errors import TuneloomError
+from tuneloom.workspace import locate_run
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Project file or its folder (its workspace holds the registry).")]
 NameArg = Annotated[str, typer.Argument(help="Registered model name.")]
@@ -32,16 +33,6 @@ def open_registry(config: Path, run_dir: Path | None = None):  # noqa: ANN201
     return registry_for(load_project(config))
 
 
-def _find_run(run: str, config: Path) -> Path:
-    path = Path(run)
-    if path.is_dir():
-        return path.resolve()
-    from tuneloom.config import load_project
-    from tuneloom.workspace import Workspace
-
-    return Workspace(load_project(config).workspace).run_dir(run).resolve()
-
-
 def add_registry_commands(models_app: typer.Typer, console: Console, err_console: Console) -> None:
     """Add the registry commands to the `tuneloom models` group."""
 
@@ -58,7 +49,7 @@ def add_registry_commands(models_app: typer.Typer, console: Console, err_console
     ) -> None:
         """Register a finished run's model as a new version, with its lineage and gate result."""
         try:
-            run_dir = _find_run(run, config)
+            run_dir, _ = locate_run(run, config)
             registry = open_registry(config, run_dir)
             if name is None:
                 task = yaml.safe_load((run_dir / "config.yaml").read_text())["task"]
