@@ -214,7 +214,7 @@ def test_no_temporary_folders_left(data_project_dir):
     siblings = [p.name for p in Path(ds.path).parent.iterdir()]
     assert sorted(siblings) == sorted([ds.version, "LATEST"])
     assert sorted(p.name for p in Path(ds.path).iterdir()) == sorted(
-        ["train.jsonl", "validation.jsonl", "test.jsonl", "rejects.jsonl", "manifest.json"])
+        ["train.jsonl", "validation.jsonl", "test.jsonl", "rejects.jsonl", "manifest.json", "report.html"])
 
 
 # ------------------------------------------------------------------------------------- errors
@@ -266,13 +266,23 @@ def test_jsonl_line_that_is_not_an_object(data_project_dir):
         _prepare(data_project_dir, CHAT_TASK)
 
 
-def test_non_utf8_csv(data_project_dir):
+@pytest.mark.parametrize("encoding", ["cp1252", "utf-16"])
+def test_non_utf8_csv_is_detected(data_project_dir, encoding):
+    rows = [f"Caf\u00e9 cr\u00e8me {i},Das Ger\u00e4t \u201ezeigt\u201c nichts an {i} \u20ac,billing" for i in range(12)]
     path = data_project_dir / "data" / "tickets.csv"
-    path.write_bytes("subject,body,queue\nCaf\u00e9,cr\u00e8me br\u00fbl\u00e9e,billing\n".encode("latin-1"))
-    with pytest.raises(DataError) as info:
+    path.write_bytes(("subject,body,queue\n" + "\n".join(rows) + "\n").encode(encoding))
+    ds = _prepare(data_project_dir, CLS_TASK)
+    texts = {r["text"] for s in SPLITS for r in load_split(ds.path, s)}
+    assert "Caf\u00e9 cr\u00e8me 0\n\nDas Ger\u00e4t \u201ezeigt\u201c nichts an 0 \u20ac" in texts
+    assert ds.sources[0].read == 12
+
+
+def test_declared_wrong_encoding(data_project_dir):
+    path = data_project_dir / "data" / "tickets.csv"
+    path.write_bytes("subject,body,queue\nCaf\u00e9,cr\u00e8me,billing\n".encode("utf-16"))
+    _set_source(data_project_dir, CLS_TASK, "data/tickets.csv", "\n          encoding: ascii")
+    with pytest.raises(DataError, match=r"tickets.csv: cannot decode as ascii .*fix `encoding:`"):
         _prepare(data_project_dir, CLS_TASK)
-    msg = str(info.value)
-    assert "tickets.csv" in msg and "not UTF-8" in msg and "re-export it as UTF-8" in msg
 
 
 def test_empty_file(data_project_dir):
@@ -295,12 +305,12 @@ def test_all_rows_rejected(data_project_dir):
 
 
 def test_unknown_extension(data_project_dir):
-    shutil.copy(data_project_dir / "data" / "tickets.csv", data_project_dir / "data" / "tickets.txt")
-    _set_source(data_project_dir, CLS_TASK, "data/tickets.txt")
+    shutil.copy(data_project_dir / "data" / "tickets.csv", data_project_dir / "data" / "tickets.dat")
+    _set_source(data_project_dir, CLS_TASK, "data/tickets.dat")
     with pytest.raises(DataError) as info:
         _prepare(data_project_dir, CLS_TASK)
     msg = str(info.value)
-    assert "cannot tell the format from the extension '.txt'" in msg
+    assert "cannot tell the format from the extension '.dat'" in msg
     assert "set `format:`" in msg and "'csv'" in msg
 
 

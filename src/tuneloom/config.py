@@ -8,6 +8,7 @@ the bad value and what is allowed.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,30 +23,52 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-TaskType = Literal["chat_sft", "classification"]
+TaskType = Literal["chat_sft", "classification", "ner", "preference", "pretrain"]
+
+
+SourceFormat = Literal["auto", "csv", "tsv", "json", "jsonl", "parquet", "xlsx", "text", "pdf", "docx", "html"]
 
 
 class SourceConfig(Strict):
-    """One input file (CSV, TSV, JSON, JSONL or Parquet), relative to the project file."""
+    """One input file or folder of files, relative to the project file.
+
+    Tables (CSV, TSV, JSON, JSONL, Parquet, xlsx) give one row per record; documents (text,
+    Markdown, PDF, DOCX, HTML) give one row per file with the columns `text` and `file`.
+    """
 
     path: str
-    format: Literal["auto", "csv", "tsv", "json", "jsonl", "parquet"] = "auto"
+    format: SourceFormat = Field("auto", description="Default: from the file extension.")
+    encoding: str | None = Field(None, description="Text encoding of CSV/TSV/text files (default: detected).")
+    delimiter: str | None = Field(None, min_length=1, max_length=1, description="CSV delimiter (default: detected).")
+    sheet: str | int | None = Field(None, description="xlsx: sheet name or 0-based index (default: the first).")
+    label_from_folder: bool = Field(
+        False, description="Folder source: each file's sub-folder name becomes its `label` column."
+    )
 
 
 class ColumnsConfig(Strict):
     """Which source columns play which role."""
 
-    prompt: str | None = None
-    response: str | None = None
+    prompt: str | None = Field(None, description="chat_sft / preference: the user's message.")
+    response: str | None = Field(None, description="chat_sft: the assistant's answer.")
+    messages: str | None = Field(None, description="chat_sft: a column holding an OpenAI-format list of messages.")
     text: str | list[str] | None = Field(
         None, description="Input text; a list of columns is joined with blank lines (e.g. subject and body)."
     )
-    label: str | None = None
+    label: str | None = Field(None, description="classification: the class (several with data.multi_label).")
+    entities: str | None = Field(
+        None, description="ner: a list of {start, end, label} character spans (end exclusive) into the text."
+    )
+    chosen: str | None = Field(None, description="preference: the better answer.")
+    rejected: str | None = Field(None, description="preference: the worse answer.")
+    group: str | None = Field(None, description="Rows sharing this value (customer, thread) land in one split.")
+    split: str | None = Field(None, description="A column holding train / validation / test: the user's own split.")
     slice: str | None = Field(None, description="Optional column to report results by (e.g. topic, product).")
 
     def required(self) -> list[str]:
         cols: list[str] = []
-        for value in (self.prompt, self.response, self.label, self.slice):
+        for value in (self.prompt, self.response, self.messages, self.label, self.entities, self.chosen,
+                      self.rejected, self.group, self.split, self.slice):
             if value:
                 cols.append(value)
         if isinstance(self.text, str):
@@ -53,6 +76,9 @@ class ColumnsConfig(Strict):
         elif self.text:
             cols.extend(self.text)
         return cols
+
+    def text_columns(self) -> list[str]:
+        return [self.text] if isinstance(self.text, str) else list(self.text or [])
 
 
 class SplitConfig(Strict):
@@ -69,12 +95,95 @@ class SplitConfig(Strict):
         return self
 
 
+class BoilerplateRule(Strict):
+    """A regular expression (Python syntax, multi-line mode) and what to do where it matches."""
+
+    pattern: str
+    action: Literal["cut_from", "remove"] = Field(
+        "remove", description="remove: delete each match; cut_from: delete from the match to the end (signatures, quoted replies)."
+    )
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+
+class CleanConfig(Strict):
+    """Text cleaning and quality filters (Unicode NFC and whitespace normalisation always run)."""
+
+    html_to_text: bool = Field(True, description="Turn HTML markup found in text cells into plain text.")
+    boilerplate: list[BoilerplateRule] = Field(
+        default_factory=list, description="Rules removing signatures, quoted replies and disclaimers."
+    )
+    default_boilerplate: bool = Field(
+        False, description="Also apply Tuneloom's built-in rules for e-mail signatures, quoted replies and disclaimers."
+    )
+    max_symbol_ratio: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.5, description="Reject text whose share of characters that are neither letters, digits nor spaces is higher."
+    )
+    max_repeated_line_ratio: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.5, description="Reject text in which a higher share of its non-empty lines are repeats."
+    )
+    languages: list[str] | None = Field(
+        None, description="Keep only text detected (langdetect) as one of these ISO 639-1 codes, e.g. [en, de]."
+    )
+
+
+class DedupConfig(Strict):
+    exact: bool = True
+    near: bool = Field(True, description="Near duplicates by MinHash LSH (datasketch).")
+    threshold: Annotated[float, Field(gt=0, lt=1)] = Field(0.8, description="Estimated Jaccard similarity of word 5-grams.")
+    num_perm: Annotated[int, Field(ge=16, le=512)] = 128
+    shingle: Annotated[int, Field(ge=1, le=10)] = Field(5, description="Words per shingle.")
+
+
+PiiType = Literal["email", "phone", "iban", "card", "ip", "postal_code", "id_number", "person"]
+
+
+class RedactConfig(Strict):
+    """Personal data replaced by typed placeholders (<EMAIL_1>...), the same token for the same value in one example."""
+
+    enabled: bool = False
+    types: list[PiiType] = Field(
+        default_factory=lambda: ["email", "phone", "iban", "card", "ip", "postal_code", "id_number"],
+        description="What to redact; 'person' needs ner_model.",
+    )
+    ner_model: str | None = Field(
+        None, description="Local token-classification model folder (PER entities) for redacting person names."
+    )
+    keep_originals: bool = Field(
+        False, description="Write the originals with their placeholders to redactions.jsonl (sensitive!)."
+    )
+
+    @model_validator(mode="after")
+    def _person_needs_model(self) -> RedactConfig:
+        if self.enabled and "person" in self.types and not self.ner_model:
+            raise ValueError("redact.types has 'person', which needs redact.ner_model (a local token-classification model folder)")
+        return self
+
+
 class DataConfig(Strict):
     sources: list[SourceConfig] = Field(min_length=1)
     columns: ColumnsConfig
     system_prompt: str | None = Field(None, description="Chat tasks: system message put before every example.")
+    multi_label: bool = False
+    label_separator: str = ","
     min_chars: Annotated[int, Field(ge=0)] = 1
     max_chars: Annotated[int, Field(gt=0)] = 20_000
+    clean: CleanConfig = CleanConfig()
+    dedup: DedupConfig = DedupConfig()
+    redact: RedactConfig = RedactConfig()
+    over_length: Literal["truncate", "reject"] = Field(
+        "truncate", description="Examples longer than train.max_length tokens: truncated in training, or rejected here."
+    )
+    token_stats: bool = Field(True, description="Token-length statistics with the model's tokenizer (when it is available offline).")
+    rare_class_min: Annotated[int, Field(ge=1)] = Field(10, description="Warn about classes with fewer examples than this.")
+    workers: Annotated[int, Field(ge=1, le=64)] | None = Field(None, description="Processes for cleaning and hashing (default: CPU count).")
     split: SplitConfig = SplitConfig()
 
 
@@ -158,6 +267,9 @@ class EvalConfig(Strict):
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "chat_sft": ("loss", "perplexity", "rouge_l", "token_f1", "exact_match"),
     "classification": ("accuracy", "macro_f1", "weighted_f1"),
+    "ner": ("entity_f1", "entity_precision", "entity_recall"),
+    "preference": ("reward_accuracy", "reward_margin"),
+    "pretrain": ("loss", "perplexity"),
 }
 LOWER_IS_BETTER = frozenset({"loss", "perplexity"})
 
@@ -201,14 +313,6 @@ class TaskConfig(Strict):
 
     @model_validator(mode="after")
     def _compatible(self) -> TaskConfig:
-        cols = self.data.columns
-        if self.type == "classification":
-            if not cols.label:
-                raise ValueError("classification needs data.columns.label (the column holding the class)")
-            if not cols.text:
-                raise ValueError("classification needs data.columns.text (the input text column or columns)")
-        if self.type == "chat_sft" and not (cols.prompt and cols.response):
-            raise ValueError("chat_sft needs data.columns.prompt and data.columns.response")
         entry = CATALOG.get(self.model)
         if entry is not None:
             if self.type not in entry.tasks:
@@ -237,6 +341,46 @@ class TaskConfig(Strict):
                     f"unknown metric(s) {unknown} for {self.type}; allowed: {list(TASK_METRICS[self.type])}"
                 )
         return self
+
+
+    @model_validator(mode="after")
+    def _columns_fit_task(self) -> TaskConfig:
+        check_columns(self.type, self.data)
+        return self
+
+
+TASK_COLUMNS: dict[str, tuple[list[str], set[str]]] = {
+    # task type -> (roles it needs, roles it may use); `group`, `split`, `slice` fit every task
+    "chat_sft": ([], {"prompt", "response", "messages"}),
+    "classification": (["text", "label"], {"text", "label"}),
+    "ner": (["text", "entities"], {"text", "entities"}),
+    "preference": (["prompt", "chosen", "rejected"], {"prompt", "chosen", "rejected"}),
+    "pretrain": (["text"], {"text"}),
+}
+
+
+def check_columns(task_type: str, data: DataConfig) -> None:
+    """The column roles a task type needs and allows (raises ValueError naming the role)."""
+    cols = data.columns
+    needed, allowed = TASK_COLUMNS[task_type]
+    if task_type == "chat_sft":
+        if cols.messages and (cols.prompt or cols.response):
+            raise ValueError("chat_sft takes either data.columns.messages or data.columns.prompt + response, not both")
+        if not cols.messages and not (cols.prompt and cols.response):
+            raise ValueError("chat_sft needs data.columns.prompt and data.columns.response (or data.columns.messages)")
+    for role in needed:
+        if not getattr(cols, role):
+            raise ValueError(f"{task_type} needs data.columns.{role}")
+    roles = {"prompt", "response", "messages", "text", "label", "entities", "chosen", "rejected"}
+    extra = sorted(r for r in roles - allowed if getattr(cols, r))
+    if extra:
+        raise ValueError(
+            f"data.columns.{extra[0]} is not used by {task_type} tasks; {task_type} uses: {sorted(allowed | {'group', 'split', 'slice'})}"
+        )
+    if data.multi_label and task_type != "classification":
+        raise ValueError("data.multi_label applies to classification tasks only")
+    if data.system_prompt and task_type not in ("chat_sft", "preference"):
+        raise ValueError("data.system_prompt applies to chat_sft and preference tasks only")
 
 
 class RegistryConfig(Strict):

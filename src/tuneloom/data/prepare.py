@@ -1,37 +1,49 @@
 """`prepare_dataset`: the sources named in a task become a versioned, validated dataset folder.
 
-Every row read is accounted for: kept in a split, rejected (rejects.jsonl, with the reason),
-or removed as an exact duplicate of an earlier row (also listed in rejects.jsonl).
+ingest -> clean and format -> deduplicate -> redact -> token lengths -> split -> write + report.
+Every row read is accounted for: kept in a split, rejected (rejects.jsonl, with the reason), or
+removed as an exact or near duplicate of an earlier row (also in rejects.jsonl, naming it).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import random
-from collections import Counter, defaultdict
+from collections import Counter
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tuneloom.config import Project, TaskConfig
-from tuneloom.data.clean import dedup_key, normalize_text
-from tuneloom.data.ingest import read_source
+from tuneloom.data.dedup import NearDuplicates, clusters
+from tuneloom.data.ingest import read_source, source_files
+from tuneloom.data.redact import load_person_finder
+from tuneloom.data.report import write_data_report
+from tuneloom.data.rows import RowStage, run_rows
+from tuneloom.data.split import SPLITS, split_examples
+from tuneloom.data import tokens
 from tuneloom.errors import DataError
 from tuneloom.workspace import Workspace, atomic_dir, read_jsonl, write_json_atomic, write_jsonl_atomic
 
-PREP_VERSION = 1  # bump when the output of the same inputs changes
-SPLITS = ("train", "validation", "test")
+PREP_VERSION = 2  # bump when the output of the same inputs changes
+LIBRARIES = ("tuneloom", "pandas", "pyarrow", "openpyxl", "pypdf", "python-docx", "beautifulsoup4",
+             "charset-normalizer", "datasketch", "langdetect", "transformers")
 
 
 class SourceAccount(BaseModel):
+    """One source's rows: read = kept + sum(rejected) + duplicates (exact and near)."""
+
     path: str
     sha256: str
+    files: dict[str, str] = Field(default_factory=dict, description="File inside the source -> sha256.")
     read: int
     kept: int
     rejected: dict[str, int]
     duplicates: int
+    near_duplicates: int = 0
+    redacted: dict[str, int] = Field(default_factory=dict)
 
 
 class PreparedDataset(BaseModel):
@@ -42,6 +54,8 @@ class PreparedDataset(BaseModel):
     counts: dict[str, int]
     labels: list[str] | None
     sources: list[SourceAccount]
+    redacted: dict[str, int] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
 
 
 def _sha256(path: Path) -> str:
@@ -50,6 +64,14 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _hash_source(path: Path) -> tuple[str, dict[str, str]]:
+    files = source_files(path)
+    hashes = {(f.name if f == path else f.relative_to(path).as_posix()): _sha256(f) for f in files}
+    if path.is_file():
+        return next(iter(hashes.values())), hashes
+    return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest(), hashes
 
 
 def _columns_present(path: Path, record: dict[str, Any], required: list[str]) -> None:
@@ -67,66 +89,23 @@ def _columns_present(path: Path, record: dict[str, Any], required: list[str]) ->
         )
 
 
-def _to_example(task: TaskConfig, record: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None, str]:
-    """(example, reject reason, dedup key) for one source record."""
-    cols, data = task.data.columns, task.data
-    if task.type == "chat_sft":
-        prompt, response = normalize_text(record[cols.prompt]), normalize_text(record[cols.response])
-        if len(prompt) < data.min_chars:
-            return None, "empty_or_short_prompt", ""
-        if len(response) < data.min_chars:
-            return None, "empty_or_short_response", ""
-        if len(prompt) + len(response) > data.max_chars:
-            return None, "too_long", ""
-        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
-        if data.system_prompt:
-            messages.insert(0, {"role": "system", "content": data.system_prompt.strip()})
-        return {"messages": messages}, None, dedup_key(prompt, response)
-    text_cols = [cols.text] if isinstance(cols.text, str) else list(cols.text or [])
-    text = "\n\n".join(t for t in (normalize_text(record[c]) for c in text_cols) if t)
-    label = normalize_text(record[cols.label])
-    if not label:
-        return None, "missing_label", ""
-    if len(text) < data.min_chars:
-        return None, "empty_or_short_text", ""
-    if len(text) > data.max_chars:
-        return None, "too_long", ""
-    return {"text": text, "label": label}, None, dedup_key(text)
-
-
-def _split(examples: list[dict[str, Any]], task: TaskConfig) -> dict[str, list[dict[str, Any]]]:
-    """Seeded split, stratified by label for classification.
-
-    Allocation is per class by hand rather than sklearn's stratified splitter: it guarantees
-    every class with at least 3 examples appears in validation and test, which sklearn does
-    not promise for the rare classes real queues have.
-    """
-    cfg = task.data.split
-    rng = random.Random(cfg.seed)
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for ex in examples:
-        groups[ex.get("label", "")].append(ex)
-    out: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
-    for key in sorted(groups):
-        items = groups[key]
-        rng.shuffle(items)
-        n = len(items)
-        n_test = max(1, round(n * cfg.test)) if n >= 3 else 0
-        n_val = (max(1, round(n * cfg.validation)) if n >= 3 else 0) if cfg.validation > 0 else 0
-        out["test"].extend(items[:n_test])
-        out["validation"].extend(items[n_test : n_test + n_val])
-        out["train"].extend(items[n_test + n_val :])
-    for split in SPLITS:
-        rng.shuffle(out[split])
-    return out
-
-
 def dataset_version(task: TaskConfig, source_hashes: list[str]) -> str:
     payload = json.dumps(
-        {"v": PREP_VERSION, "type": task.type, "data": task.data.model_dump(mode="json"), "sources": source_hashes},
+        {"v": PREP_VERSION, "type": task.type, "data": task.data.model_dump(mode="json"), "sources": source_hashes,
+         "model": task.model, "max_length": task.train.max_length},
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
 
 
 def prepare_dataset(
@@ -134,16 +113,17 @@ def prepare_dataset(
 ) -> PreparedDataset:
     """Prepare one task's data; reuses the existing version when inputs and settings are unchanged."""
     task = project.config.task(task_name)
+    data = task.data
     ws = Workspace(project.workspace)
-    paths = [project.source_path(s) for s in task.data.sources]
+    paths = [project.source_path(s) for s in data.sources]
     for p in paths:
         if not p.exists():
             raise DataError(
                 f"data source not found: {p}. Check `data.sources[].path` in {project.path} "
                 f"(paths are relative to the project file)."
             )
-    hashes = [_sha256(p) for p in paths]
-    version = dataset_version(task, hashes)
+    hashed = [_hash_source(p) for p in paths]
+    version = dataset_version(task, [h for h, _ in hashed])
     folder = ws.dataset_dir(task.name, version)
     if (folder / "manifest.json").is_file():
         manifest = json.loads((folder / "manifest.json").read_text())
@@ -151,71 +131,174 @@ def prepare_dataset(
         log(f"{task.name}: inputs unchanged, reusing dataset {version}")
         return PreparedDataset(**manifest["result"], reused=True)
 
-    examples: list[dict[str, Any]] = []
+    person = load_person_finder(data.redact.ner_model) if data.redact.enabled and "person" in data.redact.types else None
+    stage = RowStage(task.type, data, person)
+    rows, owner = [], []
+    for i, (source, path) in enumerate(zip(data.sources, paths)):
+        source_rows = read_source(path, source)
+        if source_rows:
+            _columns_present(path, source_rows[0][1], stage.required)
+        rows.extend(source_rows)
+        owner.extend([i] * len(source_rows))
+    results = run_rows(stage, rows, data.workers)
+
+    kept: list[dict[str, Any]] = []
     rejects: list[dict[str, Any]] = []
-    accounts: list[SourceAccount] = []
+    near_dups: list[dict[str, Any]] = []
+    originals: list[dict[str, Any]] = []
+    tallies = [{"read": 0, "rejected": Counter(), "dups": 0, "near": 0, "redacted": Counter()} for _ in paths]
     seen: dict[str, str] = {}
-    required = task.data.columns.required()
-    for source, path, digest in zip(task.data.sources, paths, hashes):
-        rows = read_source(path, source)
-        if rows:
-            _columns_present(path, rows[0][1], required)
-        rejected: Counter[str] = Counter()
-        kept = dups = 0
-        for location, record in rows:
-            if any(c not in record for c in required):
-                reason = "missing_columns"
-                rejected[reason] += 1
-                rejects.append({"location": location, "reason": reason})
-                continue
-            example, reason, key = _to_example(task, record)
-            if example is None:
-                rejected[reason] += 1
-                rejects.append({"location": location, "reason": reason})
-                continue
-            if key in seen:
-                dups += 1
-                rejects.append({"location": location, "reason": "exact_duplicate", "duplicate_of": seen[key]})
-                continue
-            seen[key] = location
-            if task.data.columns.slice:
-                example["slice"] = normalize_text(record[task.data.columns.slice]) or "(empty)"
-            example["id"] = f"{task.name}-{len(examples):06d}"
-            example["source"] = location
-            examples.append(example)
-            kept += 1
-        accounts.append(
-            SourceAccount(path=str(path), sha256=digest, read=len(rows), kept=kept, rejected=dict(rejected), duplicates=dups)
-        )
-        log(f"{path.name}: read {len(rows)}, kept {kept}, rejected {sum(rejected.values())}, duplicates {dups}")
-    if not examples:
+    near = NearDuplicates(data.dedup) if data.dedup.near else None
+    by_location: dict[str, dict[str, Any]] = {}
+    for src, r in zip(owner, results):
+        tally = tallies[src]
+        tally["read"] += 1
+        if r.example is None:
+            tally["rejected"][r.reason] += 1
+            rejects.append({"location": r.location, "reason": r.reason})
+            continue
+        if data.dedup.exact and r.key in seen:
+            tally["dups"] += 1
+            rejects.append({"location": r.location, "reason": "exact_duplicate", "duplicate_of": seen[r.key]})
+            continue
+        match = near.check(r.location, r.signature) if near is not None and r.signature is not None else None
+        if match is not None:
+            tally["dups"] += 1
+            tally["near"] += 1
+            entry = {"location": r.location, "reason": "near_duplicate", "duplicate_of": match[0], "similarity": round(match[1], 3)}
+            rejects.append(entry)
+            near_dups.append({**entry, "text": _preview(r.example)})
+            continue
+        seen[r.key] = r.location
+        ex = r.example
+        ex["id"] = f"{task.name}-{len(kept):06d}"
+        ex["source"] = r.location
+        ex["_src"] = src
+        if r.redacted:
+            ex["_redacted"] = r.redacted
+            tally["redacted"].update(r.redacted)
+            if data.redact.keep_originals and r.originals:
+                originals.append({"id": ex["id"], "source": r.location, "replaced": r.originals})
+        by_location[r.location] = ex
+        kept.append(ex)
+
+    warnings: list[str] = []
+    tokenizer, window, why_not = tokens.load_tokenizer(task) if data.token_stats and kept else (None, None, None)
+    if why_not:
+        warnings.append(f"token statistics skipped: {why_not}")
+    if tokenizer is not None:
+        tokens.measure(kept, task.type, tokenizer)
+        max_length = task.train.max_length
+        if window and max_length > window:
+            warnings.append(f"train.max_length {max_length} exceeds the model's context window of {window} tokens")
+        long = [e for e in kept if tokens.over_length(e, max_length)]
+        if long and data.over_length == "reject":
+            for e in long:
+                tallies[e["_src"]]["rejected"]["over_max_tokens"] += 1
+                tallies[e["_src"]]["redacted"].subtract(e.get("_redacted", {}))
+                rejects.append({"location": e["source"], "reason": "over_max_tokens", "tokens": e["_tokens"]})
+            drop = {id(e) for e in long}
+            kept = [e for e in kept if id(e) not in drop]
+        elif long:
+            warnings.append(f"{len(long)} example(s) exceed train.max_length {max_length} tokens and will be truncated "
+                            f"in training (data.over_length: reject drops them instead)")
+    if not kept:
         raise DataError(f"task '{task.name}': no usable rows in {[str(p) for p in paths]}; see the reasons above")
 
-    splits = _split(examples, task)
-    labels = sorted({e["label"] for e in examples}) if task.type == "classification" else None
+    accounts = []
+    for (source_hash, files), path, tally in zip(hashed, paths, tallies):
+        account = SourceAccount(
+            path=str(path), sha256=source_hash, files=files, read=tally["read"],
+            kept=tally["read"] - sum(tally["rejected"].values()) - tally["dups"], rejected=dict(tally["rejected"]),
+            duplicates=tally["dups"], near_duplicates=tally["near"], redacted={k: v for k, v in tally["redacted"].items() if v},
+        )
+        accounts.append(account)
+        log(f"{path.name}: read {account.read}, kept {account.kept}, rejected {sum(account.rejected.values())}, "
+            f"duplicates {account.duplicates} ({account.near_duplicates} near)")
+
+    splits = split_examples(kept, data.split)
+    labels = _labels(task.type, kept)
+    label_counts = _label_counts(task.type, splits)
+    if label_counts:
+        warnings.extend(_label_warnings(label_counts, data.rare_class_min))
+    token_stats = {s: tokens.summary(v, task.train.max_length, window) for s, v in splits.items()} if tokenizer else None
+    if token_stats and task.type == "ner" and token_stats["train"].get("misaligned_entities"):
+        n = sum(t.get("misaligned_entities", 0) for t in token_stats.values())
+        warnings.append(f"{n} entity span(s) do not start or end on a token boundary of {task.model}'s tokenizer; "
+                        f"their BIO tags will cover the whole tokens they touch")
+    redacted = sum((Counter(a.redacted) for a in accounts), Counter())
+    for w in warnings:
+        log(f"warning: {w}")
     result = PreparedDataset(
-        task=task.name,
-        version=version,
-        path=str(folder),
-        reused=False,
-        counts={s: len(v) for s, v in splits.items()},
-        labels=labels,
-        sources=accounts,
+        task=task.name, version=version, path=str(folder), reused=False,
+        counts={s: len(v) for s, v in splits.items()}, labels=labels, sources=accounts,
+        redacted=dict(redacted), warnings=warnings,
     )
+    manifest = {
+        "result": result.model_dump(exclude={"reused"}),
+        "task_type": task.type,
+        "data_config": data.model_dump(mode="json"),
+        "model": task.model,
+        "label_counts": label_counts,
+        "tokens": token_stats,
+        "libraries": _versions(),
+        "prep_version": PREP_VERSION,
+    }
     with atomic_dir(folder) as tmp:
-        for split, rows in splits.items():
-            write_jsonl_atomic(tmp / f"{split}.jsonl", rows)
+        for split, split_rows in splits.items():
+            write_jsonl_atomic(tmp / f"{split}.jsonl", [_public(e) for e in split_rows])
         write_jsonl_atomic(tmp / "rejects.jsonl", rejects)
-        manifest = {
-            "result": result.model_dump(exclude={"reused"}),
-            "task_type": task.type,
-            "data_config": task.data.model_dump(mode="json"),
-            "label_counts": {s: dict(Counter(e["label"] for e in v)) for s, v in splits.items()} if labels else None,
-            "prep_version": PREP_VERSION,
-        }
+        if data.redact.keep_originals:
+            write_jsonl_atomic(tmp / "redactions.jsonl", originals)
         write_json_atomic(tmp / "manifest.json", manifest)
+        write_data_report(tmp / "report.html", manifest, splits, rejects, clusters(_with_kept(near_dups, by_location)))
     ws.set_latest_dataset(task.name, version)
     return result
+
+
+def _preview(example: dict[str, Any], limit: int = 300) -> str:
+    from tuneloom.data.format import dedup_texts
+
+    text = " / ".join(dedup_texts(example))
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _with_kept(near_dups: list[dict[str, Any]], by_location: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Near duplicates with the (redacted) text of the row each one duplicates, for the report."""
+    return [{**d, "kept_text": _preview(by_location[d["duplicate_of"]])} for d in near_dups if d["duplicate_of"] in by_location]
+
+
+def _public(example: dict[str, Any]) -> dict[str, Any]:
+    """A split row as the contract says: no working fields (underscored, split, group)."""
+    return {k: v for k, v in example.items() if not k.startswith("_") and k not in ("split", "group")}
+
+
+def _labels(task_type: str, kept: list[dict[str, Any]]) -> list[str] | None:
+    if task_type == "classification":
+        return sorted({label for e in kept for label in (e["labels"] if "labels" in e else [e["label"]])})
+    if task_type == "ner":
+        return sorted({s["label"] for e in kept for s in e["entities"]})
+    return None
+
+
+def _label_counts(task_type: str, splits: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, int]] | None:
+    if task_type == "classification":
+        return {s: dict(Counter(lab for e in v for lab in (e["labels"] if "labels" in e else [e["label"]]))) for s, v in splits.items()}
+    if task_type == "ner":
+        return {s: dict(Counter(span["label"] for e in v for span in e["entities"])) for s, v in splits.items()}
+    return None
+
+
+def _label_warnings(label_counts: dict[str, dict[str, int]], rare: int) -> list[str]:
+    totals = sum((Counter(c) for c in label_counts.values()), Counter())
+    out = []
+    few = sorted(k for k, n in totals.items() if n < rare)
+    if few:
+        out.append(f"rare label(s) with fewer than {rare} examples: " + ", ".join(f"{k} ({totals[k]})" for k in few))
+    untested = sorted(k for k in totals if not label_counts["test"].get(k))
+    if untested:
+        out.append(f"label(s) absent from the test split (too few to hold out): {', '.join(untested)}")
+    return out
 
 
 def load_split(dataset_dir: str | Path, split: str) -> list[dict[str, Any]]:

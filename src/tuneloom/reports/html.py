@@ -57,3 +57,10 @@ def write_report(runs: list[Path], out: Path, title: str, workspace: Path) -> Pa
     path = out / "report.html"
     write_text_atomic(path, html)
     return path
+
+
+def render_to(path: Path, template: str, **context: Any) -> Path:
+    """Render one of Tuneloom's report templates into `path` (atomically)."""
+    env = Environment(loader=PackageLoader("tuneloom", "templates"), autoescape=select_autoescape(["html", "j2"]))
+    write_text_atomic(path, env.get_template(template).render(generated=time.strftime("%Y-%m-%d %H:%M"), **context))
+    return path

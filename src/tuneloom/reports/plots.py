@@ -109,3 +109,48 @@ def deltas_with_intervals(comparison: dict[str, dict[str, float]], title: str) -
     ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
     return _png(fig)
+
+
+def histograms(series: dict[str, list[float]], title: str, xlabel: str, limit: float | None = None) -> str:
+    """Overlaid histograms (one per split), with an optional vertical limit line such as max_length."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    values = [v for vs in series.values() for v in vs]
+    bins = 40 if values else 1
+    for (name, vs), color in zip(series.items(), (TUNED, "#f59e0b", "#dc2626", BASE)):
+        if vs:
+            ax.hist(vs, bins=bins, range=(0, max(values)), alpha=0.55, label=f"{name} (n={len(vs)})", color=color)
+    if limit is not None:
+        ax.axvline(limit, color="#111827", ls="--", lw=1, label=f"limit {limit:g}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("examples")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def count_bars(counts: dict[str, int], title: str, color: str = TUNED) -> str:
+    """Horizontal bars, largest first (drop reasons, redactions by type)."""
+    items = sorted(counts.items(), key=lambda kv: -kv[1])
+    fig, ax = plt.subplots(figsize=(6.4, 0.6 + 0.35 * max(len(items), 1)))
+    ax.barh([k for k, _ in items][::-1], [v for _, v in items][::-1], color=color)
+    for i, (_, v) in enumerate(items[::-1]):
+        ax.text(v, i, f" {v}", va="center", fontsize=8)
+    ax.set_title(title)
+    ax.set_xlabel("count")
+    return _png(fig)
+
+
+def label_distribution(label_counts: dict[str, dict[str, int]], title: str) -> str:
+    """Stacked bars: examples per label, split by train / validation / test."""
+    labels = sorted({k for c in label_counts.values() for k in c}, key=lambda k: -sum(c.get(k, 0) for c in label_counts.values()))
+    fig, ax = plt.subplots(figsize=(7.2, 3.4))
+    bottom = [0] * len(labels)
+    for (split, counts), color in zip(label_counts.items(), (TUNED, "#f59e0b", "#dc2626")):
+        heights = [counts.get(k, 0) for k in labels]
+        ax.bar(range(len(labels)), heights, bottom=bottom, label=split, color=color)
+        bottom = [b + h for b, h in zip(bottom, heights)]
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("examples")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _png(fig)

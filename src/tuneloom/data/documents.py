@@ -1,0 +1,95 @@
+"""Text out of documents: plain text and Markdown, PDF (pypdf), DOCX (python-docx), HTML (BeautifulSoup)."""
+
+from __future__ import annotations
+
+import codecs
+from pathlib import Path
+
+from tuneloom.errors import DataError
+
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def decode_text(path: Path, data: bytes, encoding: str | None = None) -> str:
+    """Bytes of a text file as str: the declared encoding, else BOM, UTF-8, or charset-normalizer's guess."""
+    if encoding:
+        try:
+            return data.decode(encoding)
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise DataError(f"{path}: cannot decode as {encoding} ({exc}); fix `encoding:` on the source or leave it out to detect it") from None
+    for bom, name in _BOMS:
+        if data.startswith(bom):
+            return data.decode(name)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        from charset_normalizer import from_bytes
+
+        results = from_bytes(data[: 4 << 20])
+        best = results.best()
+        if best is not None:  # on a tie prefer Windows-1252, what Western spreadsheet exports mostly are
+            ties = [m for m in results if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
+            best = next((m for m in ties if m.encoding == "cp1252"), best)
+        if best is None:
+            raise DataError(
+                f"{path}: this is not a text file (binary content or an unknown encoding); "
+                f"export it again as CSV/text, or set `encoding:` on the source if you know it"
+            ) from None
+        try:
+            text = data.decode(best.encoding)
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: looks like {best.encoding} but byte {exc.start} does not decode; set `encoding:` on the source") from None
+    head = text[:8192]
+    controls = sum(1 for ch in head if ord(ch) < 32 and ch not in "\t\n\r")
+    if head and controls / len(head) > 0.02:
+        raise DataError(f"{path}: this is not a text file ({controls} control characters in the first {len(head)}); check the file")
+    return text
+
+
+def read_text(path: Path, encoding: str | None = None) -> str:
+    return decode_text(path, path.read_bytes(), encoding)
+
+
+def read_pdf(path: Path) -> str:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(path)
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise DataError(f"{path}: the PDF is password-protected; save an unprotected copy and point the source at it")
+        return "\n\n".join((page.extract_text() or "") for page in reader.pages)
+    except DataError:
+        raise
+    except (PdfReadError, ValueError, KeyError, OSError) as exc:
+        raise DataError(f"{path}: not a readable PDF ({exc}); export it again or remove it") from None
+
+
+def read_docx(path: Path) -> str:
+    from docx import Document
+    from docx.opc.exceptions import PackageNotFoundError
+
+    try:
+        doc = Document(str(path))
+    except (PackageNotFoundError, ValueError, KeyError, OSError) as exc:
+        raise DataError(f"{path}: not a readable DOCX file ({exc}); save it again from Word as .docx") from None
+    parts = [p.text for p in doc.paragraphs]
+    for table in doc.tables:
+        for row in table.rows:
+            parts.append(" | ".join(cell.text for cell in row.cells))
+    return "\n".join(parts)
+
+
+def html_to_text(markup: str) -> str:
+    """Visible text of an HTML page or fragment; scripts, styles and navigation dropped."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(markup, "lxml")
+    for tag in soup(["script", "style", "noscript", "nav", "template", "head"]):
+        tag.decompose()
+    return soup.get_text("\n")
+
+
+def read_html(path: Path, encoding: str | None = None) -> str:
+    return html_to_text(read_text(path, encoding))

@@ -1,0 +1,169 @@
+"""Personal data replaced by typed placeholders: <EMAIL_1> is the same token for the same value in one example.
+
+Patterns find e-mails, phone numbers, IBANs (mod-97 checked), card numbers (Luhn checked), IP
+addresses, postal codes (UK, Dutch, Canadian, US ZIP+4, five digits before a town name) and ID
+numbers (US SSN, UK National Insurance, values labelled as passport/ID/tax numbers). Person
+names need a token-classification model (`redact.ner_model`); there is no pattern for them.
+Hand-written rather than Presidio: Presidio needs a spaCy model download, which this offline
+tool cannot assume; the checksums keep the number patterns precise.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable
+
+from tuneloom.errors import DataError
+
+_CARD_OR_IBAN = re.compile(
+    r"\b(?P<iban>[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?)\b"
+    r"|(?<![\w-])(?P<card>\d(?:[ -]?\d){12,18})(?![\w-])"
+)
+PATTERNS: dict[str, re.Pattern[str]] = {
+    "email": re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"),
+    "ip": re.compile(
+        r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])"
+        r"|\b(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}\b"
+    ),
+    "id_number": re.compile(
+        r"\b\d{3}-\d{2}-\d{4}\b"
+        r"|\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"
+        r"|(?i:\b(?:passport|national id|id card|id|ssn|tax id|personal id)(?: (?:no|number|nr)\.?)?\s*[:#]?\s*)"
+        r"(?P<value>(?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9-]{5,19})\b"
+    ),
+    "phone": re.compile(
+        r"(?<![\w+])(?:\+|00)[1-9]\d{0,2}[ .-]?(?:\(0\)[ .-]?)?(?:\(?\d{1,5}\)?[ .-]?){1,5}\d{2,5}(?![\w])"
+        r"|(?<![\w+])\(?0\d{2,5}\)?[ .-]?\d{3,4}[ .-]?\d{3,4}(?![\w])"
+    ),
+    "postal_code": re.compile(
+        r"\b(?:GIR ?0AA|[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2})\b"  # UK
+        r"|\b\d{4} ?[A-Z]{2}\b(?= [A-Z][a-z])"  # Dutch, before the town
+        r"|\b[A-Z]\d[A-Z] ?\d[A-Z]\d\b"  # Canadian
+        r"|\b\d{5}-\d{4}\b"  # US ZIP+4
+        r"|\b\d{5}\b(?= [A-Z][a-zà-ÿ]+)|\b\d{3} \d{2}\b(?= [A-Z][a-zà-ÿ]+)"  # five digits before a town (DE, FR, CZ...)
+    ),
+}
+ORDER = ("email", "iban", "card", "ip", "id_number", "phone", "postal_code")
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def iban_ok(value: str) -> bool:
+    """ISO 13616 check: move the first four characters to the end, letters to numbers, mod 97 == 1."""
+    compact = value.replace(" ", "")
+    if not 15 <= len(compact) <= 34:
+        return False
+    rearranged = compact[4:] + compact[:4]
+    return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
+
+
+class Redactor:
+    """Replaces personal data in the texts of one example at a time."""
+
+    def __init__(self, types: list[str], person_finder: Callable[[str], list[tuple[int, int]]] | None = None) -> None:
+        self.types = set(types)
+        self.person_finder = person_finder
+
+    def example(self, texts: list[str]) -> tuple[list[str], Counter[str], list[dict[str, str]]]:
+        """The texts with placeholders, counts by type, and (placeholder, original) pairs."""
+        mapping: dict[tuple[str, str], str] = {}
+        counts: Counter[str] = Counter()
+        out = [self._text(t, mapping, counts) for t in texts]
+        originals = [{"placeholder": p, "original": v} for (_, v), p in mapping.items()]
+        return out, counts, originals
+
+    def _placeholder(self, kind: str, value: str, mapping: dict[tuple[str, str], str], counts: Counter[str]) -> str:
+        key = (kind, re.sub(r"[\s().-]", "", value).casefold())
+        if key not in mapping:
+            n = sum(1 for k in mapping if k[0] == kind) + 1
+            mapping[key] = f"<{kind.upper()}_{n}>"
+        counts[kind] += 1
+        return mapping[key]
+
+    def _text(self, text: str, mapping: dict[tuple[str, str], str], counts: Counter[str]) -> str:
+        if not text:
+            return text
+        if "person" in self.types and self.person_finder is not None:
+            for start, end in sorted(self.person_finder(text), reverse=True):
+                text = text[:start] + self._placeholder("person", text[start:end], mapping, counts) + text[end:]
+        for kind in ORDER:
+            if kind in ("iban", "card"):
+                if kind == "iban" and self.types & {"iban", "card"}:
+                    text = _CARD_OR_IBAN.sub(lambda m: self._number(m, mapping, counts), text)
+                continue
+            if kind in self.types:
+                text = PATTERNS[kind].sub(lambda m, k=kind: self._match(k, m, mapping, counts), text)
+        return text
+
+    def _number(self, match: re.Match[str], mapping: dict[tuple[str, str], str], counts: Counter[str]) -> str:
+        if match.group("iban") and "iban" in self.types and iban_ok(match.group("iban")):
+            return self._placeholder("iban", match.group("iban"), mapping, counts)
+        card = match.group("card")
+        if card and "card" in self.types:
+            digits = re.sub(r"\D", "", card)
+            if 13 <= len(digits) <= 19 and luhn_ok(digits):
+                return self._placeholder("card", digits, mapping, counts)
+        return match.group(0)
+
+    def _match(self, kind: str, match: re.Match[str], mapping: dict[tuple[str, str], str], counts: Counter[str]) -> str:
+        value = match.groupdict().get("value")
+        if value:  # a labelled ID: keep the label, replace the number
+            start = match.start("value") - match.start()
+            return match.group(0)[:start] + self._placeholder(kind, value, mapping, counts)
+        if kind == "phone" and not 9 <= sum(ch.isdigit() for ch in match.group(0)) <= 15:
+            return match.group(0)
+        return self._placeholder(kind, match.group(0), mapping, counts)
+
+
+def load_person_finder(model: str) -> Callable[[str], list[tuple[int, int]]]:
+    """Character spans of person names, by a local token-classification model (PER / PERSON entities)."""
+    path = Path(model).expanduser()
+    if not (path / "config.json").is_file():
+        raise DataError(
+            f"redact.ner_model '{model}' is not a local model folder with config.json; point it at a "
+            f"token-classification model (e.g. a downloaded dslim/bert-base-NER) or drop 'person' from redact.types"
+        )
+    from transformers import pipeline
+
+    try:
+        tagger = pipeline("token-classification", model=str(path), aggregation_strategy="simple")
+    except (OSError, ValueError) as exc:
+        raise DataError(f"redact.ner_model '{model}': cannot load it as a token-classification model ({exc})") from None
+
+    def find(text: str) -> list[tuple[int, int]]:
+        found = tagger(text)
+        return [(int(e["start"]), int(e["end"])) for e in found if str(e.get("entity_group", "")).upper() in ("PER", "PERSON")]
+
+    return find
+
+
+def redact_example(ex: dict[str, Any], redactor: Redactor) -> tuple[Counter[str], list[dict[str, str]]]:
+    """Redact every text of one example in place; counts by type and (placeholder, original) pairs."""
+    slots = _text_slots(ex)
+    texts, counts, pairs = redactor.example([get() for get, _ in slots])
+    for (_, put), text in zip(slots, texts):
+        put(text)
+    return counts, pairs
+
+
+def _text_slots(ex: dict[str, Any]) -> list[tuple[Callable[[], str], Callable[[str], None]]]:
+    """Getter/setter pairs for every text an example holds (message contents included)."""
+    slots: list[tuple[Callable[[], str], Callable[[str], None]]] = []
+    for key in ("text",):
+        if key in ex:
+            slots.append((lambda k=key: ex[k], lambda v, k=key: ex.__setitem__(k, v)))
+    for key in ("messages", "prompt", "chosen", "rejected"):
+        for msg in ex.get(key, []) or []:
+            if msg.get("role") != "system":
+                slots.append((lambda m=msg: m["content"], lambda v, m=msg: m.__setitem__("content", v)))
+    return slots
