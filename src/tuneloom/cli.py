@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tuneloom.data.commands import add_data_commands
 from tuneloom.errors import TuneloomError
 from tuneloom.registry.commands import add_registry_commands
 from tuneloom.workspace import locate_run
@@ -199,27 +200,7 @@ def models_info(
 add_registry_commands(models_app, out, err)
 
 
-@data_app.command("prepare")
-def data_prepare(config: ConfigOpt = Path("tuneloom.yaml"), task: TaskOpt = None) -> None:
-    """Clean, deduplicate and split each task's sources into a versioned dataset."""
-    from tuneloom.data import prepare_dataset
-
-    try:
-        project = _load(config)
-        names = [project.config.task(task).name] if task else project.config.task_names()
-        for name in names:
-            ds = prepare_dataset(project, name, log=lambda m: err.print(f"  {m}", highlight=False))
-            table = Table(title=f"{name}: dataset {ds.version}{' (reused)' if ds.reused else ''}")
-            for col in ("source", "read", "kept", "rejected", "duplicates"):
-                table.add_column(col)
-            for s in ds.sources:
-                rejected = ", ".join(f"{k} {v}" for k, v in s.rejected.items()) or "0"
-                table.add_row(Path(s.path).name, str(s.read), str(s.kept), rejected, str(s.duplicates))
-            out.print(table)
-            out.print(f"splits: {ds.counts}" + (f"  labels: {len(ds.labels)}" if ds.labels else ""))
-            out.print(f"written to {ds.path}")
-    except TuneloomError as exc:
-        _fail(exc)
+add_data_commands(data_app, out, err)
 
 
 @app.command()

@@ -30,8 +30,9 @@ PATTERNS: dict[str, re.Pattern[str]] = {
     "id_number": re.compile(
         r"\b\d{3}-\d{2}-\d{4}\b"
         r"|\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"
-        r"|(?i:\b(?:passport|national id|id card|id|ssn|tax id|personal id)(?: (?:no|number|nr)\.?)?\s*[:#]?\s*)"
-        r"(?P<value>(?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9-]{5,19})\b"
+        r"|(?i:\b(?:passport|national id|id card|id|ssn|tax id|personal id|vat|vat reg(?:istration)?|ust-idnr|nip|siren|nif)"
+        r"\.?(?: (?:no|number|nr)\.?)?\s*[:#]?\s*)"
+        r"(?P<value>(?=[A-Z0-9 -]*\d{3})[A-Z0-9](?:[A-Z0-9-]| (?=[A-Z0-9]))*[A-Z0-9])(?![\w-])"
     ),
     "phone": re.compile(
         r"(?<![\w+])(?:\+|00)[1-9]\d{0,2}[ .-]?(?:\(0\)[ .-]?)?(?:\(?\d{1,5}\)?[ .-]?){1,5}\d{2,5}(?![\w])"
