@@ -82,16 +82,93 @@ def _to_example(task: TaskConfig, record: dict[str, Any]) -> tuple[dict[str, Any
         if data.system_prompt:
             messages.insert(0, {"role": "system", "content": data.system_prompt.strip()})
         return {"messages": messages}, None, dedup_key(prompt, response)
+    if task.type == "preference":
+        return _preference_example(task, record)
     text_cols = [cols.text] if isinstance(cols.text, str) else list(cols.text or [])
     text = "\n\n".join(t for t in (normalize_text(record[c]) for c in text_cols) if t)
-    label = normalize_text(record[cols.label])
-    if not label:
-        return None, "missing_label", ""
     if len(text) < data.min_chars:
         return None, "empty_or_short_text", ""
     if len(text) > data.max_chars:
         return None, "too_long", ""
+    if task.type == "pretrain":
+        return {"text": text}, None, dedup_key(text)
+    if task.type == "ner":
+        # spans index the text as written: a single text column is kept verbatim
+        raw = record[text_cols[0]] if len(text_cols) == 1 else text
+        entities = _entities(record[cols.entities], raw)
+        if entities is None:
+            return None, "bad_entities", ""
+        return {"text": raw, "entities": entities}, None, dedup_key(raw)
+    if data.multi_label:
+        labels = _label_list(record[cols.label], data.label_separator)
+        if not labels:
+            return None, "missing_label", ""
+        return {"text": text, "labels": labels}, None, dedup_key(text)
+    label = normalize_text(record[cols.label])
+    if not label:
+        return None, "missing_label", ""
     return {"text": text, "label": label}, None, dedup_key(text)
+
+
+def _preference_example(task: TaskConfig, record: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None, str]:
+    """TRL's conversational preference format: prompt messages, then one chosen and one rejected answer."""
+    cols, data = task.data.columns, task.data
+    prompt = normalize_text(record[cols.prompt])
+    chosen, rejected = normalize_text(record[cols.chosen]), normalize_text(record[cols.rejected])
+    if len(prompt) < data.min_chars:
+        return None, "empty_or_short_prompt", ""
+    if len(chosen) < data.min_chars or len(rejected) < data.min_chars:
+        return None, "empty_or_short_response", ""
+    if chosen == rejected:
+        return None, "chosen_equals_rejected", ""
+    if len(prompt) + len(chosen) + len(rejected) > data.max_chars:
+        return None, "too_long", ""
+    messages = [{"role": "user", "content": prompt}]
+    if data.system_prompt:
+        messages.insert(0, {"role": "system", "content": data.system_prompt.strip()})
+    example = {
+        "prompt": messages,
+        "chosen": [{"role": "assistant", "content": chosen}],
+        "rejected": [{"role": "assistant", "content": rejected}],
+    }
+    return example, None, dedup_key(prompt, chosen, rejected)
+
+
+def _json_cell(value: Any) -> Any:
+    if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _label_list(value: Any, separator: str) -> list[str]:
+    """Several labels from a list, a JSON list cell, or a `separator`-joined cell; sorted, unique."""
+    value = _json_cell(value)
+    items = value if isinstance(value, list) else str(value or "").split(separator)
+    return sorted({normalize_text(str(v)) for v in items} - {""})
+
+
+def _entities(value: Any, text: str) -> list[dict[str, Any]] | None:
+    """Character spans sorted by start, or None when a span is malformed, out of range or overlapping."""
+    value = _json_cell(value)
+    if value in (None, ""):
+        return []
+    if not isinstance(value, list):
+        return None
+    spans = []
+    for item in value:
+        if not isinstance(item, dict) or not {"start", "end", "label"} <= set(item):
+            return None
+        start, end, label = item["start"], item["end"], normalize_text(str(item["label"]))
+        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text) and label):
+            return None
+        spans.append({"start": start, "end": end, "label": label})
+    spans.sort(key=lambda e: e["start"])
+    if any(a["end"] > b["start"] for a, b in zip(spans, spans[1:])):
+        return None
+    return spans
 
 
 def _split(examples: list[dict[str, Any]], task: TaskConfig) -> dict[str, list[dict[str, Any]]]:
@@ -119,6 +196,19 @@ def _split(examples: list[dict[str, Any]], task: TaskConfig) -> dict[str, list[d
     for split in SPLITS:
         rng.shuffle(out[split])
     return out
+
+
+def _row_labels(example: dict[str, Any]) -> list[str]:
+    """A row's classes (classification) or entity types (ner)."""
+    if "entities" in example:
+        return [e["label"] for e in example["entities"]]
+    return example["labels"] if "labels" in example else [example["label"]]
+
+
+def _label_set(task: TaskConfig, examples: list[dict[str, Any]]) -> list[str] | None:
+    if task.type not in ("classification", "ner"):
+        return None
+    return sorted({label for e in examples for label in _row_labels(e)})
 
 
 def dataset_version(task: TaskConfig, source_hashes: list[str]) -> str:
@@ -192,7 +282,7 @@ def prepare_dataset(
         raise DataError(f"task '{task.name}': no usable rows in {[str(p) for p in paths]}; see the reasons above")
 
     splits = _split(examples, task)
-    labels = sorted({e["label"] for e in examples}) if task.type == "classification" else None
+    labels = _label_set(task, examples)
     result = PreparedDataset(
         task=task.name,
         version=version,
@@ -210,7 +300,7 @@ def prepare_dataset(
             "result": result.model_dump(exclude={"reused"}),
             "task_type": task.type,
             "data_config": task.data.model_dump(mode="json"),
-            "label_counts": {s: dict(Counter(e["label"] for e in v)) for s, v in splits.items()} if labels else None,
+            "label_counts": {s: dict(Counter(lab for e in v for lab in _row_labels(e))) for s, v in splits.items()} if labels else None,
             "prep_version": PREP_VERSION,
         }
         write_json_atomic(tmp / "manifest.json", manifest)
