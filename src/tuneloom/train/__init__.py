@@ -14,7 +14,6 @@ from datasets import Dataset
 from rich.console import Console
 import yaml
 from transformers import PrinterCallback, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from tuneloom.catalog import resolve_model
 from tuneloom.config import Project, TaskConfig
@@ -32,7 +31,7 @@ from tuneloom.train.common import (
 )
 from tuneloom.workspace import Workspace, read_jsonl, run_state, set_status, write_json_atomic, write_jsonl_atomic
 
-__all__ = ["TrainResult", "resume_run", "train_task"]
+__all__ = ["ResumeError", "TrainResult", "resume_run", "train_task"]
 
 TASK_MODULES = {"chat_sft": sft, "classification": classify, "ner": ner, "preference": preference, "pretrain": pretrain}
 
@@ -96,7 +95,7 @@ def resume_run(run_dir: str | Path, console: Console | None = None) -> TrainResu
     state = run_state(run)
     if state in ("running", "completed"):
         raise ResumeError(f"run {run.name} is {state}: only interrupted or failed runs can be resumed")
-    checkpoint = get_last_checkpoint(str(run / "checkpoints")) if (run / "checkpoints").is_dir() else None
+    checkpoint = last_complete_checkpoint(run)
     if checkpoint is None:
         raise ResumeError(
             f"run {run.name} has no checkpoint in {run / 'checkpoints'}; start a new run with `tuneloom train` "
@@ -106,14 +105,21 @@ def resume_run(run_dir: str | Path, console: Console | None = None) -> TrainResu
     task = TaskConfig.model_validate(snapshot["task"])
     dataset_dir = Path(snapshot["dataset"]["path"])
     manifest = json.loads((dataset_dir / "manifest.json").read_text())
-    step = int(Path(checkpoint).name.rpartition("-")[2])
+    step = int(checkpoint.name.rpartition("-")[2])
     _forget_metrics_after(run, step)
-    set_status(run, "running", resumed_from=Path(checkpoint).name)
+    set_status(run, "running", resumed_from=checkpoint.name)
     console.print(f"[bold]{task.name}[/]: resuming run {run.name} from step {step}")
     return _run_with_status(
         run,
-        lambda: _fit(task, dataset_dir, manifest, Path(snapshot["base_model_path"]), run, snapshot["precision"], console, checkpoint),
+        lambda: _fit(task, dataset_dir, manifest, Path(snapshot["base_model_path"]), run, snapshot["precision"], console, str(checkpoint)),
     )
+
+
+def last_complete_checkpoint(run: Path) -> Path | None:
+    """The newest checkpoint whose trainer_state.json exists (the Trainer writes it last, so a kill during
+    a save leaves an incomplete folder behind, which is skipped)."""
+    found = [p for p in (run / "checkpoints").glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return max(found, key=lambda p: int(p.name.rpartition("-")[2]), default=None)
 
 
 def _forget_metrics_after(run: Path, step: int) -> None:
