@@ -96,5 +96,8 @@ def prepare(task: TaskConfig, model_path: Path, precision: str, manifest: dict[s
     train, truncated = encode_split(tokenizer, train_rows, tags, task.train.max_length)
     val, _ = encode_split(tokenizer, val_rows, tags, task.train.max_length)
     model = build_model(task, model_path, tags, tokenizer.pad_token_id)
-    collate = DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE, pad_to_multiple_of=8)
-    return TaskParts(tokenizer, model, train, val, collate, truncated=truncated)
+    return TaskParts(tokenizer, model, train, val, collator(tokenizer), truncated=truncated)
+
+
+def collator(tokenizer: PreTrainedTokenizerBase) -> DataCollatorForTokenClassification:
+    return DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE, pad_to_multiple_of=8)
