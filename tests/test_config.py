@@ -151,7 +151,7 @@ def test_qlora_refused_for_classification_on_other_models():
         "    train:\n", "    method: {kind: qlora}\n    train:\n"
     )
     msg = _error(text)
-    assert "qlora is supported for chat_sft tasks" in msg
+    assert "qlora is supported for chat_sft, preference, pretrain tasks" in msg
     # and qlora stays allowed for chat_sft on a quantizable catalog model
     ok = parse_project(BASE + "    method: {kind: qlora}\n")
     assert ok.task("qa").method.kind == "qlora"
@@ -312,7 +312,7 @@ def test_project_schema():
     assert set(schema["required"]) >= {"project", "tasks"}
     defs = schema["$defs"]
     assert {"TaskConfig", "TrainConfig", "MethodConfig", "DataConfig"} <= set(defs)
-    assert defs["MethodConfig"]["properties"]["kind"]["enum"] == ["full", "lora", "qlora"]
+    assert defs["MethodConfig"]["properties"]["kind"]["enum"] == ["full", "lora", "dora", "qlora"]
     assert defs["TaskConfig"]["additionalProperties"] is False
 
 

@@ -204,21 +204,30 @@ add_data_commands(data_app, out, err)
 
 
 @app.command()
-def train(config: ConfigOpt = Path("tuneloom.yaml"), task: TaskOpt = None, set_: SetOpt = None) -> None:
-    """Train one task (LoRA, QLoRA or full); prepares its data first when the data settings changed."""
+def train(
+    config: ConfigOpt = Path("tuneloom.yaml"), task: TaskOpt = None, set_: SetOpt = None,
+    resume: Annotated[Optional[str], typer.Option("--resume", help="Continue an interrupted run (id or folder) from its last checkpoint.")] = None,
+) -> None:
+    """Train one task (full, LoRA, DoRA or QLoRA); prepares its data first when the data settings changed."""
     _quiet_libraries()
-    from tuneloom.train import train_task
+    from tuneloom.train import resume_run, train_task
 
     try:
-        project = _load(config, set_)
-        names = [project.config.task(task).name] if task else project.config.task_names()
-        for name in names:
-            result = train_task(project, name, console=err)
+        if resume:  # the run's own settings: --task and --set do not apply
+            from tuneloom.workspace import locate_run
+
+            results = [resume_run(locate_run(resume, config)[0], console=err)]
+        else:
+            project = _load(config, set_)
+            names = [project.config.task(task).name] if task else project.config.task_names()
+            results = (train_task(project, name, console=err) for name in names)
+        for result in results:
+            name = result.task
             out.print(f"[green]✓[/] {name}: {result.steps} steps, train loss {result.train_loss:.4f}"
                       + (f", validation loss {result.eval_loss:.4f}" if result.eval_loss is not None else "")
                       + f", {result.tokens_per_s:.0f} tokens/s")
             out.print(f"  run: {result.run_dir}\n  next: tuneloom eval {Path(result.run_dir).name}")
-    except TuneloomError as exc:
+    except (TuneloomError, FileNotFoundError) as exc:
         _fail(exc)
 
 

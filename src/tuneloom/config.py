@@ -171,8 +171,6 @@ class DataConfig(Strict):
     sources: list[SourceConfig] = Field(min_length=1)
     columns: ColumnsConfig
     system_prompt: str | None = Field(None, description="Chat tasks: system message put before every example.")
-    multi_label: bool = False
-    label_separator: str = ","
     min_chars: Annotated[int, Field(ge=0)] = 1
     max_chars: Annotated[int, Field(gt=0)] = 20_000
     clean: CleanConfig = CleanConfig()
@@ -185,16 +183,34 @@ class DataConfig(Strict):
     rare_class_min: Annotated[int, Field(ge=1)] = Field(10, description="Warn about classes with fewer examples than this.")
     workers: Annotated[int, Field(ge=1, le=64)] | None = Field(None, description="Processes for cleaning and hashing (default: CPU count).")
     split: SplitConfig = SplitConfig()
+    multi_label: bool = Field(False, description="Classification: a row may carry several labels.")
+    label_separator: str = Field(
+        ",", min_length=1, description="Multi-label: how several labels are written in one cell (a JSON list cell also works)."
+    )
 
 
 class MethodConfig(Strict):
-    kind: Literal["full", "lora", "qlora"] = "lora"
+    """How the weights change: all of them (full), a LoRA/DoRA adapter, or an adapter on a 4-bit base (qlora)."""
+
+    kind: Literal["full", "lora", "dora", "qlora"] = Field(
+        "lora", description="full, lora, dora (LoRA with weight decomposition) or qlora (LoRA on an NF4 base)."
+    )
     r: Annotated[int, Field(gt=0, le=1024)] = 16
     alpha: Annotated[float, Field(gt=0)] = 32
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    rslora: bool = Field(False, description="Rank-stabilised LoRA: scale adapters by alpha/sqrt(r) instead of alpha/r.")
     target_modules: str | list[str] = Field(
         "all-linear", description="Module names to adapt, or 'all-linear'."
     )
+    merge: bool = Field(
+        False, description="Adapters: also save the base with the adapter merged in (model-merged/, safetensors)."
+    )
+
+    @model_validator(mode="after")
+    def _adapter_options(self) -> MethodConfig:
+        if self.kind == "full" and self.merge:
+            raise ValueError("method.merge applies to adapters (lora, dora, qlora); full fine-tuning saves whole weights")
+        return self
 
 
 class TrainConfig(Strict):
@@ -208,13 +224,49 @@ class TrainConfig(Strict):
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
     max_length: Annotated[int, Field(gt=8)] = 512
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    packing: bool | None = Field(
+        None,
+        description="chat_sft/pretrain: padding-free batches (examples concatenated, positions restart per example); "
+        "default: on for pretrain, off for chat_sft.",
+    )
+    group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass: less memory, slower.")
     eval_every: Annotated[int, Field(gt=0)] | None = Field(
         None, description="Validation loss every N optimizer steps (default: about 6 times per run)."
     )
+    save_every: Annotated[int, Field(gt=0)] | None = Field(
+        None, description="Checkpoint (for --resume) every N optimizer steps (default: at every validation)."
+    )
+    keep_checkpoints: Annotated[int, Field(ge=1)] = Field(2, description="How many recent checkpoints to keep.")
+    early_stopping_patience: Annotated[int, Field(gt=0)] | None = Field(
+        None, description="Stop after this many validations without a lower validation loss (default: never)."
+    )
+    early_stopping_threshold: Annotated[float, Field(ge=0)] = Field(
+        0.0, description="How much lower the validation loss must be to count as better."
+    )
+    keep_best: bool = Field(False, description="At the end, keep the weights of the checkpoint with the lowest validation loss.")
     seed: int = 42
     class_weights: Literal["balanced", "none"] = Field(
         "balanced", description="Classification: weight the loss by inverse class frequency (rare queues count)."
     )
+    preference_loss: Literal["dpo", "kto"] = Field(
+        "dpo", description="Preference tasks: DPO on the pairs, or KTO on them unpaired (chosen good, rejected bad)."
+    )
+    beta: Annotated[float, Field(gt=0)] = Field(
+        0.1, description="Preference tasks: how far the policy may move from the base (higher = closer)."
+    )
+
+    @model_validator(mode="after")
+    def _checkpoints(self) -> TrainConfig:
+        if self.preference_loss == "kto" and self.batch_size < 2:
+            raise ValueError("KTO estimates its KL term within a batch: train.batch_size must be at least 2")
+        if self.eval_every and self.save_every and (self.keep_best or self.early_stopping_patience):
+            if self.save_every % self.eval_every:
+                raise ValueError(
+                    f"keep_best and early stopping pick checkpoints by validation loss: save_every ({self.save_every}) "
+                    f"must be a multiple of eval_every ({self.eval_every})"
+                )
+        return self
 
 
 DEFAULT_RUBRIC = (
@@ -271,6 +323,7 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     "preference": ("reward_accuracy", "reward_margin"),
     "pretrain": ("loss", "perplexity"),
 }
+CAUSAL_TASKS = ("chat_sft", "preference", "pretrain")  # tasks that train a causal language model
 LOWER_IS_BETTER = frozenset({"loss", "perplexity"})
 
 
@@ -311,8 +364,17 @@ class TaskConfig(Strict):
         None, description="Classification: a short description per label, used for the zero-shot baseline."
     )
 
+    @property
+    def packs(self) -> bool:
+        """Whether training batches are packed (train.packing, or its default for the task type)."""
+        return self.train.packing if self.train.packing is not None else self.type == "pretrain"
+
     @model_validator(mode="after")
     def _compatible(self) -> TaskConfig:
+        if self.train.packing and self.type not in ("chat_sft", "pretrain"):
+            raise ValueError(f"train.packing applies to chat_sft and pretrain tasks, not {self.type}")
+        if (self.train.keep_best or self.train.early_stopping_patience) and self.data.split.validation == 0:
+            raise ValueError("train.keep_best and train.early_stopping_patience need a validation split (data.split.validation > 0)")
         entry = CATALOG.get(self.model)
         if entry is not None:
             if self.type not in entry.tasks:
@@ -323,8 +385,8 @@ class TaskConfig(Strict):
                     f"qlora needs a model whose linear layers bitsandbytes can quantize to 4 bits; "
                     f"'{self.model}' is not one: use method.kind 'lora' or 'full'"
                 )
-        if self.method.kind == "qlora" and self.type != "chat_sft":
-            raise ValueError("qlora is supported for chat_sft tasks; use method.kind 'lora' for classification")
+        if self.method.kind == "qlora" and self.type not in CAUSAL_TASKS:
+            raise ValueError(f"qlora is supported for {', '.join(CAUSAL_TASKS)} tasks; use method.kind 'lora' for {self.type}")
         gate_metrics = TASK_METRICS[self.type] + (("judge_score",) if self.type == "chat_sft" else ())
         for rule in ("min", "max_drop"):
             unknown = [m for m in getattr(self.gate, rule) if m not in gate_metrics]

@@ -49,7 +49,12 @@ def _compare(result: dict[str, Any], metric: str, reference: str = "base") -> di
 def _per_example_views(task_type: str, result: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     """Add `slices` (results per slice value or label) and `improved` / `worsened` example lists."""
     examples = result["examples"]
-    if task_type == "chat_sft":
+    if "example_metric" in result:  # ner, preference, pretrain: one score per example and model
+        scored = sorted(examples, key=lambda e: e["score_tuned"] - e["score_base"])
+        result["improved"] = [e for e in reversed(scored) if e["score_tuned"] > e["score_base"]][:10]
+        result["worsened"] = [e for e in scored if e["score_tuned"] < e["score_base"]][:10]
+        metric, score = result["example_metric"], lambda e, side: e[f"score_{side}"]
+    elif task_type == "chat_sft":
         for e in examples:
             e["delta"] = round(e["token_f1_tuned"] - e["token_f1_base"], 4)
         scored = sorted(examples, key=lambda e: e["delta"])
@@ -76,6 +81,24 @@ def _per_example_views(task_type: str, result: dict[str, Any], rows: list[dict[s
         }
         for key, items in sorted(groups.items())
     }
+
+
+def _evaluate_new_task(task: TaskConfig, model_dir: Path, base_path: Path, precision: str, labels: list[str] | None,
+                       rows: list[dict[str, Any]], tick: Any, prod: Any) -> dict[str, Any]:
+    """NER, preference and pretrain evaluation (each module scores base, tuned and production alike)."""
+    kind, size, remote = task.method.kind, task.eval.batch_size, task.trust_remote_code
+    if task.type == "ner":
+        from tuneloom.evaluate.ner import evaluate_ner
+
+        return evaluate_ner(model_dir, base_path, kind, labels or [], rows, task.train.max_length, size, remote, tick, prod)
+    if task.type == "preference":
+        from tuneloom.evaluate.preference import evaluate_preference
+
+        return evaluate_preference(model_dir, base_path, kind, precision, rows, task.train.beta, task.train.max_length,
+                                   size, remote, tick, prod)
+    from tuneloom.evaluate.pretrain import evaluate_pretrain
+
+    return evaluate_pretrain(model_dir, base_path, kind, precision, rows, task.train.max_length, size, remote, tick, prod)
 
 
 def evaluate_run(
@@ -112,7 +135,8 @@ def evaluate_run(
         from tuneloom.evaluate.forgetting import general_rows
 
         general = general_rows(task.data.system_prompt)
-    passes = (2 if task.type == "chat_sft" else 1) + (production is not None)
+    passes = {"chat_sft": 2, "classification": 1, "ner": 2, "preference": 4, "pretrain": 2}[task.type]
+    passes += (2 if task.type == "preference" else 1) * (production is not None)
     prod = None
     if production is not None:
         prod = SimpleNamespace(path=Path(production.path), method=production.lineage.get("method", "lora"),
@@ -133,6 +157,15 @@ def evaluate_run(
             )
             if task.eval.judge:
                 result["judge"] = _judge(result, task.eval.judge)
+        elif task.type in ("ner", "preference", "pretrain"):
+            result = _evaluate_new_task(task, model_dir, base_path, snapshot["precision"], labels, rows, tick, prod)
+        elif task.data.multi_label:
+            from tuneloom.evaluate.classify import evaluate_multilabel
+
+            result = evaluate_multilabel(
+                model_dir, base_path, task.method.kind, labels, rows, task.label_descriptions or {},
+                task.train.max_length, task.eval.batch_size, task.trust_remote_code, tick, prod,
+            )
         else:
             from tuneloom.evaluate.classify import evaluate_classification
 

@@ -118,7 +118,7 @@ def evaluate_classification(
 
 
 def load_classifier(model_dir: Path, base_path: Path, method: str, labels: list[str], pad_token_id: int,
-                    trust_remote_code: bool) -> Any:
+                    trust_remote_code: bool, multi_label: bool = False) -> Any:
     """A trained classifier: full weights, or the base with its LoRA adapter and head."""
     from transformers import AutoModelForSequenceClassification
 
@@ -129,7 +129,74 @@ def load_classifier(model_dir: Path, base_path: Path, method: str, labels: list[
     base = AutoModelForSequenceClassification.from_pretrained(
         base_path, num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)}, trust_remote_code=trust_remote_code,
+        problem_type="multi_label_classification" if multi_label else "single_label_classification",
     )
     if base.config.pad_token_id is None:
         base.config.pad_token_id = pad_token_id
     return PeftModel.from_pretrained(base, model_dir)
+
+
+def multilabel_scores(truth: list[list[str]], preds: list[list[str]], labels: list[str]) -> dict[str, Any]:
+    """Exact-set accuracy, macro/weighted F1 and per-class scores over label sets (scikit-learn, indicator form)."""
+    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    binarize = MultiLabelBinarizer(classes=labels)
+    y, p = binarize.fit_transform(truth), binarize.transform(preds)
+    precision, recall, f1, support = precision_recall_fscore_support(y, p, zero_division=0)
+    return {
+        "accuracy": float(accuracy_score(y, p)),
+        "macro_f1": float(f1_score(y, p, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(y, p, average="weighted", zero_division=0)),
+        "per_class": {
+            label: {"precision": float(a), "recall": float(b), "f1": float(c), "support": int(d)}
+            for label, a, b, c, d in zip(labels, precision, recall, f1, support)
+        },
+    }
+
+
+@torch.inference_mode()
+def predict_sets(model: Any, tokenizer: Any, texts: list[str], labels: list[str], max_length: int, batch_size: int,
+                 tick: Callable[[int], None]) -> list[list[str]]:
+    """Multi-label predictions: every label whose sigmoid probability exceeds 0.5."""
+    out = []
+    for chunk in _batches(texts, batch_size):
+        batch = tokenizer(chunk, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        probs = model(**batch).logits.float().sigmoid()
+        out += [[labels[i] for i in row.nonzero().flatten().tolist()] for row in probs > 0.5]
+        tick(len(chunk))
+    return out
+
+
+def evaluate_multilabel(
+    model_dir: Path, base_path: Path, method: str, labels: list[str], rows: list[dict[str, Any]],
+    descriptions: dict[str, str], max_length: int, batch_size: int, trust_remote_code: bool, tick: Callable[[int], None],
+    production: Any = None,
+) -> dict[str, Any]:
+    """Multi-label classification: the zero-shot base (its closest label) vs the tuned classifier's label sets."""
+    tokenizer = classify.load_tokenizer(model_dir, trust_remote_code)
+    texts, truth = [r["text"] for r in rows], [r["labels"] for r in rows]
+    base = [[p] for p in zero_shot(base_path, tokenizer, texts, labels, descriptions, max_length, batch_size, trust_remote_code)]
+    model = load_classifier(model_dir, base_path, method, labels, tokenizer.pad_token_id, trust_remote_code, multi_label=True)
+    started = time.perf_counter()
+    tuned = predict_sets(model.eval(), tokenizer, texts, labels, max_length, batch_size, tick)
+    latency_ms = 1000 * (time.perf_counter() - started) / max(len(texts), 1)
+    examples = [
+        {"id": r["id"], "text": r["text"][:300], "labels": t, "base": b, "tuned": u,
+         "score_base": float(sorted(b) == t), "score_tuned": float(sorted(u) == t)}
+        for r, t, b, u in zip(rows, truth, base, tuned)
+    ]
+    result = {
+        "labels": labels,
+        "multi_label": True,
+        "base": multilabel_scores(truth, base, labels),
+        "tuned": {**multilabel_scores(truth, tuned, labels), "latency_ms_per_example": latency_ms},
+        "base_method": "zero-shot: the one label whose description is closest (cosine of mean-pooled embeddings)",
+        "example_metric": "exact label set",
+        "examples": examples,
+    }
+    if production is not None:
+        prod = load_classifier(production.path, Path(production.base_model_path), production.method, labels,
+                               tokenizer.pad_token_id, trust_remote_code, multi_label=True)
+        result["production"] = multilabel_scores(truth, predict_sets(prod.eval(), tokenizer, texts, labels, max_length, batch_size, tick), labels)
+    return result

@@ -8,20 +8,36 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from datasets import Dataset
 from rich.console import Console
-from transformers import PrinterCallback, Trainer, set_seed
+import yaml
+from transformers import PrinterCallback, set_seed
 
 from tuneloom.catalog import resolve_model
-from tuneloom.config import Project
+from tuneloom.config import Project, TaskConfig
 from tuneloom.data import load_split, prepare_dataset
-from tuneloom.train import classify, sft
-from tuneloom.train.common import RunLogger, TrainResult, choose_precision, count_parameters, training_arguments
-from tuneloom.workspace import Workspace, set_status, write_json_atomic
+from tuneloom.errors import TuneloomError
+from tuneloom.train import classify, ner, preference, pretrain, sft
+from tuneloom.train.common import (
+    RunLogger,
+    TaskParts,
+    TrainResult,
+    choose_precision,
+    count_parameters,
+    stopping_callbacks,
+    training_kwargs,
+)
+from tuneloom.workspace import Workspace, read_jsonl, run_state, set_status, write_json_atomic, write_jsonl_atomic
 
-__all__ = ["TrainResult", "train_task"]
+__all__ = ["ResumeError", "TrainResult", "resume_run", "train_task"]
+
+TASK_MODULES = {"chat_sft": sft, "classification": classify, "ner": ner, "preference": preference, "pretrain": pretrain}
+
+
+class ResumeError(TuneloomError):
+    """A run that cannot be resumed (finished, still running, or without a checkpoint)."""
 
 
 def _versions() -> dict[str, str]:
@@ -65,10 +81,60 @@ def train_task(
     }
     run = ws.new_run(task.name, snapshot)
     console.print(f"[bold]{task.name}[/]: {task.method.kind} on {task.model} ({precision}), run {run.name}")
+    return _run_with_status(run, lambda: _fit(task, dataset_dir, manifest, model_path, run, precision, console))
+
+
+def resume_run(run_dir: str | Path, console: Console | None = None) -> TrainResult:
+    """Continue an interrupted or failed run from its last checkpoint, with the settings it started with.
+
+    transformers restores the model, optimizer, scheduler, RNG states and the position in the
+    data order from the checkpoint, so the run ends where an uninterrupted one would.
+    """
+    console = console or Console(stderr=True)
+    run = Path(run_dir)
+    state = run_state(run)
+    if state in ("running", "completed"):
+        raise ResumeError(f"run {run.name} is {state}: only interrupted or failed runs can be resumed")
+    checkpoint = last_complete_checkpoint(run)
+    if checkpoint is None:
+        raise ResumeError(
+            f"run {run.name} has no checkpoint in {run / 'checkpoints'}; start a new run with `tuneloom train` "
+            f"(checkpoints are written every train.save_every steps)"
+        )
+    snapshot = yaml.safe_load((run / "config.yaml").read_text())
+    task = TaskConfig.model_validate(snapshot["task"])
+    dataset_dir = Path(snapshot["dataset"]["path"])
+    manifest = json.loads((dataset_dir / "manifest.json").read_text())
+    step = int(checkpoint.name.rpartition("-")[2])
+    _forget_metrics_after(run, step)
+    set_status(run, "running", resumed_from=checkpoint.name)
+    console.print(f"[bold]{task.name}[/]: resuming run {run.name} from step {step}")
+    return _run_with_status(
+        run,
+        lambda: _fit(task, dataset_dir, manifest, Path(snapshot["base_model_path"]), run, snapshot["precision"], console, str(checkpoint)),
+    )
+
+
+def last_complete_checkpoint(run: Path) -> Path | None:
+    """The newest checkpoint whose trainer_state.json exists (the Trainer writes it last, so a kill during
+    a save leaves an incomplete folder behind, which is skipped)."""
+    found = [p for p in (run / "checkpoints").glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return max(found, key=lambda p: int(p.name.rpartition("-")[2]), default=None)
+
+
+def _forget_metrics_after(run: Path, step: int) -> None:
+    """Drop metrics.jsonl lines the killed process wrote after its last checkpoint (they are redone)."""
+    metrics = run / "metrics.jsonl"
+    if metrics.is_file():
+        write_jsonl_atomic(metrics, [row for row in read_jsonl(metrics) if row.get("step", 0) <= step])
+
+
+def _run_with_status(run: Path, fit: Callable[[], TrainResult]) -> TrainResult:
+    """Run `fit`, recording completed / interrupted (SIGTERM, Ctrl-C) / failed in status.json."""
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
     try:
-        result = _fit(task, dataset_dir, manifest, model_path, run, precision, console)
+        result = fit()
     except KeyboardInterrupt:
         set_status(run, "interrupted", error="stopped by a signal before the end")
         raise
@@ -83,50 +149,74 @@ def train_task(
     return result
 
 
-def _fit(task, dataset_dir: Path, manifest: dict[str, Any], model_path: Path, run: Path, precision: str, console: Console) -> TrainResult:  # noqa: ANN001
-    set_seed(task.train.seed)
-    train_rows, val_rows = load_split(dataset_dir, "train"), load_split(dataset_dir, "validation")
-    max_len = task.train.max_length
-    loss_func = None
-    if task.type == "chat_sft":
-        tokenizer = sft.load_tokenizer(model_path, task.trust_remote_code)
-        train_enc, truncated, dropped = sft.encode_split(tokenizer, train_rows, max_len)
-        val_enc, _, _ = sft.encode_split(tokenizer, val_rows, max_len)
-        if dropped:
-            console.print(f"[yellow]{dropped} training examples had no answer tokens within max_length={max_len}: skipped")
-        model = sft.build_model(task, model_path, precision)
-        collate = sft.collator(tokenizer)
-    else:
-        labels = manifest["result"]["labels"]
-        tokenizer = classify.load_tokenizer(model_path, task.trust_remote_code)
-        train_enc, truncated = classify.encode_split(tokenizer, train_rows, labels, max_len)
-        val_enc, _ = classify.encode_split(tokenizer, val_rows, labels, max_len)
-        model = classify.build_model(task, model_path, labels, tokenizer.pad_token_id)
-        collate = classify.collator(tokenizer)
-        if task.train.class_weights == "balanced":
-            loss_func = classify.balanced_loss(labels, train_rows)
-    if truncated:
-        console.print(f"[yellow]{truncated} training examples were longer than max_length={max_len} and were truncated")
-    trainable, total = count_parameters(model)
-    args = training_arguments(task, run, len(train_enc), precision, has_validation=bool(val_enc))
-    trainer = Trainer(
-        model=model,
+def _trainer(task: TaskConfig, parts: TaskParts, run: Path, precision: str, console: Console) -> Any:
+    """The task's Trainer (transformers', or TRL's for preference tasks) with our arguments and callbacks."""
+    has_val = bool(parts.validation)
+    args = parts.args_class(**{**training_kwargs(task, run, len(parts.train), precision, has_val), **parts.extra_args})
+    kwargs: dict[str, Any] = {}
+    if parts.collator is not None:
+        kwargs["data_collator"] = parts.collator
+    if parts.loss_func is not None:
+        kwargs["compute_loss_func"] = parts.loss_func
+    trainer = parts.trainer_class(
+        model=parts.model,
         args=args,
-        train_dataset=Dataset.from_list(train_enc),
-        eval_dataset=Dataset.from_list(val_enc) if val_enc else None,
-        data_collator=collate,
-        processing_class=tokenizer,
-        callbacks=[RunLogger(run, task.name, console)],
-        compute_loss_func=loss_func,
+        train_dataset=Dataset.from_list(parts.train),
+        eval_dataset=Dataset.from_list(parts.validation) if has_val else None,
+        processing_class=parts.tokenizer,
+        callbacks=[RunLogger(run, task.name, console), *stopping_callbacks(task, has_val)],
+        **kwargs,
     )
     trainer.remove_callback(PrinterCallback)  # RunLogger prints progress and writes metrics.jsonl instead
-    started = time.time()
-    output = trainer.train()
-    seconds = time.time() - started
-    eval_loss = trainer.evaluate()["eval_loss"] if val_enc else None
+    return trainer
+
+
+def _save(trainer: Any, parts: TaskParts, task: TaskConfig, run: Path, model_path: Path, precision: str) -> Path:
+    """model/: adapter only for LoRA/DoRA/QLoRA, full weights otherwise (safetensors); model-merged/ on request."""
+    if parts.before_save is not None:
+        parts.before_save(trainer.model)
     model_dir = run / "model"
-    trainer.save_model(str(model_dir))  # adapter only for LoRA/QLoRA, full weights otherwise; safetensors
-    tokenizer.save_pretrained(model_dir)
+    trainer.save_model(str(model_dir))
+    parts.tokenizer.save_pretrained(model_dir)
+    if task.method.merge:
+        merged_dir = merge_adapter(task, model_dir, model_path, precision, run / "model-merged")
+        parts.tokenizer.save_pretrained(merged_dir)
+    return model_dir
+
+
+def merge_adapter(task: TaskConfig, adapter_dir: Path, base_path: Path, precision: str, out_dir: Path) -> Path:
+    """The base (reloaded unquantized, so QLoRA merges into real weights) with the adapter folded in."""
+    import torch
+    from peft import AutoPeftModel, AutoPeftModelForCausalLM, AutoPeftModelForSequenceClassification
+    from peft import AutoPeftModelForTokenClassification
+
+    from tuneloom.train.common import save_merged
+
+    loader = {"classification": AutoPeftModelForSequenceClassification, "ner": AutoPeftModelForTokenClassification}
+    cls: type[AutoPeftModel] = loader.get(task.type, AutoPeftModelForCausalLM)
+    dtype = torch.bfloat16 if precision == "bf16" and task.type not in loader else torch.float32
+    model = cls.from_pretrained(adapter_dir, dtype=dtype, trust_remote_code=task.trust_remote_code)
+    return save_merged(model, out_dir)
+
+
+def _fit(
+    task: TaskConfig, dataset_dir: Path, manifest: dict[str, Any], model_path: Path, run: Path, precision: str,
+    console: Console, resume_from: str | None = None,
+) -> TrainResult:
+    set_seed(task.train.seed)
+    train_rows, val_rows = load_split(dataset_dir, "train"), load_split(dataset_dir, "validation")
+    parts = TASK_MODULES[task.type].prepare(task, model_path, precision, manifest, train_rows, val_rows)
+    for note in parts.notes:
+        console.print(f"[yellow]{note}")
+    if parts.truncated:
+        console.print(f"[yellow]{parts.truncated} training examples were longer than max_length={task.train.max_length} and were truncated")
+    trainable, total = count_parameters(parts.model)
+    trainer = _trainer(task, parts, run, precision, console)
+    started = time.time()
+    output = trainer.train(resume_from_checkpoint=resume_from)
+    seconds = time.time() - started
+    eval_loss = trainer.evaluate()["eval_loss"] if parts.validation else None
+    model_dir = _save(trainer, parts, task, run, model_path, precision)
     tokens = int(trainer.state.num_input_tokens_seen)
     return TrainResult(
         task=task.name,
@@ -144,5 +234,7 @@ def _fit(task, dataset_dir: Path, manifest: dict[str, Any], model_path: Path, ru
         tokens_per_s=round(tokens / max(seconds, 1e-9), 1),
         trainable_parameters=trainable,
         total_parameters=total,
-        truncated_examples=truncated,
+        truncated_examples=parts.truncated,
+        best_checkpoint=trainer.state.best_model_checkpoint,
+        resumed_from=resume_from,
     )

@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from tuneloom.config import TaskConfig
-from tuneloom.train.common import lora_config
+from tuneloom.train.common import TaskParts, lora_config
 
 
 def load_tokenizer(model_path: Path | str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
@@ -20,9 +20,22 @@ def load_tokenizer(model_path: Path | str, trust_remote_code: bool = False) -> P
     return tokenizer
 
 
+def prepare(task: TaskConfig, model_path: Path, precision: str, manifest: dict[str, Any],
+            train_rows: list[dict[str, Any]], val_rows: list[dict[str, Any]]) -> TaskParts:
+    labels = manifest["result"]["labels"]
+    tokenizer = load_tokenizer(model_path, task.trust_remote_code)
+    train, truncated = encode_split(tokenizer, train_rows, labels, task.train.max_length)
+    val, _ = encode_split(tokenizer, val_rows, labels, task.train.max_length)
+    multi = task.data.multi_label
+    loss = balanced_loss(labels, train_rows) if task.train.class_weights == "balanced" and not multi else None
+    model = build_model(task, model_path, labels, tokenizer.pad_token_id)
+    return TaskParts(tokenizer, model, train, val, collator(tokenizer), loss_func=loss, truncated=truncated)
+
+
 def encode_split(
     tokenizer: PreTrainedTokenizerBase, rows: list[dict[str, Any]], labels: list[str], max_length: int
 ) -> tuple[list[dict[str, Any]], int]:
+    """Token ids and the target: a class index, or for multi-label rows (`labels`) a multi-hot float vector."""
     index = {label: i for i, label in enumerate(labels)}
     out, truncated = [], 0
     for row in rows:
@@ -32,7 +45,13 @@ def encode_split(
             truncated += 1
             # keep the head and the final special token (e.g. BERT's [SEP])
             ids = ids[: max_length - 1] + ids[-1:] if tokenizer.sep_token_id == ids[-1] else ids[:max_length]
-        out.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": index[row["label"]]})
+        if "labels" in row:
+            target: Any = [0.0] * len(labels)
+            for label in row["labels"]:
+                target[index[label]] = 1.0
+        else:
+            target = index[row["label"]]
+        out.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": target})
     return out, truncated
 
 
@@ -44,6 +63,7 @@ def build_model(task: TaskConfig, model_path: Path, labels: list[str], pad_token
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
         dtype=torch.float32,
+        problem_type="multi_label_classification" if task.data.multi_label else "single_label_classification",
         trust_remote_code=task.trust_remote_code,
     )
     if model.config.pad_token_id is None:

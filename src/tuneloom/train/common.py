@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from transformers import TrainerCallback, TrainingArguments
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
 from tuneloom.config import MethodConfig, TaskConfig
 from tuneloom.errors import ProjectFileError
@@ -35,6 +36,26 @@ class TrainResult(BaseModel):
     trainable_parameters: int
     total_parameters: int
     truncated_examples: int
+    best_checkpoint: str | None = None
+    resumed_from: str | None = None
+
+
+@dataclass
+class TaskParts:
+    """What a task module (sft, classify, ner, preference, pretrain) hands the shared training loop."""
+
+    tokenizer: Any
+    model: Any
+    train: list[dict[str, Any]]
+    validation: list[dict[str, Any]]
+    collator: Any = None
+    loss_func: Any = None
+    truncated: int = 0
+    notes: list[str] = field(default_factory=list)
+    trainer_class: type = Trainer
+    args_class: type = TrainingArguments
+    extra_args: dict[str, Any] = field(default_factory=dict)
+    before_save: Callable[[Any], None] | None = None
 
 
 def cpu_supports_bf16() -> bool:
@@ -54,16 +75,27 @@ def choose_precision(requested: str) -> str:
     return requested
 
 
-def lora_config(method: MethodConfig, task_type: str) -> Any:
+def lora_config(method: MethodConfig, task_type: str, exclude: list[str] | None = None) -> Any:
+    """peft's LoraConfig; `exclude` names modules never adapted (a head that is trained whole instead)."""
     from peft import LoraConfig
 
     return LoraConfig(
+        exclude_modules=exclude,
         task_type=task_type,
         r=method.r,
         lora_alpha=method.alpha,
         lora_dropout=method.dropout,
         target_modules=method.target_modules,
+        use_dora=method.kind == "dora",
+        use_rslora=method.rslora,
     )
+
+
+def save_merged(model: Any, out_dir: Path) -> Path:
+    """The base with the adapter folded into its weights, saved as safetensors (a plain transformers model)."""
+    merged = model.merge_and_unload()
+    merged.save_pretrained(out_dir, safe_serialization=True)
+    return out_dir
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
@@ -71,14 +103,15 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
-def training_arguments(
-    task: TaskConfig, run_dir: Path, n_train: int, precision: str, has_validation: bool = True
-) -> TrainingArguments:
+def training_kwargs(task: TaskConfig, run_dir: Path, n_train: int, precision: str, has_validation: bool = True) -> dict[str, Any]:
+    """Trainer arguments from the project file; also fed to TRL's configs (which extend TrainingArguments)."""
     cfg = task.train
     steps_per_epoch = max(1, math.ceil(n_train / (cfg.batch_size * cfg.grad_accum)))
     total = cfg.max_steps or max(1, math.ceil(steps_per_epoch * cfg.epochs))
-    eval_every = cfg.eval_every or max(1, total // 6)
-    return TrainingArguments(
+    eval_every = cfg.eval_every or (cfg.save_every if cfg.keep_best or cfg.early_stopping_patience else None)
+    eval_every = eval_every or max(1, total // 6)
+    pick_best = has_validation and (cfg.keep_best or cfg.early_stopping_patience is not None)
+    return dict(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps or -1,
@@ -91,19 +124,40 @@ def training_arguments(
         weight_decay=cfg.weight_decay,
         bf16=precision == "bf16",
         use_cpu=not torch.cuda.is_available(),
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
         eval_strategy="steps" if has_validation else "no",
         eval_steps=eval_every,
         logging_steps=max(1, min(10, eval_every)),
-        save_strategy="no",
+        save_strategy="steps",
+        save_steps=cfg.save_every or eval_every,
+        save_total_limit=cfg.keep_checkpoints,
+        load_best_model_at_end=pick_best and cfg.keep_best,
+        metric_for_best_model="eval_loss" if pick_best else None,
+        greater_is_better=False if pick_best else None,
         report_to="none",
         disable_tqdm=True,
         seed=cfg.seed,
         data_seed=cfg.seed,
-        train_sampling_strategy="group_by_length",
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
         remove_unused_columns=False,
     )
+
+
+def training_arguments(
+    task: TaskConfig, run_dir: Path, n_train: int, precision: str, has_validation: bool = True
+) -> TrainingArguments:
+    return TrainingArguments(**training_kwargs(task, run_dir, n_train, precision, has_validation))
+
+
+def stopping_callbacks(task: TaskConfig, has_validation: bool) -> list[TrainerCallback]:
+    """Early stopping on validation loss when the project file asks for it (needs a validation split)."""
+    cfg = task.train
+    if cfg.early_stopping_patience is None or not has_validation:
+        return []
+    return [EarlyStoppingCallback(cfg.early_stopping_patience, cfg.early_stopping_threshold)]
 
 
 class RunLogger(TrainerCallback):

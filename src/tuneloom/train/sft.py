@@ -6,11 +6,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    DataCollatorForSeq2Seq,
+    DataCollatorWithFlattening,
+    PreTrainedTokenizerBase,
+)
 
 from tuneloom.config import TaskConfig
 from tuneloom.errors import ModelNotAvailable
-from tuneloom.train.common import lora_config
+from tuneloom.train.common import TaskParts, lora_config
 
 IGNORE = -100
 
@@ -65,6 +71,16 @@ def encode_split(tokenizer: PreTrainedTokenizerBase, rows: list[dict[str, Any]],
     return out, truncated, dropped
 
 
+def prepare(task: TaskConfig, model_path: Path, precision: str, manifest: dict[str, Any],
+            train_rows: list[dict[str, Any]], val_rows: list[dict[str, Any]]) -> TaskParts:
+    tokenizer = load_tokenizer(model_path, task.trust_remote_code)
+    train, truncated, dropped = encode_split(tokenizer, train_rows, task.train.max_length)
+    val, _, _ = encode_split(tokenizer, val_rows, task.train.max_length)
+    notes = [f"{dropped} training examples had no answer tokens within max_length={task.train.max_length}: skipped"] if dropped else []
+    return TaskParts(tokenizer, build_model(task, model_path, precision), train, val,
+                     collator(tokenizer, task.packs), truncated=truncated, notes=notes)
+
+
 def build_model(task: TaskConfig, model_path: Path, precision: str) -> Any:
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": task.trust_remote_code}
@@ -103,5 +119,12 @@ def keep_4bit_layers_trainable_on_cpu(model: torch.nn.Module) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
-def collator(tokenizer: PreTrainedTokenizerBase) -> DataCollatorForSeq2Seq:
+def collator(tokenizer: PreTrainedTokenizerBase, packing: bool = False) -> Any:
+    """Padded batches, or with `packing` one padding-free row per batch whose position ids restart per example.
+
+    transformers turns restarting position ids into a block-diagonal causal mask (sdpa/eager and
+    flash attention alike), so packed examples do not attend to each other.
+    """
+    if packing:
+        return DataCollatorWithFlattening(separator_id=IGNORE)
     return DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE, pad_to_multiple_of=8)
