@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import signal
 import threading
@@ -12,13 +13,16 @@ from typing import Any
 
 from datasets import Dataset
 from rich.console import Console
-from transformers import PrinterCallback, Trainer, set_seed
+from transformers import PrinterCallback, Trainer, TrainerCallback, set_seed
 
 from tuneloom.catalog import resolve_model
 from tuneloom.config import Project
 from tuneloom.data import load_split, prepare_dataset
 from tuneloom.train import classify, sft
+from tuneloom.reports.training import write_run_report
 from tuneloom.train.common import RunLogger, TrainResult, choose_precision, count_parameters, training_arguments
+from tuneloom.train.distributed import gather, is_main, shared_run_dir, world_size
+from tuneloom.train.tracking import start_tracking
 from tuneloom.workspace import Workspace, set_status, write_json_atomic
 
 __all__ = ["TrainResult", "train_task"]
@@ -42,10 +46,15 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def train_task(
-    project: Project, task_name: str | None = None, dataset_dir: str | Path | None = None, console: Console | None = None
+    project: Project, task_name: str | None = None, dataset_dir: str | Path | None = None, console: Console | None = None,
+    callbacks: list[TrainerCallback] | None = None,
 ) -> TrainResult:
-    """Train one task of the project; prepares its data first when no dataset version exists."""
-    console = console or Console(stderr=True)
+    """Train one task of the project; prepares its data first when no dataset version exists.
+
+    Under `accelerate launch` every process calls this; rank 0 alone writes the run folder.
+    """
+    main = is_main()
+    console = (console or Console(stderr=True)) if main else Console(quiet=True)
     task = project.config.task(task_name)
     ws = Workspace(project.workspace)
     if dataset_dir is None:  # the version matching the current data settings (reused when unchanged)
@@ -63,27 +72,38 @@ def train_task(
         "precision": precision,
         "versions": _versions(),
     }
-    run = ws.new_run(task.name, snapshot)
+    run = shared_run_dir(lambda: ws.new_run(task.name, snapshot))
+    tracker = None
     console.print(f"[bold]{task.name}[/]: {task.method.kind} on {task.model} ({precision}), run {run.name}")
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
     try:
-        result = _fit(task, dataset_dir, manifest, model_path, run, precision, console)
-    except KeyboardInterrupt:
-        set_status(run, "interrupted", error="stopped by a signal before the end")
-        raise
+        tracker = start_tracking(project, run, snapshot) if main else None
+        extra = [*(callbacks or []), *([tracker] if tracker else [])]
+        result = _fit(task, dataset_dir, manifest, model_path, run, precision, console, extra)
     except BaseException as exc:
-        set_status(run, "failed", error=f"{type(exc).__name__}: {exc}")
+        if main:
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            set_status(run, "interrupted" if interrupted else "failed",
+                       error="stopped by a signal before the end" if interrupted else f"{type(exc).__name__}: {exc}")
+            if tracker:
+                tracker.finish("KILLED" if interrupted else "FAILED")
         raise
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)
-    write_json_atomic(run / "summary.json", {"train": result.model_dump()})
-    set_status(run, "completed")
+    if main:
+        write_json_atomic(run / "summary.json", {"train": result.model_dump()})
+        write_run_report(run)
+        set_status(run, "completed")
+        if tracker:
+            tracker.finish("FINISHED")
+            console.print(f"tracked in MLflow: {tracker.display_uri} (run {tracker.run_id})")
     return result
 
 
-def _fit(task, dataset_dir: Path, manifest: dict[str, Any], model_path: Path, run: Path, precision: str, console: Console) -> TrainResult:  # noqa: ANN001
+def _fit(task, dataset_dir: Path, manifest: dict[str, Any], model_path: Path, run: Path, precision: str,  # noqa: ANN001
+         console: Console, callbacks: list[TrainerCallback]) -> TrainResult:
     set_seed(task.train.seed)
     train_rows, val_rows = load_split(dataset_dir, "train"), load_split(dataset_dir, "validation")
     max_len = task.train.max_length
@@ -116,7 +136,7 @@ def _fit(task, dataset_dir: Path, manifest: dict[str, Any], model_path: Path, ru
         eval_dataset=Dataset.from_list(val_enc) if val_enc else None,
         data_collator=collate,
         processing_class=tokenizer,
-        callbacks=[RunLogger(run, task.name, console)],
+        callbacks=[*([RunLogger(run, task.name, console)] if is_main() else []), *callbacks],
         compute_loss_func=loss_func,
     )
     trainer.remove_callback(PrinterCallback)  # RunLogger prints progress and writes metrics.jsonl instead
@@ -126,8 +146,10 @@ def _fit(task, dataset_dir: Path, manifest: dict[str, Any], model_path: Path, ru
     eval_loss = trainer.evaluate()["eval_loss"] if val_enc else None
     model_dir = run / "model"
     trainer.save_model(str(model_dir))  # adapter only for LoRA/QLoRA, full weights otherwise; safetensors
-    tokenizer.save_pretrained(model_dir)
-    tokens = int(trainer.state.num_input_tokens_seen)
+    if is_main():
+        tokenizer.save_pretrained(model_dir)
+    tokens = int(trainer.state.num_input_tokens_seen)  # summed over processes by the Trainer
+    process_ids = gather(os.getpid())
     return TrainResult(
         task=task.name,
         run_dir=str(run),
@@ -145,4 +167,7 @@ def _fit(task, dataset_dir: Path, manifest: dict[str, Any], model_path: Path, ru
         trainable_parameters=trainable,
         total_parameters=total,
         truncated_examples=truncated,
+        processes=world_size(),
+        global_batch_size=task.train.batch_size * task.train.grad_accum * world_size(),
+        process_ids=process_ids,
     )

@@ -35,6 +35,9 @@ class TrainResult(BaseModel):
     trainable_parameters: int
     total_parameters: int
     truncated_examples: int
+    processes: int = 1  # data-parallel processes (accelerate launch)
+    global_batch_size: int = 0  # examples per optimizer step: batch_size x grad_accum x processes
+    process_ids: list[int] = []  # the pid of every process that trained, rank 0 first
 
 
 def cpu_supports_bf16() -> bool:
