@@ -17,6 +17,7 @@ from rich.table import Table
 
 from tuneloom.errors import TuneloomError
 from tuneloom.registry.commands import add_registry_commands
+from tuneloom import train_commands as ops  # light: imports the training stack only when used
 from tuneloom.workspace import locate_run
 
 app = typer.Typer(help="Fine-tune open models into specialists for your company's work, on your own machines.",
@@ -223,13 +224,19 @@ def data_prepare(config: ConfigOpt = Path("tuneloom.yaml"), task: TaskOpt = None
 
 
 @app.command()
-def train(config: ConfigOpt = Path("tuneloom.yaml"), task: TaskOpt = None, set_: SetOpt = None) -> None:
+def train(config: ConfigOpt = Path("tuneloom.yaml"), task: TaskOpt = None, set_: SetOpt = None,
+          search: ops.SearchOpt = None, processes: ops.ProcessesOpt = None, launcher: ops.LauncherOpt = None,
+          accelerate_config: ops.AccelerateConfigOpt = None) -> None:
     """Train one task (LoRA, QLoRA or full); prepares its data first when the data settings changed."""
     _quiet_libraries()
     from tuneloom.train import train_task
 
     try:
         project = _load(config, set_)
+        if ops.wants_launcher(processes, launcher, accelerate_config, search):
+            return ops.run_launched(project, config, task, set_, processes, accelerate_config, out, err)
+        if search is not None:
+            return ops.run_search(project, task, search, out, err)
         names = [project.config.task(task).name] if task else project.config.task_names()
         for name in names:
             result = train_task(project, name, console=err)
