@@ -106,6 +106,7 @@ def training_arguments(
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
         remove_unused_columns=False,
+        ddp_find_unused_parameters=False,  # LoRA and full models use every trainable parameter
     )
 
 

@@ -1,7 +1,7 @@
 """Data-parallel training through `accelerate launch`: the launch command, and which process writes.
 
 `tuneloom train --processes N` (or `--launcher accelerate --accelerate-config FILE`) prepares the
-dataset once, then runs `accelerate launch ... -m tuneloom.cli train ...`: every process trains on
+dataset once, then runs `accelerate launch ... -m tuneloom.train.launched ...`: every process trains on
 its shard of each batch (the global batch is batch_size x processes x grad_accum), and rank 0 alone
 writes the run folder, metrics, tracking and the model. Shipped accelerate configs for GPU
 clusters (FSDP, DeepSpeed ZeRO-2/3) live in `launch_configs/`.
@@ -66,7 +66,7 @@ def launch_config_path(name_or_path: str) -> Path:
 
 
 def launch_command(train_args: list[str], processes: int | None, accelerate_config: str | None) -> list[str]:
-    """The `accelerate launch` command line that runs `tuneloom train <train_args>` in each process."""
+    """The `accelerate launch` command line that trains in each process (`train_args`: -c, --task, --set)."""
     import torch
 
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
@@ -74,13 +74,12 @@ def launch_command(train_args: list[str], processes: int | None, accelerate_conf
         cmd += ["--config_file", str(launch_config_path(accelerate_config))]
     else:  # no config file: a single machine, defaults spelled out so accelerate asks nothing
         cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-        if torch.cuda.is_available():
-            cmd += ["--multi_gpu"] if (processes or 1) > 1 else []
-        else:
-            cmd += ["--cpu"]
+        # accelerate's --cpu means one process (several only through mpirun); --multi_gpu starts N
+        # processes through torch.distributed.run, which on a machine without GPUs join with gloo on CPU.
+        cmd += ["--multi_gpu"] if (processes or 1) > 1 else ([] if torch.cuda.is_available() else ["--cpu"])
     if processes:
         cmd += ["--num_processes", str(processes)]
-    return [*cmd, "-m", "tuneloom.cli", "train", *train_args]
+    return [*cmd, "-m", "tuneloom.train.launched", *train_args]
 
 
 def launch(train_args: list[str], processes: int | None, accelerate_config: str | None) -> None:
