@@ -18,6 +18,7 @@ from rich.table import Table
 from tuneloom.data.commands import add_data_commands
 from tuneloom.errors import TuneloomError
 from tuneloom.registry.commands import add_registry_commands
+from tuneloom import train_commands as ops  # light: imports the training stack only when used
 from tuneloom.workspace import locate_run
 
 app = typer.Typer(help="Fine-tune open models into specialists for your company's work, on your own machines.",
@@ -207,6 +208,8 @@ add_data_commands(data_app, out, err)
 def train(
     config: ConfigOpt = Path("tuneloom.yaml"), task: TaskOpt = None, set_: SetOpt = None,
     resume: Annotated[Optional[str], typer.Option("--resume", help="Continue an interrupted run (id or folder) from its last checkpoint.")] = None,
+    search: ops.SearchOpt = None, processes: ops.ProcessesOpt = None, launcher: ops.LauncherOpt = None,
+    accelerate_config: ops.AccelerateConfigOpt = None,
 ) -> None:
     """Train one task (full, LoRA, DoRA or QLoRA); prepares its data first when the data settings changed."""
     _quiet_libraries()
@@ -219,6 +222,10 @@ def train(
             results = [resume_run(locate_run(resume, config)[0], console=err)]
         else:
             project = _load(config, set_)
+            if ops.wants_launcher(processes, launcher, accelerate_config, search):
+                return ops.run_launched(project, config, task, set_, processes, accelerate_config, out, err)
+            if search is not None:
+                return ops.run_search(project, task, search, out, err)
             names = [project.config.task(task).name] if task else project.config.task_names()
             results = (train_task(project, name, console=err) for name in names)
         for result in results:

@@ -269,6 +269,60 @@ class TrainConfig(Strict):
         return self
 
 
+class FloatRange(Strict):
+    """A float range to sample from; `log: true` samples log-uniformly (learning rates)."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FloatRange:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0 (got {self.low})")
+        return self
+
+
+class IntRange(Strict):
+    low: Annotated[int, Field(gt=0)]
+    high: Annotated[int, Field(gt=0)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IntRange:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+Choices = Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1)]
+
+
+class SearchConfig(Strict):
+    """`tuneloom train --search N`: an Optuna study minimising validation loss over these settings."""
+
+    lr: FloatRange | None = Field(None, description="Learning rate range, e.g. {low: 1e-5, high: 1e-3, log: true}.")
+    r: Choices | None = Field(None, description="LoRA ranks to try (alpha keeps its ratio to r).")
+    batch_size: Choices | None = None
+    epochs: IntRange | None = None
+    dropout: FloatRange | None = None
+    weight_decay: FloatRange | None = None
+    warmup_ratio: FloatRange | None = None
+    storage: str | None = Field(
+        None, pattern=r"^(sqlite|postgresql|postgresql\+\w+|mysql|mysql\+\w+)://",
+        description="Optuna storage URL shared by several machines (postgresql://...); default: optuna.db in the workspace.",
+    )
+    study: str | None = Field(None, description="Study name (default: the task name); trials accumulate across calls.")
+    pruning: bool = Field(True, description="Stop trials whose validation loss is worse than the median at the same step.")
+
+    def params(self) -> list[str]:
+        return [k for k in SEARCH_PARAMS if getattr(self, k) is not None]
+
+
+SEARCH_PARAMS = ("lr", "r", "batch_size", "epochs", "dropout", "weight_decay", "warmup_ratio")
+
+
 DEFAULT_RUBRIC = (
     "5: correct and complete, agrees with the reference in every point that matters. "
     "4: correct, with a minor omission or imprecision. "
@@ -356,6 +410,7 @@ class TaskConfig(Strict):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     gate: GateConfig = GateConfig()
+    search: SearchConfig | None = Field(None, description="Hyperparameter search space for `tuneloom train --search N`.")
     registry_name: str | None = Field(
         None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
         description="Registered model name for this task's versions (default: the task name).",
@@ -396,6 +451,13 @@ class TaskConfig(Strict):
             raise ValueError("gate.max_class_f1_drop applies to classification tasks only")
         if self.gate.max_forgetting is not None and not (self.type == "chat_sft" and self.eval.forgetting_check):
             raise ValueError("gate.max_forgetting needs a chat_sft task with eval.forgetting_check: true")
+        if self.search is not None:
+            if not self.search.params():
+                raise ValueError(f"search: give at least one setting to vary: {', '.join(SEARCH_PARAMS)}")
+            if self.search.r is not None and self.method.kind == "full":
+                raise ValueError("search.r needs method.kind lora or qlora (full fine-tuning has no rank)")
+            if self.data.split.validation == 0:
+                raise ValueError("search minimises validation loss: data.split.validation must be above 0")
         if self.eval.metrics:
             unknown = [m for m in self.eval.metrics if m not in TASK_METRICS[self.type]]
             if unknown:
@@ -453,12 +515,23 @@ class RegistryConfig(Strict):
     )
 
 
+class TrackingConfig(Strict):
+    """Every training run's params, metrics and artifacts go to MLflow (besides metrics.jsonl)."""
+
+    mlflow: bool = Field(True, description="Log training runs to MLflow.")
+    uri: str | None = Field(
+        None, description="MLflow tracking server URL or database URI; default: registry.uri, else SQLite in the workspace (no network).",
+    )
+    log_model: bool = Field(True, description="Also log the run's model/ folder (adapter or weights) as an artifact.")
+
+
 class ProjectConfig(Strict):
     """A Tuneloom project: where outputs go and the tasks to tune."""
 
     project: str = Field(description="Project name, shown in reports.")
     workspace: str = Field("workspace", description="Output folder, relative to the project file.")
     registry: RegistryConfig = RegistryConfig()
+    tracking: TrackingConfig = TrackingConfig()
     tasks: list[TaskConfig] = Field(min_length=1)
 
     @field_validator("tasks")

@@ -154,3 +154,57 @@ def label_distribution(label_counts: dict[str, dict[str, int]], title: str) -> s
     ax.set_title(title)
     ax.legend(fontsize=8)
     return _png(fig)
+
+
+def trial_values(trials: list[dict[str, Any]], title: str) -> str:
+    """Validation loss per search trial (pruned trials at their last reported value), with the running best."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    done = [(t["number"], t["value"]) for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
+    pruned = [(t["number"], t["last_reported"]) for t in trials if t["state"] == "PRUNED" and t.get("last_reported") is not None]
+    if done:
+        ax.scatter(*zip(*done), color=TUNED, label="completed", zorder=3)
+        best, running = float("inf"), []
+        for n, v in sorted(done):
+            best = min(best, v)
+            running.append((n, best))
+        ax.step(*zip(*running), where="post", color="#059669", label="best so far")
+    if pruned:
+        ax.scatter(*zip(*pruned), color=BASE, marker="x", label="pruned (last value)", zorder=3)
+    ax.set_xlabel("trial")
+    ax.set_ylabel("validation loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _png(fig)
+
+
+def param_importances(importances: dict[str, float]) -> str:
+    fig, ax = plt.subplots(figsize=(6.4, 0.6 + 0.45 * len(importances)))
+    names = list(importances)[::-1]
+    ax.barh(names, [importances[n] for n in names], color=TUNED)
+    ax.set_xlabel("importance for validation loss")
+    ax.set_title("Parameter importance")
+    return _png(fig)
+
+
+def parallel_coordinates(trials: list[dict[str, Any]], params: list[str]) -> str:
+    """One line per completed trial across its (min-max scaled) parameters, coloured by validation loss."""
+    done = [t for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    axes = [*params, "validation loss"]
+    if done:
+        columns = [[float(t["params"][p]) for t in done] for p in params] + [[t["value"] for t in done]]
+        scaled = [[(v - min(col)) / ((max(col) - min(col)) or 1.0) for v in col] for col in columns]
+        values = columns[-1]
+        lo, hi = min(values), max(values)
+        cmap = plt.get_cmap("viridis_r")
+        for i in range(len(done)):
+            ax.plot(range(len(axes)), [col[i] for col in scaled], color=cmap((values[i] - lo) / ((hi - lo) or 1.0)), alpha=0.8)
+        for j, col in enumerate(columns):
+            ax.text(j, -0.08, f"{min(col):.3g}", ha="center", va="top", fontsize=7)
+            ax.text(j, 1.05, f"{max(col):.3g}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(axes)), axes, fontsize=8)
+    ax.set_yticks([])
+    ax.set_ylim(-0.2, 1.15)
+    ax.set_title("Completed trials (darker = lower validation loss)")
+    return _png(fig)

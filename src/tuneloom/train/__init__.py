@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import signal
 import threading
@@ -13,12 +14,13 @@ from typing import Any, Callable
 from datasets import Dataset
 from rich.console import Console
 import yaml
-from transformers import PrinterCallback, set_seed
+from transformers import PrinterCallback, TrainerCallback, set_seed
 
 from tuneloom.catalog import resolve_model
 from tuneloom.config import Project, TaskConfig
 from tuneloom.data import load_split, prepare_dataset
 from tuneloom.errors import TuneloomError
+from tuneloom.reports.training import write_run_report
 from tuneloom.train import classify, ner, preference, pretrain, sft
 from tuneloom.train.common import (
     RunLogger,
@@ -29,6 +31,8 @@ from tuneloom.train.common import (
     stopping_callbacks,
     training_kwargs,
 )
+from tuneloom.train.distributed import gather, is_main, shared_run_dir, world_size
+from tuneloom.train.tracking import start_tracking
 from tuneloom.workspace import Workspace, read_jsonl, run_state, set_status, write_json_atomic, write_jsonl_atomic
 
 __all__ = ["ResumeError", "TrainResult", "resume_run", "train_task"]
@@ -58,10 +62,15 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def train_task(
-    project: Project, task_name: str | None = None, dataset_dir: str | Path | None = None, console: Console | None = None
+    project: Project, task_name: str | None = None, dataset_dir: str | Path | None = None, console: Console | None = None,
+    callbacks: list[TrainerCallback] | None = None,
 ) -> TrainResult:
-    """Train one task of the project; prepares its data first when no dataset version exists."""
-    console = console or Console(stderr=True)
+    """Train one task of the project; prepares its data first when no dataset version exists.
+
+    Under `accelerate launch` every process calls this; rank 0 alone writes the run folder.
+    """
+    main = is_main()
+    console = (console or Console(stderr=True)) if main else Console(quiet=True)
     task = project.config.task(task_name)
     ws = Workspace(project.workspace)
     if dataset_dir is None:  # the version matching the current data settings (reused when unchanged)
@@ -79,9 +88,13 @@ def train_task(
         "precision": precision,
         "versions": _versions(),
     }
-    run = ws.new_run(task.name, snapshot)
+    run = shared_run_dir(lambda: ws.new_run(task.name, snapshot))
     console.print(f"[bold]{task.name}[/]: {task.method.kind} on {task.model} ({precision}), run {run.name}")
-    return _run_with_status(run, lambda: _fit(task, dataset_dir, manifest, model_path, run, precision, console))
+    tracker = start_tracking(project, run, snapshot) if is_main() else None
+    return _run_with_status(
+        run, lambda extra: _fit(task, dataset_dir, manifest, model_path, run, precision, console, extra),
+        tracker, callbacks, console,
+    )
 
 
 def resume_run(run_dir: str | Path, console: Console | None = None) -> TrainResult:
@@ -111,7 +124,9 @@ def resume_run(run_dir: str | Path, console: Console | None = None) -> TrainResu
     console.print(f"[bold]{task.name}[/]: resuming run {run.name} from step {step}")
     return _run_with_status(
         run,
-        lambda: _fit(task, dataset_dir, manifest, Path(snapshot["base_model_path"]), run, snapshot["precision"], console, str(checkpoint)),
+        lambda extra: _fit(task, dataset_dir, manifest, Path(snapshot["base_model_path"]), run, snapshot["precision"],
+                           console, extra, str(checkpoint)),
+        None, None, console,
     )
 
 
@@ -129,27 +144,41 @@ def _forget_metrics_after(run: Path, step: int) -> None:
         write_jsonl_atomic(metrics, [row for row in read_jsonl(metrics) if row.get("step", 0) <= step])
 
 
-def _run_with_status(run: Path, fit: Callable[[], TrainResult]) -> TrainResult:
-    """Run `fit`, recording completed / interrupted (SIGTERM, Ctrl-C) / failed in status.json."""
+def _run_with_status(
+    run: Path, fit: Callable[[list[TrainerCallback]], TrainResult], tracker: Any, callbacks: list[TrainerCallback] | None,
+    console: Console,
+) -> TrainResult:
+    """Run `fit` with the extra callbacks, recording completed / interrupted (SIGTERM, Ctrl-C) / failed in
+    status.json and the MLflow run; under `accelerate launch` only rank 0 writes."""
+    main = is_main()
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
     try:
-        result = fit()
-    except KeyboardInterrupt:
-        set_status(run, "interrupted", error="stopped by a signal before the end")
-        raise
+        result = fit([*(callbacks or []), *([tracker] if tracker else [])])
     except BaseException as exc:
-        set_status(run, "failed", error=f"{type(exc).__name__}: {exc}")
+        if main:
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            set_status(run, "interrupted" if interrupted else "failed",
+                       error="stopped by a signal before the end" if interrupted else f"{type(exc).__name__}: {exc}")
+            if tracker:
+                tracker.finish("KILLED" if interrupted else "FAILED")
         raise
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)
-    write_json_atomic(run / "summary.json", {"train": result.model_dump()})
-    set_status(run, "completed")
+    if main:
+        write_json_atomic(run / "summary.json", {"train": result.model_dump()})
+        write_run_report(run)
+        set_status(run, "completed")
+        if tracker:
+            tracker.finish("FINISHED")
+            console.print(f"tracked in MLflow: {tracker.display_uri} (run {tracker.run_id})")
     return result
 
 
-def _trainer(task: TaskConfig, parts: TaskParts, run: Path, precision: str, console: Console) -> Any:
+def _trainer(
+    task: TaskConfig, parts: TaskParts, run: Path, precision: str, console: Console, extra: list[TrainerCallback]
+) -> Any:
     """The task's Trainer (transformers', or TRL's for preference tasks) with our arguments and callbacks."""
     has_val = bool(parts.validation)
     args = parts.args_class(**{**training_kwargs(task, run, len(parts.train), precision, has_val), **parts.extra_args})
@@ -164,7 +193,7 @@ def _trainer(task: TaskConfig, parts: TaskParts, run: Path, precision: str, cons
         train_dataset=Dataset.from_list(parts.train),
         eval_dataset=Dataset.from_list(parts.validation) if has_val else None,
         processing_class=parts.tokenizer,
-        callbacks=[RunLogger(run, task.name, console), *stopping_callbacks(task, has_val)],
+        callbacks=[*([RunLogger(run, task.name, console)] if is_main() else []), *stopping_callbacks(task, has_val), *extra],
         **kwargs,
     )
     trainer.remove_callback(PrinterCallback)  # RunLogger prints progress and writes metrics.jsonl instead
@@ -176,7 +205,9 @@ def _save(trainer: Any, parts: TaskParts, task: TaskConfig, run: Path, model_pat
     if parts.before_save is not None:
         parts.before_save(trainer.model)
     model_dir = run / "model"
-    trainer.save_model(str(model_dir))
+    trainer.save_model(str(model_dir))  # the Trainer saves on the main process only
+    if not is_main():
+        return model_dir
     parts.tokenizer.save_pretrained(model_dir)
     if task.method.merge:
         merged_dir = merge_adapter(task, model_dir, model_path, precision, run / "model-merged")
@@ -201,7 +232,7 @@ def merge_adapter(task: TaskConfig, adapter_dir: Path, base_path: Path, precisio
 
 def _fit(
     task: TaskConfig, dataset_dir: Path, manifest: dict[str, Any], model_path: Path, run: Path, precision: str,
-    console: Console, resume_from: str | None = None,
+    console: Console, extra: list[TrainerCallback], resume_from: str | None = None,
 ) -> TrainResult:
     set_seed(task.train.seed)
     train_rows, val_rows = load_split(dataset_dir, "train"), load_split(dataset_dir, "validation")
@@ -211,13 +242,14 @@ def _fit(
     if parts.truncated:
         console.print(f"[yellow]{parts.truncated} training examples were longer than max_length={task.train.max_length} and were truncated")
     trainable, total = count_parameters(parts.model)
-    trainer = _trainer(task, parts, run, precision, console)
+    trainer = _trainer(task, parts, run, precision, console, extra)
     started = time.time()
     output = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.time() - started
     eval_loss = trainer.evaluate()["eval_loss"] if parts.validation else None
     model_dir = _save(trainer, parts, task, run, model_path, precision)
-    tokens = int(trainer.state.num_input_tokens_seen)
+    tokens = int(trainer.state.num_input_tokens_seen)  # summed over processes by the Trainer
+    process_ids = gather(os.getpid())
     return TrainResult(
         task=task.name,
         run_dir=str(run),
@@ -237,4 +269,7 @@ def _fit(
         truncated_examples=parts.truncated,
         best_checkpoint=trainer.state.best_model_checkpoint,
         resumed_from=resume_from,
+        processes=world_size(),
+        global_batch_size=task.train.batch_size * task.train.grad_accum * world_size(),
+        process_ids=process_ids,
     )

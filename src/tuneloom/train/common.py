@@ -36,6 +36,9 @@ class TrainResult(BaseModel):
     trainable_parameters: int
     total_parameters: int
     truncated_examples: int
+    processes: int = 1  # data-parallel processes (accelerate launch)
+    global_batch_size: int = 0  # examples per optimizer step: batch_size x grad_accum x processes
+    process_ids: list[int] = []  # the pid of every process that trained, rank 0 first
     best_checkpoint: str | None = None
     resumed_from: str | None = None
 
@@ -143,6 +146,7 @@ def training_kwargs(task: TaskConfig, run_dir: Path, n_train: int, precision: st
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
         remove_unused_columns=False,
+        ddp_find_unused_parameters=False,  # LoRA and full models use every trainable parameter
     )
 
 
