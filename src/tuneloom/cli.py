@@ -19,6 +19,7 @@ from tuneloom.data.commands import add_data_commands
 from tuneloom.errors import TuneloomError
 from tuneloom.registry.commands import add_registry_commands
 from tuneloom import train_commands as ops  # light: imports the training stack only when used
+from tuneloom.serve.commands import add_serve_commands
 from tuneloom.workspace import locate_run
 
 app = typer.Typer(help="Fine-tune open models into specialists for your company's work, on your own machines.",
@@ -199,6 +200,7 @@ def models_info(
 
 
 add_registry_commands(models_app, out, err)
+add_serve_commands(app, out, err)
 
 
 add_data_commands(data_app, out, err)

@@ -1,0 +1,305 @@
+"""Backends that run the models: transformers (everywhere) and vLLM (GPU machines with vllm installed).
+
+Both offer the same `start(target, prompt_ids, params, n, deadline) -> Generation` for chat and text
+completions; embeddings and classification always run on transformers (vLLM is for generation here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.util
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+import torch
+
+from tuneloom.config import ServeConfig
+from tuneloom.errors import TuneloomError
+from tuneloom.serve.adapters import AdapterCache
+from tuneloom.serve.engine import BatchEngine, Event, Overloaded, SamplingParams, Sequence
+from tuneloom.serve.metrics import ServeMetrics
+from tuneloom.serve.targets import Target
+
+
+def select_backend(choice: str, *, vllm_installed: bool | None = None, gpu: bool | None = None) -> str:
+    """'vllm' or 'transformers' for `serve.backend`; asking for vllm where it cannot run is an error."""
+    vllm_installed = importlib.util.find_spec("vllm") is not None if vllm_installed is None else vllm_installed
+    gpu = torch.cuda.is_available() if gpu is None else gpu
+    if choice == "transformers":
+        return "transformers"
+    if choice == "vllm":
+        if not vllm_installed:
+            raise TuneloomError("serve.backend is vllm but vllm is not installed: `pip install vllm` on a GPU machine, "
+                                "or set serve.backend: transformers (or auto)")
+        if not gpu:
+            raise TuneloomError("serve.backend is vllm but no CUDA GPU is visible; set serve.backend: transformers (or auto)")
+        return "vllm"
+    return "vllm" if vllm_installed and gpu else "transformers"
+
+
+def adapter_key(path: Path) -> str:
+    """A peft-safe adapter name for a folder (peft names cannot hold '.', registry names can)."""
+    return "a" + hashlib.sha1(str(path).encode()).hexdigest()[:16]
+
+
+class Generation:
+    """The events of one request's n sequences, as an async iterator; `cancel()` stops them."""
+
+    def __init__(self, n: int, on_cancel: Callable[[], None]) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+        self.remaining = n
+        self.first_token_at: float | None = None
+        self._on_cancel = on_cancel
+
+    def emit(self, event: Event) -> None:  # any thread
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
+
+    async def events(self) -> AsyncIterator[Event]:
+        while self.remaining:
+            event = await self.queue.get()
+            if self.first_token_at is None and (event.text or event.completion_tokens):
+                self.first_token_at = time.monotonic()
+            if event.finish_reason is not None:
+                self.remaining -= 1
+            yield event
+
+    def cancel(self) -> None:
+        if self.remaining:
+            self._on_cancel()
+
+
+class _ChatModel:
+    """One base model in memory: tokenizer, adapters, and its batching engine."""
+
+    def __init__(self, target: Target, settings: ServeConfig, metrics: ServeMetrics) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from tuneloom.train.common import choose_precision
+
+        dtype = torch.bfloat16 if choose_precision(settings.precision) == "bf16" else torch.float32
+        self.tokenizer = AutoTokenizer.from_pretrained(target.base_path, trust_remote_code=target.trust_remote_code)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        model = AutoModelForCausalLM.from_pretrained(target.base_path, dtype=dtype, use_safetensors=True,
+                                                     trust_remote_code=target.trust_remote_code).eval()
+        self.adapters = AdapterCache(model, int(settings.adapter_memory_mb * 2**20), metrics.adapter_evictions.inc)
+        self.engine = BatchEngine(model, self.tokenizer, max_batch_size=settings.max_batch_size,
+                                  max_queue=settings.max_queue, prepare_adapter=self.adapters.prepare,
+                                  on_step=metrics.on_step)
+
+
+class TransformersBackend:
+    name = "transformers"
+
+    def __init__(self, settings: ServeConfig, metrics: ServeMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self._chat: dict[Path, _ChatModel] = {}
+        self._encoders: OrderedDict[tuple[Path, Path | None], tuple[Any, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._encoder_lock = threading.Lock()
+
+    def chat_model(self, target: Target) -> _ChatModel:
+        """The base model's engine, loaded on first use (slow: call it off the event loop)."""
+        with self._lock:
+            if target.base_path not in self._chat:
+                self._chat[target.base_path] = _ChatModel(target, self.settings, self.metrics)
+            return self._chat[target.base_path]
+
+    def tokenizer(self, target: Target) -> Any:
+        return self.chat_model(target).tokenizer
+
+    def start(self, target: Target, prompt_ids: list[int], params: SamplingParams, n: int, deadline: float) -> Generation:
+        chat = self.chat_model(target)
+        adapter = adapter_key(target.adapter_path) if target.adapter_path is not None else None
+        if adapter is not None:
+            hit = [chat.adapters.acquire(adapter, target.adapter_path) for _ in range(n)][0]  # one pin per sequence
+            self.metrics.adapter_cache.labels("hit" if hit else "miss").inc()
+
+        def done(event: Event) -> None:
+            generation.emit(event)
+            if event.finish_reason is not None and adapter is not None:
+                chat.adapters.release(adapter)
+
+        seqs = [Sequence(index=i, prompt_ids=prompt_ids, adapter=adapter, params=params, emit=done, deadline=deadline)
+                for i in range(n)]
+        generation = Generation(n, lambda: chat.engine.cancel(seqs))
+        try:
+            chat.engine.submit(seqs)
+        except Overloaded:
+            for _ in range(n if adapter is not None else 0):
+                chat.adapters.release(adapter)  # type: ignore[arg-type]
+            raise
+        return generation
+
+    def load(self) -> tuple[int, int]:
+        """(running, waiting) sequences over every engine."""
+        loads = [c.engine.load for c in list(self._chat.values())]
+        return sum(r for r, _ in loads), sum(w for _, w in loads)
+
+    def retry_after(self) -> int:
+        return max((c.engine.retry_after() for c in list(self._chat.values())), default=1)
+
+    # -- encoders: embeddings and classification (small models; one call at a time) ------------
+
+    def _encoder(self, target: Target) -> tuple[Any, Any]:
+        from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+        key = (target.base_path, target.adapter_path)
+        if key in self._encoders:
+            self._encoders.move_to_end(key)
+            return self._encoders[key]
+        tokenizer = AutoTokenizer.from_pretrained(target.base_path, trust_remote_code=target.trust_remote_code)
+        kwargs: dict[str, Any] = {"trust_remote_code": target.trust_remote_code, "use_safetensors": True}
+        if target.kind == "embedding":
+            model = AutoModel.from_pretrained(target.base_path, **kwargs)
+        else:
+            labels = list(target.labels)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                target.base_path, num_labels=len(labels), id2label=dict(enumerate(labels)),
+                label2id={label: i for i, label in enumerate(labels)}, **kwargs)
+            if model.config.pad_token_id is None:
+                model.config.pad_token_id = tokenizer.pad_token_id
+        if target.adapter_path is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(target.adapter_path))
+        self._encoders[key] = (tokenizer, model.eval())
+        while len(self._encoders) > 4:
+            self._encoders.popitem(last=False)
+        return self._encoders[key]
+
+    @torch.inference_mode()
+    def embed(self, target: Target, texts: list[str], max_tokens: int) -> tuple[list[list[float]], int]:
+        """Mean-pooled, L2-normalised embeddings (the sentence-transformers recipe) and the token count."""
+        with self._encoder_lock:
+            tokenizer, model = self._encoder(target)
+            batch = tokenizer(texts, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
+            hidden = model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = torch.nn.functional.normalize(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).float(), dim=-1)
+        return pooled.tolist(), int(batch["attention_mask"].sum())
+
+    @torch.inference_mode()
+    def classify(self, target: Target, texts: list[str], max_tokens: int) -> tuple[list[dict[str, float]], int]:
+        """Per text, the probability of each label; and the token count."""
+        with self._encoder_lock:
+            tokenizer, model = self._encoder(target)
+            batch = tokenizer(texts, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
+            probs = model(**batch).logits.float().softmax(-1)
+        return [dict(zip(target.labels, row)) for row in probs.tolist()], int(batch["attention_mask"].sum())
+
+    def close(self, grace_s: float) -> None:
+        for chat in list(self._chat.values()):
+            chat.engine.close(grace_s)
+
+
+class VllmBackend:
+    """Generation on vLLM's AsyncLLMEngine with native multi-LoRA; encoders stay on transformers.
+
+    Written against vLLM's documented API (AsyncEngineArgs, AsyncLLMEngine.generate with a
+    LoRARequest, abort) and not run on the CPU-only development machine.
+    """
+
+    name = "vllm"
+
+    def __init__(self, settings: ServeConfig, metrics: ServeMetrics, encoders: TransformersBackend) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.encoders = encoders
+        self._engines: dict[Path, tuple[Any, Any]] = {}
+        self._lora_ids: dict[Path, int] = {}
+        self._in_flight = 0
+        self._lock = threading.Lock()
+
+    def _engine(self, target: Target) -> tuple[Any, Any]:
+        from transformers import AutoTokenizer
+        from vllm import AsyncEngineArgs, AsyncLLMEngine
+
+        with self._lock:
+            if target.base_path not in self._engines:
+                args = AsyncEngineArgs(model=str(target.base_path), enable_lora=True, max_loras=8, max_lora_rank=64,
+                                       max_num_seqs=self.settings.max_batch_size,
+                                       trust_remote_code=target.trust_remote_code)
+                tokenizer = AutoTokenizer.from_pretrained(target.base_path, trust_remote_code=target.trust_remote_code)
+                self._engines[target.base_path] = (AsyncLLMEngine.from_engine_args(args), tokenizer)
+            return self._engines[target.base_path]
+
+    def tokenizer(self, target: Target) -> Any:
+        return self._engine(target)[1]
+
+    def start(self, target: Target, prompt_ids: list[int], params: SamplingParams, n: int, deadline: float) -> Generation:
+        import uuid
+
+        from vllm import SamplingParams as VllmSampling
+        from vllm.lora.request import LoRARequest
+
+        engine, _ = self._engine(target)
+        with self._lock:
+            if self._in_flight >= self.settings.max_batch_size + self.settings.max_queue:
+                raise Overloaded(f"{self._in_flight} requests in flight (limit "
+                                 f"{self.settings.max_batch_size + self.settings.max_queue})", retry_after=2)
+            self._in_flight += 1
+            lora = None
+            if target.adapter_path is not None:
+                lora_id = self._lora_ids.setdefault(target.adapter_path, len(self._lora_ids) + 1)
+                lora = LoRARequest(adapter_key(target.adapter_path), lora_id, str(target.adapter_path))
+        request_id = uuid.uuid4().hex
+        sampling = VllmSampling(n=n, max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
+                                stop=params.stop or None, seed=params.seed)
+        generation = Generation(n, lambda: asyncio.ensure_future(engine.abort(request_id)))
+
+        async def pump() -> None:
+            sent = [0] * n
+            try:
+                async for output in engine.generate({"prompt_token_ids": prompt_ids}, sampling, request_id,
+                                                    lora_request=lora):
+                    for choice in output.outputs:
+                        text = choice.text
+                        finish = choice.finish_reason if choice.finish_reason in (None, "stop", "length") else "stop"
+                        if text[sent[choice.index]:] or finish:
+                            generation.emit(Event(choice.index, text[sent[choice.index]:], finish, len(choice.token_ids)))
+                            sent[choice.index] = len(text)
+                    if time.monotonic() > deadline and not output.finished:
+                        await engine.abort(request_id)
+                        for choice in output.outputs:
+                            if choice.finish_reason is None:
+                                generation.emit(Event(choice.index, "", "timeout", len(choice.token_ids)))
+                        break
+            finally:
+                with self._lock:
+                    self._in_flight -= 1
+
+        asyncio.ensure_future(pump())
+        return generation
+
+    def load(self) -> tuple[int, int]:
+        return self._in_flight, 0
+
+    def retry_after(self) -> int:
+        return 2
+
+    def embed(self, target: Target, texts: list[str], max_tokens: int) -> tuple[list[list[float]], int]:
+        return self.encoders.embed(target, texts, max_tokens)
+
+    def classify(self, target: Target, texts: list[str], max_tokens: int) -> tuple[list[dict[str, float]], int]:
+        return self.encoders.classify(target, texts, max_tokens)
+
+    def close(self, grace_s: float) -> None:
+        for engine, _ in self._engines.values():
+            shutdown = getattr(engine, "shutdown", None)
+            if callable(shutdown):
+                shutdown()
+        self.encoders.close(grace_s)
+
+
+def make_backend(settings: ServeConfig, metrics: ServeMetrics) -> TransformersBackend | VllmBackend:
+    transformers_backend = TransformersBackend(settings, metrics)
+    if select_backend(settings.backend) == "vllm":
+        return VllmBackend(settings, metrics, transformers_backend)
+    return transformers_backend
