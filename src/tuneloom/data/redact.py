@@ -100,8 +100,9 @@ class Redactor:
         """The texts with placeholders, counts by type, and (placeholder, original) pairs."""
         mapping: dict[tuple[str, str], str] = {}
         counts: Counter[str] = Counter()
+        self._originals: dict[str, str] = {}
         out = [self._text(t, mapping, counts) for t in texts]
-        originals = [{"placeholder": p, "original": v} for (_, v), p in mapping.items()]
+        originals = [{"placeholder": p, "original": v} for p, v in self._originals.items()]
         return out, counts, originals
 
     def _placeholder(self, kind: str, value: str, mapping: dict[tuple[str, str], str], counts: Counter[str]) -> str:
@@ -109,6 +110,7 @@ class Redactor:
         if key not in mapping:
             n = sum(1 for k in mapping if k[0] == kind) + 1
             mapping[key] = f"<{kind.upper()}_{n}>"
+            self._originals[mapping[key]] = value
         counts[kind] += 1
         return mapping[key]
 
