@@ -12,6 +12,7 @@ from tuneloom.data.documents import html_to_text
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\u200c\u200d\ufeff]")
 _SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
+_SYMBOL = re.compile(r"[^\w\s]|_")
 _HTML = re.compile(r"<(?:p|div|br|html|body|span|a|table|tr|td|li|ul|ol|h[1-6]|b|i|strong|em|font)\b[^>]*>", re.I)
 
 # Tuneloom's built-in rules (data.clean.default_boilerplate): quoted replies, signatures, disclaimers.
@@ -74,8 +75,7 @@ class Cleaner:
         """Why a text fails the quality filters (a reject reason), or None."""
         if not text:
             return None
-        symbols = sum(1 for ch in text if not (ch.isalnum() or ch.isspace()))
-        if symbols / len(text) > self.config.max_symbol_ratio:
+        if len(_SYMBOL.findall(text)) / len(text) > self.config.max_symbol_ratio:
             return "mostly_symbols"
         lines = [line for line in text.split("\n") if line.strip()]
         if len(lines) >= 4 and 1 - len(set(lines)) / len(lines) > self.config.max_repeated_line_ratio:

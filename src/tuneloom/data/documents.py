@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import zipfile
 from pathlib import Path
 
 from tuneloom.errors import DataError
@@ -72,7 +73,7 @@ def read_docx(path: Path) -> str:
 
     try:
         doc = Document(str(path))
-    except (PackageNotFoundError, ValueError, KeyError, OSError) as exc:
+    except (PackageNotFoundError, zipfile.BadZipFile, ValueError, KeyError, OSError) as exc:
         raise DataError(f"{path}: not a readable DOCX file ({exc}); save it again from Word as .docx") from None
     parts = [p.text for p in doc.paragraphs]
     for table in doc.tables:
@@ -81,14 +82,25 @@ def read_docx(path: Path) -> str:
     return "\n".join(parts)
 
 
+_BLOCKS = ["p", "div", "li", "tr", "table", "section", "article", "header", "footer", "blockquote", "pre",
+           "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "title", "main", "aside", "form"]
+
+
 def html_to_text(markup: str) -> str:
-    """Visible text of an HTML page or fragment; scripts, styles and navigation dropped."""
+    """Visible text of an HTML page or fragment: block elements become paragraphs, inline ones stay inline;
+    scripts, styles and navigation are dropped."""
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(markup, "lxml")
     for tag in soup(["script", "style", "noscript", "nav", "template", "head"]):
         tag.decompose()
-    return soup.get_text("\n")
+    for br in soup.find_all("br"):
+        br.replace_with("\n")
+    for tag in soup.find_all(_BLOCKS):
+        tag.insert_before("\n\n")
+        tag.insert_after("\n\n")
+    text = soup.get_text()
+    return "\n".join(" ".join(line.split()) for line in text.split("\n"))
 
 
 def read_html(path: Path, encoding: str | None = None) -> str:

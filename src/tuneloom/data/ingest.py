@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -108,7 +109,7 @@ def read_file(path: Path, fmt: str, source: SourceConfig, name: str) -> Iterator
             raise DataError(f"{path}: unsupported format {fmt}")
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno}); fix the file") from None
-    except (OSError, ValueError, KeyError, ImportError) as exc:
+    except (OSError, ValueError, KeyError, ImportError, zipfile.BadZipFile) as exc:
         if isinstance(exc, DataError):
             raise
         raise DataError(f"{path}: cannot read as {fmt}: {exc}") from None

@@ -23,14 +23,11 @@ _CARD_OR_IBAN = re.compile(
 )
 PATTERNS: dict[str, re.Pattern[str]] = {
     "email": re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"),
-    "ip": re.compile(
-        r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])"
-        r"|\b(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}\b"
-    ),
-    "id_number": re.compile(
-        r"\b\d{3}-\d{2}-\d{4}\b"
-        r"|\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"
-        r"|(?i:\b(?:passport|national id|id card|id|ssn|tax id|personal id|vat|vat reg(?:istration)?|ust-idnr|nip|siren|nif)"
+    "ip": re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])"),  # octets checked in code
+    "ipv6": re.compile(r"\b(?:[0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}\b"),
+    "id_number": re.compile(r"\b\d{3}-\d{2}-\d{4}\b|\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"),
+    "id_labelled": re.compile(
+        r"(?i:\b(?:passport|national id|id card|id|ssn|tax id|personal id|vat|vat reg(?:istration)?|ust-idnr|nip|siren|nif)"
         r"\.?(?: (?:no|number|nr)\.?)?\s*[:#]?\s*)"
         r"(?P<value>(?=[A-Z0-9 -]*\d{3})[A-Z0-9](?:[A-Z0-9-]| (?=[A-Z0-9]))*[A-Z0-9])(?![\w-])"
     ),
@@ -46,7 +43,31 @@ PATTERNS: dict[str, re.Pattern[str]] = {
         r"|\b\d{5}\b(?= [A-Z][a-zà-ÿ]+)|\b\d{3} \d{2}\b(?= [A-Z][a-zà-ÿ]+)"  # five digits before a town (DE, FR, CZ...)
     ),
 }
-ORDER = ("email", "iban", "card", "ip", "id_number", "phone", "postal_code")
+_DIGIT = re.compile(r"\d")
+_ID_WORDS = ("passport", "ssn", "tax", "vat", "ust-idnr", "nip", "siren", "nif", "id ", "id:", "id#", "id.")
+
+
+def _steps(text: str) -> list[tuple[str, str]]:
+    """(type, pattern name) to run on `text`, in order; cheap tests skip patterns that cannot match."""
+    digits = len(_DIGIT.findall(text))
+    if not digits:
+        return [("email", "email")] if "@" in text else []
+    steps = [("email", "email")] if "@" in text else []
+    if digits >= 12:
+        steps.append(("card_or_iban", ""))
+    if digits >= 4 and text.count(".") >= 3:
+        steps.append(("ip", "ip"))
+    if text.count(":") >= 7:
+        steps.append(("ip", "ipv6"))
+    if digits >= 6:
+        steps.append(("id_number", "id_number"))
+        lower = text.lower()
+        if any(w in lower for w in _ID_WORDS):
+            steps.append(("id_number", "id_labelled"))
+    if digits >= 9:
+        steps.append(("phone", "phone"))
+    steps.append(("postal_code", "postal_code"))
+    return steps
 
 
 def luhn_ok(digits: str) -> bool:
@@ -79,8 +100,9 @@ class Redactor:
         """The texts with placeholders, counts by type, and (placeholder, original) pairs."""
         mapping: dict[tuple[str, str], str] = {}
         counts: Counter[str] = Counter()
+        self._originals: dict[str, str] = {}
         out = [self._text(t, mapping, counts) for t in texts]
-        originals = [{"placeholder": p, "original": v} for (_, v), p in mapping.items()]
+        originals = [{"placeholder": p, "original": v} for p, v in self._originals.items()]
         return out, counts, originals
 
     def _placeholder(self, kind: str, value: str, mapping: dict[tuple[str, str], str], counts: Counter[str]) -> str:
@@ -88,6 +110,7 @@ class Redactor:
         if key not in mapping:
             n = sum(1 for k in mapping if k[0] == kind) + 1
             mapping[key] = f"<{kind.upper()}_{n}>"
+            self._originals[mapping[key]] = value
         counts[kind] += 1
         return mapping[key]
 
@@ -97,13 +120,12 @@ class Redactor:
         if "person" in self.types and self.person_finder is not None:
             for start, end in sorted(self.person_finder(text), reverse=True):
                 text = text[:start] + self._placeholder("person", text[start:end], mapping, counts) + text[end:]
-        for kind in ORDER:
-            if kind in ("iban", "card"):
-                if kind == "iban" and self.types & {"iban", "card"}:
+        for kind, name in _steps(text):
+            if kind == "card_or_iban":
+                if self.types & {"iban", "card"}:
                     text = _CARD_OR_IBAN.sub(lambda m: self._number(m, mapping, counts), text)
-                continue
-            if kind in self.types:
-                text = PATTERNS[kind].sub(lambda m, k=kind: self._match(k, m, mapping, counts), text)
+            elif kind in self.types:
+                text = PATTERNS[name].sub(lambda m, k=kind: self._match(k, m, mapping, counts), text)
         return text
 
     def _number(self, match: re.Match[str], mapping: dict[tuple[str, str], str], counts: Counter[str]) -> str:
@@ -122,6 +144,8 @@ class Redactor:
             start = match.start("value") - match.start()
             return match.group(0)[:start] + self._placeholder(kind, value, mapping, counts)
         if kind == "phone" and not 9 <= sum(ch.isdigit() for ch in match.group(0)) <= 15:
+            return match.group(0)
+        if kind == "ip" and "." in match.group(0) and any(int(o) > 255 for o in match.group(0).split(".")):
             return match.group(0)
         return self._placeholder(kind, match.group(0), mapping, counts)
 

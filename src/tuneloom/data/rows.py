@@ -47,10 +47,13 @@ class RowStage:
         self.cleaner = Cleaner(self.data.clean)
         self.redactor = Redactor(list(self.data.redact.types), self.person_finder) if self.data.redact.enabled else None
         self.required = self.data.columns.required()
+        self.raw_limit = max(10 * self.data.max_chars, 1 << 20)
 
     def row(self, location: str, record: dict[str, Any]) -> RowResult:
         if any(c not in record for c in self.required):
             return RowResult(location, reason="missing_columns")
+        if sum(len(v) for v in record.values() if isinstance(v, str)) > self.raw_limit:
+            return RowResult(location, reason="too_long")  # before cleaning: a 50 MB cell is not worth normalising
         example, reason = BUILDERS[self.task_type](self.data, record, self.cleaner)
         if example is None:
             return RowResult(location, reason=reason)
