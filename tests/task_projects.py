@@ -69,7 +69,7 @@ def write_task_project(root: Path, task_type: str, model: str | Path, max_steps:
         "model": str(model),
         "data": {"sources": [{"path": f"data/{filename}"}], "columns": columns, "split": {"validation": 0.15, "test": 0.15, "seed": 3}},
         "method": {"kind": "lora", "r": 4, "alpha": 8, "dropout": 0.0},
-        "train": {"max_steps": max_steps, "lr": 1e-3, "batch_size": 4, "max_length": 64},
+        "train": {"max_steps": max_steps, "lr": 1e-3, "batch_size": 4, "max_length": 64, "eval_every": max_steps},
         "eval": {"max_examples": 6, "batch_size": 4},
     }
     if task_type == "classification":

@@ -48,8 +48,22 @@ def test_training_arguments_from_epochs(tmp_path):
     assert args.gradient_accumulation_steps == 2
     assert args.get_warmup_steps(21) == math.ceil(21 * 0.1)  # the ratio is applied to the step count
     assert args.lr_scheduler_type == "linear"
-    assert args.bf16 is False and args.save_strategy == "no"
+    assert args.bf16 is False and args.save_strategy == "steps" and args.save_steps == 3 and args.save_total_limit == 2
+    assert args.load_best_model_at_end is False and args.gradient_checkpointing is False
+    assert args.train_sampling_strategy == "group_by_length"
     assert args.output_dir == str(tmp_path / "checkpoints")
+
+
+def test_training_arguments_keep_best_checkpointing_and_early_stopping(tmp_path):
+    task = _task(max_steps=40, save_every=10, keep_best=True, early_stopping_patience=2, keep_checkpoints=1,
+                 gradient_checkpointing=True, group_by_length=False)
+    args = common.training_arguments(task, tmp_path, n_train=100, precision="fp32")
+    assert args.eval_steps == 10 and args.save_steps == 10  # validations follow the checkpoints
+    assert args.load_best_model_at_end and args.metric_for_best_model == "eval_loss" and args.greater_is_better is False
+    assert args.save_total_limit == 1 and args.gradient_checkpointing and args.train_sampling_strategy == "random"
+    [stopper] = common.stopping_callbacks(task, has_validation=True)
+    assert stopper.early_stopping_patience == 2
+    assert common.stopping_callbacks(task, has_validation=False) == []
 
 
 def test_training_arguments_max_steps_and_no_validation(tmp_path):

@@ -35,7 +35,9 @@ def _task_section(run: Path) -> dict[str, Any]:
         "run": run.name, "dataset_version": snapshot["dataset"]["version"], "counts": manifest["result"]["counts"],
         "train": summary["train"], "eval": ev, "plots": images,
     }
-    if task["type"] == "classification":
+    if "example_metric" in ev:  # ner, preference, pretrain, multi-label: per-example scores only
+        images.append(plots.learning_rate(metrics))
+    elif task["type"] == "classification":
         images.append(plots.per_class_f1(ev["labels"], ev["base"], ev["tuned"]))
         images.append(plots.confusion(ev["labels"], ev["tuned"]["confusion"], "tuned: confusion matrix"))
         section["errors"] = [e for e in ev["examples"] if e["tuned"] != e["label"]][:25]

@@ -230,6 +230,14 @@ def merge_adapter(task: TaskConfig, adapter_dir: Path, base_path: Path, precisio
     return save_merged(model, out_dir)
 
 
+def _final_eval_loss(trainer: Any) -> float:
+    """Validation loss of the final weights; reuses the validation of the last step when it had one."""
+    logged = [h for h in trainer.state.log_history if "eval_loss" in h]
+    if logged and logged[-1]["step"] == trainer.state.global_step and not trainer.args.load_best_model_at_end:
+        return float(logged[-1]["eval_loss"])
+    return float(trainer.evaluate()["eval_loss"])
+
+
 def _fit(
     task: TaskConfig, dataset_dir: Path, manifest: dict[str, Any], model_path: Path, run: Path, precision: str,
     console: Console, extra: list[TrainerCallback], resume_from: str | None = None,
@@ -246,7 +254,7 @@ def _fit(
     started = time.time()
     output = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.time() - started
-    eval_loss = trainer.evaluate()["eval_loss"] if parts.validation else None
+    eval_loss = _final_eval_loss(trainer) if parts.validation else None
     model_dir = _save(trainer, parts, task, run, model_path, precision)
     tokens = int(trainer.state.num_input_tokens_seen)  # summed over processes by the Trainer
     process_ids = gather(os.getpid())

@@ -120,11 +120,22 @@ def keep_4bit_layers_trainable_on_cpu(model: torch.nn.Module) -> None:
 
 
 def collator(tokenizer: PreTrainedTokenizerBase, packing: bool = False) -> Any:
-    """Padded batches, or with `packing` one padding-free row per batch whose position ids restart per example.
-
-    transformers turns restarting position ids into a block-diagonal causal mask (sdpa/eager and
-    flash attention alike), so packed examples do not attend to each other.
-    """
+    """Padded batches, or with `packing` one padding-free row per batch whose position ids restart per example."""
     if packing:
-        return DataCollatorWithFlattening(separator_id=IGNORE)
+        return PackedCollator()
     return DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE, pad_to_multiple_of=8)
+
+
+class PackedCollator:
+    """transformers' DataCollatorWithFlattening, plus `use_cache=False` in the batch.
+
+    transformers turns position ids that restart into a block-diagonal causal mask (sdpa, eager
+    and flash attention alike), so packed examples do not attend to each other; it only checks
+    for them when the forward pass has no KV cache, and decoder models create one unless told not to.
+    """
+
+    def __init__(self) -> None:
+        self.flatten = DataCollatorWithFlattening(separator_id=IGNORE)
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        return {**self.flatten(features), "use_cache": False}
