@@ -17,6 +17,7 @@ from rich.table import Table
 
 from tuneloom.errors import TuneloomError
 from tuneloom.registry.commands import add_registry_commands
+from tuneloom.scout.commands import add_scout_command
 from tuneloom.workspace import locate_run
 
 app = typer.Typer(help="Fine-tune open models into specialists for your company's work, on your own machines.",
@@ -197,6 +198,7 @@ def models_info(
 
 
 add_registry_commands(models_app, out, err)
+add_scout_command(app, out, err)
 
 
 @data_app.command("prepare")

@@ -57,3 +57,10 @@ def write_report(runs: list[Path], out: Path, title: str, workspace: Path) -> Pa
     path = out / "report.html"
     write_text_atomic(path, html)
     return path
+
+
+def render_page(template: str, out: Path, **context: Any) -> Path:
+    """Render a template from tuneloom/templates into `out` (atomically) and return its path."""
+    env = Environment(loader=PackageLoader("tuneloom", "templates"), autoescape=select_autoescape(["html", "j2"]))
+    write_text_atomic(out, env.get_template(template).render(generated=time.strftime("%Y-%m-%d %H:%M"), **context))
+    return out
