@@ -108,3 +108,15 @@ def test_estimate_matches_measured_peak(smollm2_dir, smol_shape, mode, seq, batc
     measured = json.loads(proc.stdout.strip().splitlines()[-1])["peak"]
     plan = plan_memory(smol_shape, mode, "bf16", seq, batch, lora_r=16, device="cpu")
     assert abs(plan.model_bytes - measured) <= TOLERANCE * measured, (plan.model_bytes / GB, measured / GB)
+
+
+def test_train_task_refuses_a_run_that_cannot_fit(project_dir, monkeypatch):
+    from conftest import CHAT_TASK
+    from tuneloom import load_project
+    from tuneloom.train import memory, train_task
+
+    monkeypatch.setattr(memory, "available_memory", lambda: (50 * 1024**2, "RAM"))
+    with pytest.raises(memory.InsufficientMemory) as err:
+        train_task(load_project(project_dir / "tuneloom.yaml"), CHAT_TASK)
+    assert f"task '{CHAT_TASK}'" in str(err.value) and "needs about" in str(err.value) and "only 0.0 GB is free" in str(err.value)
+    assert not (project_dir / "workspace" / "runs").exists()  # refused before a run folder was made

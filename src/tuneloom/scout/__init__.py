@@ -108,6 +108,8 @@ def _scout_row(project: Project, task: TaskConfig, cand: Candidate, data: _Data,
         row.error = f"cannot read the model's config: {type(exc).__name__}: {exc}"
         return row
     quantizable = CATALOG[cand.model].quantizable if cand.model in CATALOG else shape.decoder
+    if task.type == "classification":  # training puts a classification head on the model: its logits are the classes
+        shape = shape.model_copy(update={"vocab_size": max(len(data.labels or []), 2)})
     context = scout.context_length or task.train.max_length
     row.estimates = candidate_estimates(shape, task, cand.precision, context, available, quantizable)
     if timeout_s < MIN_SHARE_S:

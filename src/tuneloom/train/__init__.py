@@ -18,6 +18,7 @@ from tuneloom.catalog import resolve_model
 from tuneloom.config import Project
 from tuneloom.data import load_split, prepare_dataset
 from tuneloom.train import classify, sft
+from tuneloom.train.memory import check_training_memory
 from tuneloom.train.common import RunLogger, TrainResult, choose_precision, count_parameters, training_arguments
 from tuneloom.workspace import Workspace, set_status, write_json_atomic
 
@@ -54,6 +55,7 @@ def train_task(
     manifest = json.loads((dataset_dir / "manifest.json").read_text())
     model_path = resolve_model(task.model, task.trust_remote_code)
     precision = choose_precision(task.train.precision)
+    check_training_memory(task, model_path, precision, len(manifest["result"].get("labels") or []))
     snapshot = {
         "project": project.config.project,
         "project_file": str(project.path),

@@ -30,6 +30,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from tuneloom.config import TaskConfig
 from tuneloom.errors import TuneloomError
 
 Mode = Literal["inference", "full", "lora", "qlora"]
@@ -56,7 +57,7 @@ class ModelShape(BaseModel):
     hidden_size: int
     intermediate_size: int
     kv_size: int = Field(description="Width of the keys (and of the values) per layer.")
-    vocab_size: int
+    vocab_size: int = Field(description="Width of the output logits: the vocabulary (or the classes of a classification head).")
     decoder: bool
 
 
@@ -250,7 +251,8 @@ def _gb(n: int) -> str:
 
 
 def fit_advice(
-    shape: ModelShape, plan: MemoryPlan, available: int, lora_r: int = 16, quantizable: bool = True
+    shape: ModelShape, plan: MemoryPlan, available: int, lora_r: int = 16, quantizable: bool = True,
+    suggest_checkpointing: bool = True,
 ) -> str | None:
     """None when `plan` fits in `available` bytes, else a message naming settings that would fit."""
     if plan.total <= available:
@@ -278,7 +280,7 @@ def fit_advice(
             break
         length //= 2
     if plan.mode != "inference":
-        if not plan.gradient_checkpointing:
+        if suggest_checkpointing and not plan.gradient_checkpointing:
             options.append(("gradient checkpointing", replan(gradient_checkpointing=True)))
         if plan.mode == "full":
             options.append(("method.kind lora", replan(mode="lora")))
@@ -293,10 +295,23 @@ def fit_advice(
     return f"{need}. Settings that would fit: {'; '.join(fitting)}."
 
 
-def estimate_for(path: str | Path, mode: Mode, precision: Precision, seq_len: int, batch_size: int,
-                 lora_r: int = 16, trust_remote_code: bool = False) -> MemoryPlan:
-    """`plan_memory` for a model folder."""
-    return plan_memory(model_shape(path, trust_remote_code), mode, precision, seq_len, batch_size, lora_r=lora_r)
+def check_training_memory(task: TaskConfig, model_path: Path, precision: str, labels: int = 0) -> MemoryPlan:
+    """The plan of training `task`; raises InsufficientMemory, naming settings that fit, when it does not fit.
+
+    The plan assumes every sequence is max_length tokens long, so it is the worst case of a run.
+    """
+    shape = model_shape(model_path, task.trust_remote_code)
+    if task.type == "classification":  # a classification head's logits, and fp32 weights (see train.classify)
+        shape, precision = shape.model_copy(update={"vocab_size": max(labels, 2)}), "fp32"
+    mode = task.method.kind
+    plan = plan_memory(shape, mode, "nf4" if mode == "qlora" else precision,  # type: ignore[arg-type]
+                       task.train.max_length, task.train.batch_size, lora_r=task.method.r)
+    available, where = available_memory()
+    can_checkpoint = "gradient_checkpointing" in type(task.train).model_fields
+    advice = fit_advice(shape, plan, available, task.method.r, shape.decoder, suggest_checkpointing=can_checkpoint)
+    if advice:
+        raise InsufficientMemory(f"task '{task.name}' ({task.model}) will not fit in this machine's {where}: {advice}")
+    return plan
 
 
 def rss_bytes() -> int:
