@@ -20,6 +20,7 @@ from tuneloom.errors import TuneloomError
 from tuneloom.registry.commands import add_registry_commands
 from tuneloom import train_commands as ops  # light: imports the training stack only when used
 from tuneloom.serve.commands import add_serve_commands
+from tuneloom.scout.commands import add_scout_command
 from tuneloom.workspace import locate_run
 
 app = typer.Typer(help="Fine-tune open models into specialists for your company's work, on your own machines.",
@@ -201,6 +202,7 @@ def models_info(
 
 add_registry_commands(models_app, out, err)
 add_serve_commands(app, out, err)
+add_scout_command(app, out, err)
 
 
 add_data_commands(data_app, out, err)

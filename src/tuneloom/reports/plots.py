@@ -208,3 +208,19 @@ def parallel_coordinates(trials: list[dict[str, Any]], params: list[str]) -> str
     ax.set_ylim(-0.2, 1.15)
     ax.set_title("Completed trials (darker = lower validation loss)")
     return _png(fig)
+
+
+def scatter(points: list[dict[str, Any]], x: str, y: str, x_label: str, y_label: str, title: str) -> str:
+    """One labelled point per item (`name`, `x`, `y`, `size`: parameter count), area by size; the chosen one ringed."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    largest = max((p["size"] for p in points), default=1) or 1
+    for p in points:
+        area = 60 + 900 * p["size"] / largest
+        ax.scatter(p[x], p[y], s=area, alpha=0.55, color=TUNED if p.get("chosen") else BASE,
+                   edgecolors="#111827" if p.get("chosen") else "none", linewidths=2)
+        ax.annotate(p["name"], (p[x], p[y]), fontsize=8, xytext=(6, 6), textcoords="offset points")
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.set_title(title + " (area: parameters)")
+    ax.grid(alpha=0.3)
+    return _png(fig)

@@ -31,6 +31,7 @@ from tuneloom.train.common import (
     stopping_callbacks,
     training_kwargs,
 )
+from tuneloom.train.memory import check_training_memory
 from tuneloom.train.distributed import gather, is_main, shared_run_dir, world_size
 from tuneloom.train.tracking import start_tracking
 from tuneloom.workspace import Workspace, read_jsonl, run_state, set_status, write_json_atomic, write_jsonl_atomic
@@ -79,6 +80,7 @@ def train_task(
     manifest = json.loads((dataset_dir / "manifest.json").read_text())
     model_path = resolve_model(task.model, task.trust_remote_code)
     precision = choose_precision(task.train.precision)
+    check_training_memory(task, model_path, precision, len(manifest["result"].get("labels") or []))
     snapshot = {
         "project": project.config.project,
         "project_file": str(project.path),
