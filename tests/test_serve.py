@@ -22,7 +22,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import CHAT_TASK, write_project
+from conftest import CHAT_TASK, CLS_TASK, write_project
 
 runner = CliRunner()
 
@@ -69,6 +69,32 @@ def make_classifier(bert_dir: Path, out: Path) -> Path:
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(bert_dir).save_pretrained(out)
     return out
+
+
+def make_classifier_run(ws: Path, project_file: Path, bert_dir: Path) -> Path:
+    """A finished classification run: a SEQ_CLS LoRA adapter (with its head) and its dataset's labels."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import BertForSequenceClassification
+
+    from tuneloom.config import load_project
+
+    task = load_project(project_file).config.task(CLS_TASK)
+    labels = ["billing", "shipping", "tech_support"]
+    dataset = ws / "datasets" / CLS_TASK / "v1"
+    dataset.mkdir(parents=True)
+    (dataset / "manifest.json").write_text(json.dumps({"result": {"labels": labels}}))
+    torch.manual_seed(4)
+    model = get_peft_model(BertForSequenceClassification.from_pretrained(bert_dir, num_labels=3),
+                           LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["query", "value"]))
+    run = ws / "runs" / f"{CLS_TASK}-20260103-100000"
+    model.save_pretrained(run / "model")
+    snapshot = {"project": "tiny-project", "task": task.model_dump(mode="json"),
+                "dataset": {"path": str(dataset), "version": "v1"}, "base_model_path": str(bert_dir)}
+    (run / "config.yaml").write_text(yaml.safe_dump(snapshot, sort_keys=False))
+    (run / "summary.json").write_text("{}")
+    (run / "gate.json").write_text(json.dumps({"passed": True, "reference": "base", "rules": []}))
+    return run
 
 
 class LiveServer:
@@ -124,6 +150,8 @@ def env(tmp_path_factory, tiny_llama_dir, tiny_bert_dir):
     for stamp, adapter in (("20260101-100000", one), ("20260102-100000", two)):
         registry.register_run(make_run(ws, project_file, stamp, adapter), "qa")
     registry.promote("qa", 1)
+    registry.register_run(make_classifier_run(ws, project_file, tiny_bert_dir), CLS_TASK)
+    registry.promote(CLS_TASK, 1)
 
     result = runner.invoke(cli, ["keys", "create", "-m", "*", "--name", "tests", "-c", str(project_file)])
     assert result.exit_code == 0, result.output
@@ -148,7 +176,7 @@ CHAT = [{"role": "user", "content": "How do I reset the Smart Plug?"}]
 def test_openai_client_chat_stream_completions_models(env):
     c = client(env)
     ids = {m.id for m in c.models.list().data}
-    assert {"qa", "ad-one", "ad-two", "tiny-embed", "tiny-cls"} <= ids
+    assert {"qa", CLS_TASK, "ad-one", "ad-two", "tiny-embed", "tiny-cls"} <= ids
 
     one = c.chat.completions.create(model="ad-one", messages=CHAT, max_tokens=12, temperature=0)
     two = c.chat.completions.create(model="ad-two", messages=CHAT, max_tokens=12, temperature=0)
@@ -193,6 +221,10 @@ def test_stop_strings_embeddings_classify(env):
     assert body["id"].startswith("clf-") and [d["index"] for d in body["data"]] == [0, 1]
     assert set(body["data"][0]["scores"]) == {"billing", "shipping", "tech_support"}
     assert sum(body["data"][0]["scores"].values()) == pytest.approx(1.0, rel=1e-4)
+
+    registered = post(env, "/v1/classify", {"model": CLS_TASK, "input": "I was charged twice"}).json()
+    assert registered["system_fingerprint"] == f"{CLS_TASK}:1"
+    assert set(registered["data"][0]["scores"]) == {"billing", "shipping", "tech_support"}
 
     wrong = post(env, "/v1/embeddings", {"model": "ad-one", "input": "x"})
     assert wrong.status_code == 400 and "chat model" in wrong.json()["error"]["message"]
@@ -273,6 +305,34 @@ def test_overload_429_and_draining_503(env):
         state.draining = False
     assert httpx.get(env["server"].url + "/ready").json()["ready"] is True
     assert httpx.get(env["server"].url + "/health").json() == {"status": "ok"}
+
+
+def test_request_timeout(env):
+    settings = env["server"].state.settings
+    settings.request_timeout_s = 0.001
+    try:
+        r = post(env, "/v1/chat/completions", {"model": "ad-one", "messages": CHAT, "max_tokens": 8})
+        assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
+        with httpx.stream("POST", env["server"].url + "/v1/chat/completions", headers={"Authorization": f"Bearer {env['key']}"},
+                          json={"model": "ad-one", "messages": CHAT, "max_tokens": 8, "stream": True}, timeout=60) as s:
+            lines = [line for line in s.iter_lines() if line]
+        assert '"code": "timeout"' in lines[-1] and "[DONE]" not in lines[-1]
+    finally:
+        settings.request_timeout_s = 60
+
+
+def test_chat_prompt_matches_training(smollm2_tokenizer):
+    from tuneloom.serve.app import chat_prompt
+    from tuneloom.train.sft import IGNORE, encode_chat
+
+    user = [{"role": "user", "content": "Can I return the plug?"}]
+    ids, messages = chat_prompt(smollm2_tokenizer, user, "You are Acme's assistant.")
+    assert messages[0] == {"role": "system", "content": "You are Acme's assistant."}
+    trained = encode_chat(smollm2_tokenizer, [*messages, {"role": "assistant", "content": "Yes, within 30 days."}], 512)
+    first_answer_token = next(i for i, label in enumerate(trained["labels"]) if label != IGNORE)
+    assert ids == trained["input_ids"][:first_answer_token]  # the prompt is exactly what training put before the answer
+    own_system = [{"role": "system", "content": "Answer in French."}, *user]
+    assert chat_prompt(smollm2_tokenizer, own_system, "You are Acme's assistant.")[1] == own_system
 
 
 def test_disconnect_stops_generation(env):

@@ -11,6 +11,14 @@
     metrics.py    Prometheus metrics
 """
 
-from tuneloom.serve.app import create_app, serve
+from typing import Any
 
 __all__ = ["create_app", "serve"]
+
+
+def __getattr__(name: str) -> Any:  # FastAPI loads only when the server is wanted (the engine runs without it)
+    if name in __all__:
+        from tuneloom.serve import app
+
+        return getattr(app, name)
+    raise AttributeError(name)

@@ -232,10 +232,7 @@ def create_app(project: Project, settings: ServeConfig | None = None) -> FastAPI
         if chat:
             messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
                         for m in req.messages]  # type: ignore[attr-defined]
-            if target.system_prompt and messages[0]["role"] != "system":
-                messages.insert(0, {"role": "system", "content": target.system_prompt})  # as in training
-            ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                return_dict=True)["input_ids"]
+            ids, messages = chat_prompt(tokenizer, messages, target.system_prompt)
             request_body: Any = {"messages": messages}
         else:
             ids = tokenizer(req.prompt)["input_ids"]  # type: ignore[attr-defined]
@@ -354,6 +351,15 @@ def create_app(project: Project, settings: ServeConfig | None = None) -> FastAPI
         return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
 
     return app
+
+
+def chat_prompt(tokenizer: Any, messages: list[dict[str, str]], system_prompt: str | None) -> tuple[list[int], list[dict[str, str]]]:
+    """Prompt token ids as training renders them (train/sft.py): the model's chat template with the
+    generation prompt, and the task's system prompt first when the conversation has none."""
+    if system_prompt and messages[0]["role"] != "system":
+        messages = [{"role": "system", "content": system_prompt}, *messages]
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+    return list(ids), messages
 
 
 def _raise_for_abnormal(finishes: list[str | None]) -> None:

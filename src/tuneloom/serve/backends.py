@@ -87,6 +87,8 @@ class _ChatModel:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         model = AutoModelForCausalLM.from_pretrained(target.base_path, dtype=dtype, use_safetensors=True,
                                                      trust_remote_code=target.trust_remote_code).eval()
+        if torch.cuda.is_available():
+            model.to("cuda")
         self.adapters = AdapterCache(model, int(settings.adapter_memory_mb * 2**20), metrics.adapter_evictions.inc)
         self.engine = BatchEngine(model, self.tokenizer, max_batch_size=settings.max_batch_size,
                                   max_queue=settings.max_queue, prepare_adapter=self.adapters.prepare,

@@ -114,6 +114,7 @@ class BatchEngine:
         self._stop = False
         self._step_time = 0.05
         # transformers 5.x renamed `past_key_values` to `cache` (the old name goes away in 5.40)
+        self.device = next(self._config_model().parameters()).device
         forward = self._config_model().forward
         self._cache_arg = "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
         self._thread = threading.Thread(target=self._loop, name="tuneloom-batch-engine", daemon=True)
@@ -230,6 +231,7 @@ class BatchEngine:
         for row, s in enumerate(seqs):
             ids[row, width - len(s.prompt_ids):] = torch.tensor(s.prompt_ids)
             mask[row, width - len(s.prompt_ids):] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         logits, cache = self._forward(ids, mask, positions, DynamicCache(config=self._config()), [s.adapter for s in seqs])
         self._join(seqs, cache, mask)
@@ -256,15 +258,16 @@ class BatchEngine:
 
     @torch.inference_mode()
     def _decode(self) -> None:
-        last = torch.tensor([[s.out_ids[-1]] for s in self._running])
+        last = torch.tensor([[s.out_ids[-1]] for s in self._running], device=self.device)
         positions = self._mask.sum(-1, keepdim=True)
-        self._mask = torch.cat([self._mask, torch.ones((len(self._running), 1), dtype=torch.long)], dim=1)
+        self._mask = torch.cat([self._mask, torch.ones((len(self._running), 1), dtype=torch.long, device=self.device)], dim=1)
         logits, self._cache = self._forward(last, self._mask, positions, self._cache, [s.adapter for s in self._running])
         self._accept(self._running, logits)
 
     def _accept(self, seqs: list[Sequence], logits: torch.Tensor) -> None:
         """Sample each sequence's next token, emit its new text, mark why it ended if it did."""
         now = time.monotonic()
+        logits = logits.float().cpu()  # sampling uses each sequence's CPU generator
         for row, s in enumerate(seqs):
             if s.finish_reason is not None:
                 continue
@@ -310,7 +313,7 @@ class BatchEngine:
         if not keep:
             self._cache, self._mask = None, None
             return
-        index = torch.tensor(keep)
+        index = torch.tensor(keep, device=self.device)
         self._mask = self._mask[index]
         start = int((self._mask.sum(0) > 0).nonzero()[0])
         self._mask = self._mask[:, start:]
