@@ -354,7 +354,7 @@ def test_token_stats_and_over_length_reject(data_project_dir):
 
 
 def test_truncate_policy_warns(data_project_dir):
-    ds = prepare_dataset(load_project(data_project_dir, [f"{CHAT_TASK}:train.max_length=60"]), CHAT_TASK)
+    ds = prepare_dataset(load_project(data_project_dir, [f"{CHAT_TASK}:train.max_length=20"]), CHAT_TASK)
     assert any("will be truncated in training" in w for w in ds.warnings)
 
 

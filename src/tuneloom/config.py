@@ -483,6 +483,16 @@ TASK_COLUMNS: dict[str, tuple[list[str], set[str]]] = {
 }
 
 
+ROLE_HINTS = {
+    "text": "the input text column or columns",
+    "label": "the column holding the class",
+    "entities": "the column holding the {start, end, label} spans",
+    "prompt": "the column holding the user's message",
+    "chosen": "the column holding the better answer",
+    "rejected": "the column holding the worse answer",
+}
+
+
 def check_columns(task_type: str, data: DataConfig) -> None:
     """The column roles a task type needs and allows (raises ValueError naming the role)."""
     cols = data.columns
@@ -494,7 +504,7 @@ def check_columns(task_type: str, data: DataConfig) -> None:
             raise ValueError("chat_sft needs data.columns.prompt and data.columns.response (or data.columns.messages)")
     for role in needed:
         if not getattr(cols, role):
-            raise ValueError(f"{task_type} needs data.columns.{role}")
+            raise ValueError(f"{task_type} needs data.columns.{role} ({ROLE_HINTS[role]})")
     roles = {"prompt", "response", "messages", "text", "label", "entities", "chosen", "rejected"}
     extra = sorted(r for r in roles - allowed if getattr(cols, r))
     if extra:

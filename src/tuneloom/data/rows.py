@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -90,7 +91,10 @@ def run_rows(stage: RowStage, rows: list[tuple[str, dict[str, Any]]], workers: i
         return stage.chunk(rows)
     size = max(1000, len(rows) // (n * 8))
     chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
-    # spawn, not fork: the parent may already run torch or tokenizer threads, which fork can deadlock
-    with multiprocessing.get_context("spawn").Pool(n) as pool:
+    # fork on Linux: no re-import of the caller's script (spawn needs an `if __name__ == "__main__"`
+    # guard there) and a fast start; the workers run only Python, regex and numpy code, never the
+    # torch or tokenizer threads a parent may hold. Elsewhere fork is unsafe or missing: spawn.
+    method = "fork" if sys.platform == "linux" else "spawn"
+    with multiprocessing.get_context(method).Pool(n) as pool:
         parts = pool.map(stage.chunk, chunks)
     return [r for part in parts for r in part]
