@@ -93,12 +93,33 @@ def test_ner_trains_evaluates_and_reports_from_the_cli(tmp_path, tiny_bert_dir):
     assert set(ev["tuned"]["per_type"]) <= {"CITY", "COURIER", "ORDER"}
 
 
-def test_multilabel_classification_trains_on_multi_hot_targets(tmp_path, tiny_bert_dir):
-    result = train_task(load_project(write_task_project(tmp_path, "classification", tiny_bert_dir)))
+def test_multilabel_classification_trains_on_multi_hot_targets_and_merges(tmp_path, tiny_bert_dir):
+    from tuneloom.evaluate.classify import load_classifier
+
+    config = write_task_project(tmp_path, "classification", tiny_bert_dir, method={"merge": True})
+    result = train_task(load_project(config))
     ev = evaluate_run(result.run_dir)
     assert ev["multi_label"] and sorted(ev["tuned"]["per_class"]) == ["billing", "shipping", "tech_support"]
     assert all(isinstance(e["labels"], list) for e in ev["examples"])
     assert 0.0 <= ev["tuned"]["macro_f1"] <= 1.0
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    merged = AutoModelForSequenceClassification.from_pretrained(Path(result.run_dir) / "model-merged").eval()
+    assert merged.config.problem_type == "multi_label_classification" and merged.config.num_labels == 3
+    tuned = load_classifier(Path(result.model_dir), tiny_bert_dir, "lora", ev["labels"], 0, False, multi_label=True).eval()
+    batch = AutoTokenizer.from_pretrained(tiny_bert_dir)(["Charged twice for order 12"], return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(merged(**batch).logits, tuned(**batch).logits, atol=1e-5)
+
+
+def test_qlora_pretrain_merges_into_the_unquantized_base(tmp_path, tiny_llama_dir):
+    pytest.importorskip("bitsandbytes")
+    config = write_task_project(tmp_path, "pretrain", tiny_llama_dir, method={"kind": "qlora", "merge": True},
+                                train={"precision": "fp32"})
+    result = train_task(load_project(config))
+    merged = Path(result.run_dir) / "model-merged"
+    config_json = json.loads((merged / "config.json").read_text())
+    assert "quantization_config" not in config_json and (merged / "model.safetensors").is_file()
 
 
 def test_dpo_trains_an_adapter_and_rewards_chosen_answers(tmp_path, tiny_llama_dir):

@@ -202,7 +202,7 @@ def _trainer(
     return trainer
 
 
-def _save(trainer: Any, parts: TaskParts, task: TaskConfig, run: Path, model_path: Path, precision: str) -> Path:
+def _save(trainer: Any, parts: TaskParts, task: TaskConfig, run: Path, precision: str) -> Path:
     """model/: adapter only for LoRA/DoRA/QLoRA, full weights otherwise (safetensors); model-merged/ on request."""
     if parts.before_save is not None:
         parts.before_save(trainer.model)
@@ -212,23 +212,30 @@ def _save(trainer: Any, parts: TaskParts, task: TaskConfig, run: Path, model_pat
         return model_dir
     parts.tokenizer.save_pretrained(model_dir)
     if task.method.merge:
-        merged_dir = merge_adapter(task, model_dir, model_path, precision, run / "model-merged")
+        merged_dir = merge_adapter(task, model_dir, precision, run / "model-merged", trainer.model.config)
         parts.tokenizer.save_pretrained(merged_dir)
     return model_dir
 
 
-def merge_adapter(task: TaskConfig, adapter_dir: Path, base_path: Path, precision: str, out_dir: Path) -> Path:
-    """The base (reloaded unquantized, so QLoRA merges into real weights) with the adapter folded in."""
+def merge_adapter(task: TaskConfig, adapter_dir: Path, precision: str, out_dir: Path, trained_config: Any) -> Path:
+    """The base (reloaded unquantized, so QLoRA merges into real weights) with the adapter folded in.
+
+    `trained_config`: the trained model's config, whose label names and head size the base must share.
+    """
     import torch
-    from peft import AutoPeftModel, AutoPeftModelForCausalLM, AutoPeftModelForSequenceClassification
-    from peft import AutoPeftModelForTokenClassification
+    from peft import AutoPeftModelForCausalLM, AutoPeftModelForSequenceClassification, AutoPeftModelForTokenClassification
 
     from tuneloom.train.common import save_merged
 
-    loader = {"classification": AutoPeftModelForSequenceClassification, "ner": AutoPeftModelForTokenClassification}
-    cls: type[AutoPeftModel] = loader.get(task.type, AutoPeftModelForCausalLM)
-    dtype = torch.bfloat16 if precision == "bf16" and task.type not in loader else torch.float32
-    model = cls.from_pretrained(adapter_dir, dtype=dtype, trust_remote_code=task.trust_remote_code)
+    heads = {"classification": AutoPeftModelForSequenceClassification, "ner": AutoPeftModelForTokenClassification}
+    kwargs: dict[str, Any] = {"trust_remote_code": task.trust_remote_code}
+    if task.type in heads:
+        kwargs.update(dtype=torch.float32, num_labels=trained_config.num_labels, id2label=trained_config.id2label,
+                      label2id=trained_config.label2id, problem_type=trained_config.problem_type,
+                      pad_token_id=trained_config.pad_token_id)
+    else:
+        kwargs["dtype"] = torch.bfloat16 if precision == "bf16" else torch.float32
+    model = heads.get(task.type, AutoPeftModelForCausalLM).from_pretrained(adapter_dir, **kwargs)
     return save_merged(model, out_dir)
 
 
@@ -257,9 +264,11 @@ def _fit(
     output = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.time() - started
     eval_loss = _final_eval_loss(trainer) if parts.validation else None
-    model_dir = _save(trainer, parts, task, run, model_path, precision)
+    model_dir = _save(trainer, parts, task, run, precision)
     tokens = int(trainer.state.num_input_tokens_seen)  # summed over processes by the Trainer
     process_ids = gather(os.getpid())
+    before = json.loads((Path(resume_from) / "trainer_state.json").read_text()) if resume_from else {}
+    tokens_now = tokens - int(before.get("num_input_tokens_seen", 0))  # this process's share, for tokens/s
     return TrainResult(
         task=task.name,
         run_dir=str(run),
@@ -273,7 +282,7 @@ def _fit(
         eval_loss=eval_loss,
         seconds=round(seconds, 2),
         tokens=tokens,
-        tokens_per_s=round(tokens / max(seconds, 1e-9), 1),
+        tokens_per_s=round(tokens_now / max(seconds, 1e-9), 1),
         trainable_parameters=trainable,
         total_parameters=total,
         truncated_examples=parts.truncated,
