@@ -18,8 +18,8 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, set_seed
 from tuneloom.catalog import resolve_model
 from tuneloom.config import Project
 from tuneloom.data import load_split, prepare_dataset
-from tuneloom.train import classify, sft
 from tuneloom.reports.training import write_run_report
+from tuneloom.train import classify, sft
 from tuneloom.train.common import RunLogger, TrainResult, choose_precision, count_parameters, training_arguments
 from tuneloom.train.distributed import gather, is_main, shared_run_dir, world_size
 from tuneloom.train.tracking import start_tracking
@@ -115,7 +115,7 @@ def _fit(task, dataset_dir: Path, manifest: dict[str, Any], model_path: Path, ru
         if dropped:
             console.print(f"[yellow]{dropped} training examples had no answer tokens within max_length={max_len}: skipped")
         model = sft.build_model(task, model_path, precision)
-        collate = sft.collator(tokenizer)
+        collate = sft.collator(tokenizer, answer_logits_only=not task.trust_remote_code)  # custom code may not take logits_to_keep
     else:
         labels = manifest["result"]["labels"]
         tokenizer = classify.load_tokenizer(model_path, task.trust_remote_code)

@@ -103,5 +103,29 @@ def keep_4bit_layers_trainable_on_cpu(model: torch.nn.Module) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
-def collator(tokenizer: PreTrainedTokenizerBase) -> DataCollatorForSeq2Seq:
-    return DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE, pad_to_multiple_of=8)
+def collator(tokenizer: PreTrainedTokenizerBase, answer_logits_only: bool = True) -> Any:
+    """Pads a batch (batches come length-grouped); with `answer_logits_only`, see `AnswerLogitsOnly`."""
+    pad = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE, pad_to_multiple_of=8)
+    return AnswerLogitsOnly(pad) if answer_logits_only else pad
+
+
+class AnswerLogitsOnly:
+    """Vocabulary logits only where the next token is an answer token: the loss is unchanged, the work is not.
+
+    A causal LM computes logits over the whole vocabulary (49k for SmolLM2) at every position, and
+    the loss then ignores every prompt, system and padding position. transformers' `logits_to_keep`
+    accepts a boolean (batch, sequence) mask and the loss accepts ready-shifted `shift_labels`; the
+    collator supplies both, so the output projection, the fp32 upcast and the cross-entropy run on
+    the answer positions alone (the Trainer counts the loss normaliser from `shift_labels`).
+    """
+
+    def __init__(self, pad: DataCollatorForSeq2Seq) -> None:
+        self.pad = pad
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.pad(features)
+        shifted = torch.nn.functional.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE)
+        keep = shifted != IGNORE
+        batch["logits_to_keep"] = keep
+        batch["shift_labels"] = shifted[keep]
+        return batch
