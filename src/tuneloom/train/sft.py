@@ -78,7 +78,8 @@ def prepare(task: TaskConfig, model_path: Path, precision: str, manifest: dict[s
     val, _, _ = encode_split(tokenizer, val_rows, task.train.max_length)
     notes = [f"{dropped} training examples had no answer tokens within max_length={task.train.max_length}: skipped"] if dropped else []
     return TaskParts(tokenizer, build_model(task, model_path, precision), train, val,
-                     collator(tokenizer, task.packs), truncated=truncated, notes=notes)
+                     collator(tokenizer, task.packs, answer_logits_only=not task.trust_remote_code),  # custom code may not take logits_to_keep
+                     truncated=truncated, notes=notes)
 
 
 def build_model(task: TaskConfig, model_path: Path, precision: str) -> Any:
@@ -119,11 +120,13 @@ def keep_4bit_layers_trainable_on_cpu(model: torch.nn.Module) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
-def collator(tokenizer: PreTrainedTokenizerBase, packing: bool = False) -> Any:
-    """Padded batches, or with `packing` one padding-free row per batch whose position ids restart per example."""
+def collator(tokenizer: PreTrainedTokenizerBase, packing: bool = False, answer_logits_only: bool = False) -> Any:
+    """Padded batches (length-grouped), or with `packing` one padding-free row per batch whose position ids
+    restart per example; `answer_logits_only`: see `AnswerLogitsOnly`."""
     if packing:
         return PackedCollator()
-    return DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE, pad_to_multiple_of=8)
+    pad = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE, pad_to_multiple_of=8)
+    return AnswerLogitsOnly(pad) if answer_logits_only else pad
 
 
 class PackedCollator:
@@ -139,3 +142,25 @@ class PackedCollator:
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         return {**self.flatten(features), "use_cache": False}
+
+
+class AnswerLogitsOnly:
+    """Vocabulary logits only where the next token is an answer token: the loss is unchanged, the work is not.
+
+    A causal LM computes logits over the whole vocabulary (49k for SmolLM2) at every position, and
+    the loss then ignores every prompt, system and padding position. transformers' `logits_to_keep`
+    accepts a boolean (batch, sequence) mask and the loss accepts ready-shifted `shift_labels`; the
+    collator supplies both, so the output projection, the fp32 upcast and the cross-entropy run on
+    the answer positions alone (the Trainer counts the loss normaliser from `shift_labels`).
+    """
+
+    def __init__(self, pad: DataCollatorForSeq2Seq) -> None:
+        self.pad = pad
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.pad(features)
+        shifted = torch.nn.functional.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE)
+        keep = shifted != IGNORE
+        batch["logits_to_keep"] = keep
+        batch["shift_labels"] = shifted[keep]
+        return batch
