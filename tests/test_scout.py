@@ -57,7 +57,7 @@ def _row(name: str, quality: float, memory: float, latency: float, decode: float
          context: int = 8192, error: str | None = None) -> ScoutRow:
     facts = ModelInfo(name=name, path="/x", architecture="A", model_type="a", parameters=100, layers=2, hidden_size=8,
                       vocab_size=10, context_window=context, dtype="bf16", license=license, disk_bytes=1, chat_template=True)
-    m = Measurement(device="cpu", load_s=1, peak_memory_mb=memory, prefill_tokens_per_s=100, decode_tokens_per_s_b1=decode,
+    m = Measurement(device="cpu", load_s=1, peak_memory_mb=memory, scoring_peak_memory_mb=memory, prefill_tokens_per_s=100, decode_tokens_per_s_b1=decode,
                     decode_tokens_per_s_b8=None, ttft_ms=None, latency_ms=latency, tokens_per_word=1.3, over_context_share=0,
                     over_max_length_share=0, quality={"few_shot_token_f1": quality}, domain_perplexity=None, seconds=1)
     return ScoutRow(task="t", model=name, label=name, precision="bf16", facts=facts, measurement=None if error else m, error=error)
