@@ -57,7 +57,7 @@ def _row(name: str, quality: float, memory: float, latency: float, decode: float
          context: int = 8192, error: str | None = None) -> ScoutRow:
     facts = ModelInfo(name=name, path="/x", architecture="A", model_type="a", parameters=100, layers=2, hidden_size=8,
                       vocab_size=10, context_window=context, dtype="bf16", license=license, disk_bytes=1, chat_template=True)
-    m = Measurement(device="cpu", load_s=1, peak_memory_mb=memory, prefill_tokens_per_s=100, decode_tokens_per_s_b1=decode,
+    m = Measurement(device="cpu", load_s=1, peak_memory_mb=memory, scoring_peak_memory_mb=memory, prefill_tokens_per_s=100, decode_tokens_per_s_b1=decode,
                     decode_tokens_per_s_b8=None, ttft_ms=None, latency_ms=latency, tokens_per_word=1.3, over_context_share=0,
                     over_max_length_share=0, quality={"few_shot_token_f1": quality}, domain_perplexity=None, seconds=1)
     return ScoutRow(task="t", model=name, label=name, precision="bf16", facts=facts, measurement=None if error else m, error=error)
@@ -180,3 +180,18 @@ def test_cli_scout_json_and_errors(tmp_path, tiny_llama_dir, tiny_bert_dir):
     assert row["error"].startswith("not measured: the scout's time budget") and row["estimates"]["inference"]["gb"] > 0
     res = runner.invoke(app, ["scout", "-c", str(path), "--task", "nope"])
     assert res.exit_code == 2 and "no task named 'nope'" in res.output
+
+
+@pytest.mark.slow
+def test_scout_real_smollm2_small_sample(tmp_path, smollm2_dir, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    path = write_project(tmp_path, "smollm2-135m-instruct", "all-minilm-l6-v2")
+    _with_scout(path, "  precisions: [bf16]\n  sample_size: 3\n  few_shot: 1\n  max_new_tokens: 8\n")
+    result = scout_models(load_project(path), CHAT_TASK)
+    row = result.tasks[0].rows[0]
+    assert row.error is None and row.recommended, row.error
+    f, m = row.facts, row.measurement
+    assert 134e6 < f.parameters < 135e6 and f.license == "apache-2.0" and f.chat_template and f.context_window == 8192
+    assert 100 < m.peak_memory_mb < 3000 and m.decode_tokens_per_s_b1 > 0 and 1.0 < m.tokens_per_word < 3.0
+    assert 0 < m.quality["loss"] < 10 and 0 <= m.quality["few_shot_token_f1"] <= 1
+    assert 0.25 < row.estimates["inference"].gb < 2 and row.estimates["lora"].fits

@@ -2,7 +2,8 @@
 
 A subprocess isolates a candidate that crashes, runs out of memory or overruns its time (it is
 killed at its timeout) and gives a clean peak-memory reading: the process's peak resident memory
-(or, on a GPU, torch's peak allocation) minus what it held before loading the model.
+(or, on a GPU, torch's peak allocation) minus what it held before loading the model, taken after
+loading and the speed runs (serving) and again after the quality scoring.
 
 Run as `python -m tuneloom.scout.measure JOB.json OUT.json` by `run_measurement`.
 """
@@ -51,7 +52,8 @@ class MeasureJob(BaseModel):
 class Measurement(BaseModel):
     device: str
     load_s: float
-    peak_memory_mb: float
+    peak_memory_mb: float  # load, then generation at batch 1 and 8: what serving the model takes
+    scoring_peak_memory_mb: float  # also the quality scoring at eval.batch_size (long batched forwards)
     prefill_tokens_per_s: float
     decode_tokens_per_s_b1: float | None
     decode_tokens_per_s_b8: float | None
@@ -115,13 +117,14 @@ def _load(job: MeasureJob, decoder: bool, device: str) -> Any:
     return model.to(device)
 
 
-def _prompts(job: MeasureJob, tokenizer: Any) -> list[str]:
+def _prompts(job: MeasureJob, tokenizer: Any, decoder: bool) -> list[str]:
+    """Eight requests from the validation data as the model would see them (chat template, or the prompt)."""
     from tuneloom.scout.quality import zero_shot_prompt
 
     rows = (job.rows * 8)[:8]
     if job.task_type == "chat_sft":
         return [tokenizer.apply_chat_template(r["messages"][:-1], add_generation_prompt=True, tokenize=False) for r in rows]
-    if job.labels:
+    if decoder and job.labels:
         return [zero_shot_prompt(tokenizer, r["text"], job.labels) for r in rows]
     return [r["text"] for r in rows]
 
@@ -181,6 +184,15 @@ def _tokenizer_stats(tokenizer: Any, texts: list[str], context: int | None, max_
     }
 
 
+def _peak(device: str) -> int:
+    """Highest memory so far: the process's peak resident memory, or torch's peak GPU allocation."""
+    import torch
+
+    from tuneloom.train.memory import peak_rss_bytes
+
+    return int(torch.cuda.max_memory_allocated()) if device == "cuda" else peak_rss_bytes()
+
+
 @contextmanager
 def _loading_report() -> Iterator[list[str]]:
     """Collect what transformers logs while loading (its mismatch report), to put in the row's error."""
@@ -205,7 +217,7 @@ def measure(job: MeasureJob) -> Measurement:
     from transformers import AutoConfig, AutoTokenizer
 
     from tuneloom.scout import quality
-    from tuneloom.train.memory import peak_rss_bytes, rss_bytes
+    from tuneloom.train.memory import rss_bytes
 
     started = time.perf_counter()
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -217,7 +229,7 @@ def measure(job: MeasureJob) -> Measurement:
     if job.task_type == "chat_sft" and not (decoder and tokenizer.chat_template):
         raise RuntimeError("chat tasks need a causal LM with a chat template; this model has none")
     stats = _tokenizer_stats(tokenizer, job.texts, job.context_window, job.max_length)
-    base_rss = rss_bytes()
+    base_rss = rss_bytes() if device == "cpu" else 0
     loaded = time.perf_counter()
     with _loading_report() as report:
         try:
@@ -226,8 +238,9 @@ def measure(job: MeasureJob) -> Measurement:
             details = " ".join(" ".join(report).split())[-800:]  # transformers logs the details, then raises
             raise RuntimeError(f"cannot load the model at {job.precision}: {exc}" + (f" Details: {details}" if details else "")) from None
     load_s = time.perf_counter() - loaded
-    prompts = _prompts(job, tokenizer)
+    prompts = _prompts(job, tokenizer, decoder)
     speed = _decoder_speed(model, tokenizer, prompts, job.max_new_tokens) if decoder else _encoder_speed(model, tokenizer, prompts, job.max_length)
+    serving_peak = _peak(device) - base_rss
     if job.task_type == "chat_sft":
         scores = quality.chat_quality(model, tokenizer, job.rows, job.shots, job.max_length, job.max_new_tokens, job.batch_size)
     else:
@@ -236,9 +249,8 @@ def measure(job: MeasureJob) -> Measurement:
     perplexity = None
     if decoder and job.domain_text:
         perplexity = quality.text_perplexity(model, tokenizer, job.domain_text, min(job.max_length, job.context_window or job.max_length))
-    peak = torch.cuda.max_memory_allocated() if device == "cuda" else peak_rss_bytes() - base_rss
     return Measurement(
-        device=device, load_s=load_s, peak_memory_mb=peak / MB,
+        device=device, load_s=load_s, peak_memory_mb=serving_peak / MB, scoring_peak_memory_mb=(_peak(device) - base_rss) / MB,
         prefill_tokens_per_s=speed["prefill_tokens_per_s"], decode_tokens_per_s_b1=speed.get("decode_tokens_per_s_b1"),
         decode_tokens_per_s_b8=speed.get("decode_tokens_per_s_b8"), ttft_ms=speed.get("ttft_ms"), latency_ms=speed["latency_ms"],
         tokens_per_word=stats["tokens_per_word"], over_context_share=stats["over_context_share"],
