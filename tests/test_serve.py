@@ -453,7 +453,7 @@ def _run_engine(engine, jobs, stagger: float = 0.0):  # noqa: ANN001
         engine.submit([s])
         time.sleep(stagger)
     for _ in seqs:
-        assert done.acquire(timeout=60)
+        assert done.acquire(timeout=300)
     return [s.out_ids for s in seqs]
 
 
@@ -511,7 +511,12 @@ def test_mixed_adapter_batch_equals_per_adapter_greedy_smollm2(smollm2_dir, tmp_
     import torch
 
     adapters = [make_adapter(smollm2_dir, tmp_path / f"ad{i}", i) for i in (1, 2)]
-    _mixed_batch_check(smollm2_dir, adapters, torch.bfloat16)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # on a CPU shared with other jobs, 2 threads spin against each other
+    try:  # fp32: in bf16, batched and single-row matmuls round differently and greedy paths can part
+        _mixed_batch_check(smollm2_dir, adapters, torch.float32)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_adapter_cache_lru_respects_pins(env, tiny_llama_dir):

@@ -145,6 +145,11 @@ def create_app(project: Project, settings: ServeConfig | None = None) -> FastAPI
             metrics.rejected.labels(exc.code or str(exc.status)).inc()
         return exc.response()
 
+    @app.exception_handler(TuneloomError)
+    async def _tuneloom_error(_: Request, exc: TuneloomError) -> JSONResponse:  # e.g. a model folder that cannot load
+        access_log.error("request failed: %s", exc)
+        return ApiError(500, str(exc), "server_error", "model_unavailable").response()
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors())

@@ -101,6 +101,8 @@ class TransformersBackend:
     def __init__(self, settings: ServeConfig, metrics: ServeMetrics) -> None:
         self.settings = settings
         self.metrics = metrics
+        if settings.torch_threads is not None:
+            torch.set_num_threads(settings.torch_threads)
         self._chat: dict[Path, _ChatModel] = {}
         self._encoders: OrderedDict[tuple[Path, Path | None], tuple[Any, Any]] = OrderedDict()
         self._lock = threading.Lock()
@@ -181,7 +183,8 @@ class TransformersBackend:
         """Mean-pooled, L2-normalised embeddings (the sentence-transformers recipe) and the token count."""
         with self._encoder_lock:
             tokenizer, model = self._encoder(target)
-            batch = tokenizer(texts, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
+            batch = tokenizer(texts, padding=True, truncation=True, max_length=min(max_tokens, tokenizer.model_max_length),
+                              return_tensors="pt")
             hidden = model(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = torch.nn.functional.normalize(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).float(), dim=-1)
@@ -192,7 +195,8 @@ class TransformersBackend:
         """Per text, the probability of each label; and the token count."""
         with self._encoder_lock:
             tokenizer, model = self._encoder(target)
-            batch = tokenizer(texts, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
+            batch = tokenizer(texts, padding=True, truncation=True, max_length=min(max_tokens, tokenizer.model_max_length),
+                              return_tensors="pt")
             probs = model(**batch).logits.float().softmax(-1)
         return [dict(zip(target.labels, row)) for row in probs.tolist()], int(batch["attention_mask"].sum())
 

@@ -178,14 +178,13 @@ class BatchEngine:
                     self._step_time = 0.8 * self._step_time + 0.2 * (time.perf_counter() - started)
                 if self.on_step is not None:
                     self.on_step(len(self._running), len(self._waiting))
-            except Exception as exc:  # a failed step ends its sequences, never the engine
+            except Exception:  # a failed step ends its sequences, never the engine
                 log.exception("generation step failed")
                 for s in [*admitted, *self._running]:
                     if s.finish_reason is None:
                         s.finish_reason = "error"
                         s.emit(Event(s.index, "", "error", len(s.out_ids)))
                 self._running, self._cache, self._mask = [], None, None
-                del exc
         for s in [*self._running, *self._waiting]:
             s.emit(Event(s.index, "", "shutdown", len(s.out_ids)))
 

@@ -13,7 +13,7 @@ import json
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,7 +44,6 @@ class Target:
     labels: tuple[str, ...] = ()
     version: int | None = None
     trust_remote_code: bool = False
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 def _kind_of_folder(path: Path) -> Kind:
@@ -138,8 +137,7 @@ class TargetResolver:
             except RegistryError as exc:
                 if "no registered model" not in str(exc):
                     raise UnknownModel(str(exc)) from None
-        served = ", ".join(n for n, _ in self.names()) or "none"
-        raise UnknownModel(f"model '{ref}' is not served here; models: {served}")
+        raise UnknownModel(f"model '{ref}' is not served here; GET /v1/models lists the models your key may use")
 
     def _local(self, name: str) -> Target:
         m = self.local[name]
