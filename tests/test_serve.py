@@ -549,18 +549,29 @@ def test_adapter_cache_lru_respects_pins(env, tiny_llama_dir):
         cache.acquire("bad", env["root"])
 
 
-def test_overloaded_engine_queue(env, tiny_llama_dir):
+def test_engine_queue_limit_and_graceful_close(tiny_llama_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tuneloom.serve.engine import BatchEngine, Overloaded, SamplingParams, Sequence
 
     engine = BatchEngine(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), AutoTokenizer.from_pretrained(tiny_llama_dir),
                          max_batch_size=1, max_queue=1)
-    engine.close()  # a closed engine takes nothing
-    seq = Sequence(index=0, prompt_ids=[1, 2], adapter=None, params=SamplingParams(max_tokens=2), emit=lambda e: None,
-                   deadline=time.monotonic() + 5)
-    with pytest.raises(Overloaded, match="shutting down"):
-        engine.submit([seq])
+    ends: list[str] = []
+
+    def seq(tokens: int) -> Sequence:
+        return Sequence(index=0, prompt_ids=[1, 2, 3], adapter=None, params=SamplingParams(max_tokens=tokens, temperature=0),
+                        emit=lambda e: ends.append(e.finish_reason) if e.finish_reason else None,
+                        deadline=time.monotonic() + 60)
+
+    engine.submit([seq(200)])
+    engine.submit([seq(200)])  # waits: the batch holds one sequence
+    with pytest.raises(Overloaded, match=r"queue limit 1") as exc:
+        engine.submit([seq(200)])
+    assert exc.value.retry_after >= 1
+    engine.close(grace_s=60)  # graceful: both finish before the engine stops
+    assert ends == ["length", "length"]
+    with pytest.raises(Overloaded, match="shutting down"):  # a closed engine takes nothing
+        engine.submit([seq(2)])
 
 
 def test_backend_selection():
