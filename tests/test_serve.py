@@ -563,11 +563,18 @@ def test_engine_queue_limit_and_graceful_close(tiny_llama_dir):
                         emit=lambda e: ends.append(e.finish_reason) if e.finish_reason else None,
                         deadline=time.monotonic() + 60)
 
-    engine.submit([seq(200)])
-    engine.submit([seq(200)])  # waits: the batch holds one sequence
+    release = threading.Event()
+    engine.on_step = lambda *a: release.wait(20)  # hold the engine after each step until released
+    engine.submit([seq(8)])
+    deadline = time.monotonic() + 20
+    while engine.load != (1, 0) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    engine.submit([seq(8)])  # waits: the batch holds one sequence
     with pytest.raises(Overloaded, match=r"queue limit 1") as exc:
-        engine.submit([seq(200)])
+        engine.submit([seq(8)])
     assert exc.value.retry_after >= 1
+    engine.on_step = None
+    release.set()
     engine.close(grace_s=60)  # graceful: both finish before the engine stops
     assert ends == ["length", "length"]
     with pytest.raises(Overloaded, match="shutting down"):  # a closed engine takes nothing
