@@ -146,9 +146,6 @@ class TransformersBackend:
         loads = [c.engine.load for c in list(self._chat.values())]
         return sum(r for r, _ in loads), sum(w for _, w in loads)
 
-    def retry_after(self) -> int:
-        return max((c.engine.retry_after() for c in list(self._chat.values())), default=1)
-
     # -- encoders: embeddings and classification (small models; one call at a time) ------------
 
     def _encoder(self, target: Target) -> tuple[Any, Any]:
@@ -286,9 +283,6 @@ class VllmBackend:
 
     def load(self) -> tuple[int, int]:
         return self._in_flight, 0
-
-    def retry_after(self) -> int:
-        return 2
 
     def embed(self, target: Target, texts: list[str], max_tokens: int) -> tuple[list[list[float]], int]:
         return self.encoders.embed(target, texts, max_tokens)

@@ -42,7 +42,6 @@ class Target:
     adapter_path: Path | None = None
     system_prompt: str | None = None
     labels: tuple[str, ...] = ()
-    version: int | None = None
     trust_remote_code: bool = False
 
 
@@ -173,6 +172,6 @@ class TargetResolver:
                 raise TuneloomError(f"{version.name}:{version.version}: its class labels are unknown "
                                     f"(dataset {manifest.parent} is gone)")
         return Target(name=version.name, served=f"{version.name}:{version.version}", kind=kind, base_path=base,
-                      adapter_path=path if adapter else None, version=version.version, labels=labels,
+                      adapter_path=path if adapter else None, labels=labels,
                       system_prompt=(task.get("data") or {}).get("system_prompt"),
                       trust_remote_code=bool(task.get("trust_remote_code", False)))
