@@ -1,11 +1,14 @@
 """Load benchmark for `tuneloom serve`: SmolLM2-135M-Instruct with two LoRA adapters, against a naive baseline.
 
-    python bench/serve_load.py [--requests-per-level 8,12,16,32] [--max-tokens 32]
+    python bench/serve_load.py [--requests-per-level 4,8,16,32] [--max-tokens 32] [--threads 1]
 
 Ours: `tuneloom serve` started on 127.0.0.1 as a subprocess, driven by concurrent streaming clients
 (the official `openai` client) at concurrency 1, 4, 8 and 16, requests alternating between the two
 adapters. Baseline, in the same run: the same prompts and max_tokens answered one request at a time
-with plain transformers `generate` on a PeftModel holding both adapters (`set_adapter` per request).
+with plain transformers `generate` on a PeftModel holding both adapters (`set_adapter` per request);
+one at a time, its throughput does not depend on concurrency, so each level's baseline answers that
+level's first 8 requests. Both sides use `--threads` torch threads (default 1: with other jobs on
+the CPU, 2 threads per process spin against each other and run about 10 times slower).
 The adapters are random LoRA weights with non-zero B (so the two adapters answer differently), made
 in a temporary folder. Prints as its last line one JSON object (tokens/s per level for both,
 ratio_at_8, latencies at concurrency 8, failed requests).
@@ -136,9 +139,13 @@ def baseline(base: Path, adapters: list[Path], jobs_by_level: dict[int, list[tup
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests-per-level", default="8,12,16,32", help="Requests at concurrency 1,4,8,16.")
+    parser.add_argument("--requests-per-level", default="4,8,16,32", help="Requests at concurrency 1,4,8,16.")
     parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, server and baseline alike.")
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     counts = [int(x) for x in args.requests_per_level.split(",")]
     if len(counts) != len(LEVELS):
         parser.error(f"--requests-per-level takes {len(LEVELS)} numbers")
@@ -157,7 +164,8 @@ def main() -> None:
                        "data": {"sources": [{"path": "qa.jsonl"}], "columns": {"prompt": "q", "response": "a"}}}],
             "serve": {"models": [{"name": "ad-a", "path": str(adapters[0]), "base": "smollm2-135m-instruct"},
                                  {"name": "ad-b", "path": str(adapters[1]), "base": "smollm2-135m-instruct"}],
-                      "max_batch_size": 16, "max_queue": 64, "limits": {"max_tokens": args.max_tokens}},
+                      "max_batch_size": 16, "max_queue": 64, "torch_threads": args.threads,
+                      "limits": {"max_tokens": args.max_tokens}},
         }
         (root / "tuneloom.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
         _, key = KeyStore(keys_path(root / "workspace")).create(["*"], "bench")
@@ -189,11 +197,12 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(60)
-        base_results = baseline(base, adapters, jobs_by_level, args.max_tokens)
+        base_results = baseline(base, adapters, {level: jobs[:8] for level, jobs in jobs_by_level.items()}, args.max_tokens)
 
     at8 = ours["8"]
     summary = {
         "bench": "serve_load", "model": "smollm2-135m-instruct", "adapters": 2, "max_tokens": args.max_tokens,
+        "torch_threads": args.threads,
         "ours_tokens_per_s": {k: v["tokens_per_s"] for k, v in ours.items()},
         "baseline_tokens_per_s": {k: v["tokens_per_s"] for k, v in base_results.items()},
         "ratio_at_8": round(at8["tokens_per_s"] / base_results["8"]["tokens_per_s"], 2),

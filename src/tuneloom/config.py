@@ -566,6 +566,8 @@ class ServeConfig(Strict):
         None, description="Catalog models served by name; default: the catalog models of the project's tasks.")
     models: list[ServedModelConfig] = Field(default_factory=list, description="Extra models from folders.")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 where computed natively.")
+    torch_threads: int | None = Field(
+        None, gt=0, description="CPU threads for the model; default: torch's. 1 is far faster on a CPU shared with other jobs.")
     max_batch_size: int = Field(8, gt=0, description="Sequences decoded together in one step.")
     max_queue: int = Field(64, ge=0, description="Requests waiting for a batch slot; beyond it: 429.")
     request_timeout_s: float = Field(120.0, gt=0, description="Longest a request may take, queueing included.")

@@ -130,11 +130,27 @@ def create_app(project: Project, settings: ServeConfig | None = None) -> FastAPI
         except ApiError as exc:  # raised by the body limit while a route reads the body
             response = exc.response()
         endpoint = request.url.path if request.url.path in ROUTES else "other"
-        elapsed = time.perf_counter() - started
-        metrics.requests.labels(endpoint, str(response.status_code)).inc()
-        metrics.latency.labels(endpoint).observe(elapsed)
-        access_log.info("%s %s %d %.0fms key=%s", request.method, endpoint, response.status_code, elapsed * 1000,
-                        getattr(request.state, "key_id", "-"))
+
+        def done() -> None:  # when the last byte is sent: a streamed answer's latency is its whole stream
+            elapsed = time.perf_counter() - started
+            metrics.requests.labels(endpoint, str(response.status_code)).inc()
+            metrics.latency.labels(endpoint).observe(elapsed)
+            access_log.info("%s %s %d %.0fms key=%s", request.method, endpoint, response.status_code, elapsed * 1000,
+                            getattr(request.state, "key_id", "-"))
+
+        body = getattr(response, "body_iterator", None)
+        if body is None:
+            done()
+            return response
+
+        async def measured() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in body:
+                    yield chunk
+            finally:
+                done()
+
+        response.body_iterator = measured()
         return response
 
     app.add_middleware(BodyLimit, limit=settings.limits.max_body_bytes)
@@ -144,6 +160,11 @@ def create_app(project: Project, settings: ServeConfig | None = None) -> FastAPI
         if exc.status in (401, 403, 413, 429, 503):
             metrics.rejected.labels(exc.code or str(exc.status)).inc()
         return exc.response()
+
+    @app.exception_handler(TuneloomError)
+    async def _tuneloom_error(_: Request, exc: TuneloomError) -> JSONResponse:  # e.g. a model folder that cannot load
+        access_log.error("request failed: %s", exc)
+        return ApiError(500, str(exc), "server_error", "model_unavailable").response()
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -101,6 +101,8 @@ class TransformersBackend:
     def __init__(self, settings: ServeConfig, metrics: ServeMetrics) -> None:
         self.settings = settings
         self.metrics = metrics
+        if settings.torch_threads is not None:
+            torch.set_num_threads(settings.torch_threads)
         self._chat: dict[Path, _ChatModel] = {}
         self._encoders: OrderedDict[tuple[Path, Path | None], tuple[Any, Any]] = OrderedDict()
         self._lock = threading.Lock()
@@ -144,9 +146,6 @@ class TransformersBackend:
         loads = [c.engine.load for c in list(self._chat.values())]
         return sum(r for r, _ in loads), sum(w for _, w in loads)
 
-    def retry_after(self) -> int:
-        return max((c.engine.retry_after() for c in list(self._chat.values())), default=1)
-
     # -- encoders: embeddings and classification (small models; one call at a time) ------------
 
     def _encoder(self, target: Target) -> tuple[Any, Any]:
@@ -181,7 +180,8 @@ class TransformersBackend:
         """Mean-pooled, L2-normalised embeddings (the sentence-transformers recipe) and the token count."""
         with self._encoder_lock:
             tokenizer, model = self._encoder(target)
-            batch = tokenizer(texts, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
+            batch = tokenizer(texts, padding=True, truncation=True, max_length=min(max_tokens, tokenizer.model_max_length),
+                              return_tensors="pt")
             hidden = model(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = torch.nn.functional.normalize(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).float(), dim=-1)
@@ -192,7 +192,8 @@ class TransformersBackend:
         """Per text, the probability of each label; and the token count."""
         with self._encoder_lock:
             tokenizer, model = self._encoder(target)
-            batch = tokenizer(texts, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
+            batch = tokenizer(texts, padding=True, truncation=True, max_length=min(max_tokens, tokenizer.model_max_length),
+                              return_tensors="pt")
             probs = model(**batch).logits.float().softmax(-1)
         return [dict(zip(target.labels, row)) for row in probs.tolist()], int(batch["attention_mask"].sum())
 
@@ -282,9 +283,6 @@ class VllmBackend:
 
     def load(self) -> tuple[int, int]:
         return self._in_flight, 0
-
-    def retry_after(self) -> int:
-        return 2
 
     def embed(self, target: Target, texts: list[str], max_tokens: int) -> tuple[list[list[float]], int]:
         return self.encoders.embed(target, texts, max_tokens)

@@ -44,7 +44,9 @@ def add_serve_commands(app: typer.Typer, console: Console, err_console: Console)
             project = load(config)
             settings = project.config.serve
             if backend is not None:
-                settings.backend = backend  # validated by the model (auto | transformers | vllm)
+                if backend not in ("auto", "transformers", "vllm"):
+                    raise TuneloomError(f"--backend {backend!r}: use auto, transformers or vllm")
+                settings.backend = backend
             if no_auth:
                 if (host or settings.host) not in ("127.0.0.1", "localhost", "::1"):
                     raise TuneloomError("--no-auth is only allowed on a loopback address (--host 127.0.0.1)")

@@ -108,6 +108,7 @@ class BatchEngine:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self._waiting: deque[Sequence] = deque()
         self._running: list[Sequence] = []
+        self._admitted: list[Sequence] = []  # taken from the queue, not yet in the batch
         self._cache: Any = None
         self._mask: torch.Tensor | None = None
         self._cond = threading.Condition()
@@ -126,7 +127,8 @@ class BatchEngine:
         with self._cond:
             if self._stop:
                 raise Overloaded("the server is shutting down", retry_after=5)
-            if len(self._waiting) + len(seqs) > self.max_queue + max(0, self.max_batch_size - len(self._running)):
+            free = max(0, self.max_batch_size - len(self._running) - len(self._admitted))
+            if len(self._waiting) + len(seqs) > self.max_queue + free:
                 raise Overloaded(f"{len(self._waiting)} sequences are already waiting (queue limit {self.max_queue})",
                                  retry_after=self.retry_after())
             self._waiting.extend(seqs)
@@ -150,7 +152,7 @@ class BatchEngine:
     def close(self, grace_s: float = 0.0) -> None:
         """Stop taking work; let running sequences finish for up to `grace_s`, then end the rest."""
         deadline = time.monotonic() + grace_s
-        while (self._running or self._waiting) and time.monotonic() < deadline:
+        while (self._running or self._waiting or self._admitted) and time.monotonic() < deadline:
             time.sleep(0.05)
         with self._cond:
             self._stop = True
@@ -166,11 +168,12 @@ class BatchEngine:
                     self._cond.wait()
                 if self._stop:
                     break
-                admitted = self._admit_locked()
+                admitted = self._admitted = self._admit_locked()
             try:
                 self._drop_finished()
                 if admitted:
                     self._prefill(admitted)
+                    self._admitted = []
                     self._drop_finished()
                 if self._running:
                     started = time.perf_counter()
@@ -178,14 +181,13 @@ class BatchEngine:
                     self._step_time = 0.8 * self._step_time + 0.2 * (time.perf_counter() - started)
                 if self.on_step is not None:
                     self.on_step(len(self._running), len(self._waiting))
-            except Exception as exc:  # a failed step ends its sequences, never the engine
+            except Exception:  # a failed step ends its sequences, never the engine
                 log.exception("generation step failed")
                 for s in [*admitted, *self._running]:
                     if s.finish_reason is None:
                         s.finish_reason = "error"
                         s.emit(Event(s.index, "", "error", len(s.out_ids)))
-                self._running, self._cache, self._mask = [], None, None
-                del exc
+                self._running, self._cache, self._mask, self._admitted = [], None, None, []
         for s in [*self._running, *self._waiting]:
             s.emit(Event(s.index, "", "shutdown", len(s.out_ids)))
 

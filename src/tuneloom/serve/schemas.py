@@ -82,12 +82,6 @@ class ClassifyRequest(Lenient):
         return [self.input] if isinstance(self.input, str) else self.input
 
 
-class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int = 0
-    total_tokens: int
-
-
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

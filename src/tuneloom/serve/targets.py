@@ -13,7 +13,7 @@ import json
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,9 +42,7 @@ class Target:
     adapter_path: Path | None = None
     system_prompt: str | None = None
     labels: tuple[str, ...] = ()
-    version: int | None = None
     trust_remote_code: bool = False
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 def _kind_of_folder(path: Path) -> Kind:
@@ -138,8 +136,7 @@ class TargetResolver:
             except RegistryError as exc:
                 if "no registered model" not in str(exc):
                     raise UnknownModel(str(exc)) from None
-        served = ", ".join(n for n, _ in self.names()) or "none"
-        raise UnknownModel(f"model '{ref}' is not served here; models: {served}")
+        raise UnknownModel(f"model '{ref}' is not served here; GET /v1/models lists the models your key may use")
 
     def _local(self, name: str) -> Target:
         m = self.local[name]
@@ -175,6 +172,6 @@ class TargetResolver:
                 raise TuneloomError(f"{version.name}:{version.version}: its class labels are unknown "
                                     f"(dataset {manifest.parent} is gone)")
         return Target(name=version.name, served=f"{version.name}:{version.version}", kind=kind, base_path=base,
-                      adapter_path=path if adapter else None, version=version.version, labels=labels,
+                      adapter_path=path if adapter else None, labels=labels,
                       system_prompt=(task.get("data") or {}).get("system_prompt"),
                       trust_remote_code=bool(task.get("trust_remote_code", False)))
