@@ -79,7 +79,7 @@ def test_prepare_rejects_bad_entity_spans(tmp_path):
         fh.writelines(json.dumps(r) + "\n" for r in bad)
     prepared = prepare_dataset(load_project(config))
     rejects = [json.loads(x) for x in (Path(prepared.path) / "rejects.jsonl").read_text().splitlines()]
-    assert [r["reason"] for r in rejects] == ["bad_entities"] * 3
+    assert [r["reason"] for r in rejects] == ["entity_out_of_range", "overlapping_entities", "invalid_entities"]
 
 
 def test_ner_trains_evaluates_and_reports_from_the_cli(tmp_path, tiny_bert_dir):
@@ -232,8 +232,8 @@ tasks:
 @pytest.mark.parametrize(
     ("task_type", "columns", "extra", "message"),
     [
-        ("ner", "{text: t}", "", "ner needs data.columns.text and data.columns.entities"),
-        ("preference", "{prompt: p, chosen: c}", "", "preference needs data.columns.prompt, data.columns.chosen"),
+        ("ner", "{text: t}", "", "ner needs data.columns.entities"),
+        ("preference", "{prompt: p, chosen: c}", "", "preference needs data.columns.rejected"),
         ("pretrain", "{prompt: p}", "", "pretrain needs data.columns.text"),
         ("preference", "{prompt: p, chosen: c, rejected: r}", "    train: {preference_loss: kto, batch_size: 1}\n",
          "train.batch_size must be at least 2"),

@@ -92,10 +92,9 @@ def train_task(
     }
     run = shared_run_dir(lambda: ws.new_run(task.name, snapshot))
     console.print(f"[bold]{task.name}[/]: {task.method.kind} on {task.model} ({precision}), run {run.name}")
-    tracker = start_tracking(project, run, snapshot) if is_main() else None
     return _run_with_status(
         run, lambda extra: _fit(task, dataset_dir, manifest, model_path, run, precision, console, extra),
-        tracker, callbacks, console,
+        lambda: start_tracking(project, run, snapshot), callbacks, console,
     )
 
 
@@ -147,15 +146,17 @@ def _forget_metrics_after(run: Path, step: int) -> None:
 
 
 def _run_with_status(
-    run: Path, fit: Callable[[list[TrainerCallback]], TrainResult], tracker: Any, callbacks: list[TrainerCallback] | None,
-    console: Console,
+    run: Path, fit: Callable[[list[TrainerCallback]], TrainResult], tracking: Callable[[], Any] | None,
+    callbacks: list[TrainerCallback] | None, console: Console,
 ) -> TrainResult:
     """Run `fit` with the extra callbacks, recording completed / interrupted (SIGTERM, Ctrl-C) / failed in
     status.json and the MLflow run; under `accelerate launch` only rank 0 writes."""
     main = is_main()
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
+    tracker = None
     try:
+        tracker = tracking() if tracking and main else None
         result = fit([*(callbacks or []), *([tracker] if tracker else [])])
     except BaseException as exc:
         if main:

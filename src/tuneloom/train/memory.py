@@ -303,7 +303,7 @@ def check_training_memory(task: TaskConfig, model_path: Path, precision: str, la
     shape = model_shape(model_path, task.trust_remote_code)
     if task.type == "classification":  # a classification head's logits, and fp32 weights (see train.classify)
         shape, precision = shape.model_copy(update={"vocab_size": max(labels, 2)}), "fp32"
-    mode = task.method.kind
+    mode = "lora" if task.method.kind == "dora" else task.method.kind  # DoRA's magnitude vectors are tiny next to LoRA's A and B
     plan = plan_memory(shape, mode, "nf4" if mode == "qlora" else precision,  # type: ignore[arg-type]
                        task.train.max_length, task.train.batch_size, lora_r=task.method.r)
     available, where = available_memory()
