@@ -383,3 +383,27 @@ def test_report_and_manifest(data_project_dir):
 def test_rare_class_warning(data_project_dir):
     ds = prepare_dataset(load_project(data_project_dir, [f"{CLS_TASK}:data.rare_class_min=50"]), CLS_TASK)
     assert any(w.startswith("rare label(s) with fewer than 50 examples") for w in ds.warnings)
+
+
+def test_person_names_by_a_token_classification_model(tmp_path, minilm_dir):
+    """The NER pass is wired through transformers' pipeline: a tiny model biased to tag every token PER."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForTokenClassification
+
+    from tuneloom.data.redact import load_person_finder
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, id2label={0: "O", 1: "B-PER", 2: "I-PER"},
+                        label2id={"O": 0, "B-PER": 1, "I-PER": 2})
+    model = BertForTokenClassification(config)
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([0.0, 5.0, 0.0]))
+    model.save_pretrained(tmp_path / "ner", safe_serialization=True)
+    tokenizer.save_pretrained(tmp_path / "ner")
+    find = load_person_finder(str(tmp_path / "ner"))
+    spans = find("Anna Weber")
+    assert spans and all(0 <= a < b <= len("Anna Weber") for a, b in spans)
+    texts, counts, _ = Redactor(["person", "email"], find).example(["Anna Weber"])
+    assert "Anna" not in texts[0] and "<PERSON_1>" in texts[0] and counts["person"] >= 1
