@@ -94,7 +94,7 @@ def _to_example(task: TaskConfig, record: dict[str, Any]) -> tuple[dict[str, Any
         return {"text": text}, None, dedup_key(text)
     if task.type == "ner":
         # spans index the text as written: a single text column is kept verbatim
-        raw = record[text_cols[0]] if len(text_cols) == 1 else text
+        raw = str(record[text_cols[0]] or "") if len(text_cols) == 1 else text
         entities = _entities(record[cols.entities], raw)
         if entities is None:
             return None, "bad_entities", ""
