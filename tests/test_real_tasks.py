@@ -1,13 +1,13 @@
-"""The new task types on the real packaged models: a few steps each, then evaluation (slow)."""
+"""The new task types on the real packaged models: two or three steps each, then evaluation (slow).
+
+DoRA, rsLoRA, merging and packing are covered on the tiny models in test_tasks.py.
+"""
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import pytest
-import torch
 
 from task_projects import write_task_project
 from tuneloom.config import load_project
@@ -33,31 +33,17 @@ def test_multilabel_on_minilm(tmp_path):
 
 def test_dpo_on_smollm2(tmp_path):
     config = write_task_project(tmp_path, "preference", "smollm2-135m-instruct", max_steps=2,
-                                train={"batch_size": 2, "max_length": 96, "lr": 5e-4}, eval={"max_examples": 4})
+                                train={"batch_size": 2, "max_length": 64, "lr": 1e-3, "precision": "fp32"},
+                                eval={"max_examples": 3, "batch_size": 3})
     result = train_task(load_project(config))
     assert math.isfinite(result.train_loss)
     ev = evaluate_run(result.run_dir)
-    assert ev["tuned"]["reward_margin"] > 0  # a few DPO steps already prefer the chosen answers
+    assert ev["tuned"]["reward_margin"] > 0  # two DPO steps already prefer the chosen answers
 
 
-def test_pretrain_with_dora_and_merge_on_smollm2(tmp_path):
-    """DoRA on SmolLM2, merged into the base: the merged copy gives the same logits as base + adapter."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+def test_pretrain_on_smollm2(tmp_path):
     config = write_task_project(tmp_path, "pretrain", "smollm2-135m-instruct", max_steps=2,
-                                method={"kind": "dora", "merge": True}, train={"batch_size": 2, "max_length": 64})
+                                train={"batch_size": 4, "max_length": 48, "lr": 1e-3}, eval={"max_examples": 3})
     result = train_task(load_project(config))
     ev = evaluate_run(result.run_dir)
-    assert ev["tuned"]["loss"] < ev["base"]["loss"]
-    snapshot_base = Path(json.loads((Path(result.run_dir) / "model" / "adapter_config.json").read_text())["base_model_name_or_path"])
-    tokenizer = AutoTokenizer.from_pretrained(result.model_dir)
-    ids = tokenizer("The Smart Plug needs a 2.4 GHz Wi-Fi network.", return_tensors="pt")["input_ids"]
-    dtype = torch.bfloat16 if result.precision == "bf16" else torch.float32
-    with torch.no_grad():
-        merged = AutoModelForCausalLM.from_pretrained(Path(result.run_dir) / "model-merged", dtype=dtype)(ids).logits.float()
-        base = AutoModelForCausalLM.from_pretrained(snapshot_base, dtype=dtype)
-        tuned = PeftModel.from_pretrained(base, result.model_dir)(ids).logits.float()
-    tolerance = 0.15 if dtype == torch.bfloat16 else 1e-3  # bf16 rounds the merged weights once more
-    assert (merged - tuned).abs().max() < tolerance
-    assert (merged.argmax(-1) == tuned.argmax(-1)).float().mean() > 0.9
+    assert ev["tuned"]["loss"] < ev["base"]["loss"] and ev["tuned"]["tokens"] > 0

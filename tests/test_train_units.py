@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from pydantic import ValidationError
+from transformers import TrainingArguments
 
 from tuneloom.config import TaskConfig
 from tuneloom.errors import ProjectFileError
@@ -39,7 +40,7 @@ def test_choose_bf16_without_native_support_is_refused(monkeypatch):
 
 def test_training_arguments_from_epochs(tmp_path):
     task = _task(epochs=3, batch_size=8, grad_accum=2, lr=1e-3, warmup_ratio=0.1, scheduler="linear")
-    args = common.training_arguments(task, tmp_path, n_train=100, precision="fp32")
+    args = TrainingArguments(**common.training_kwargs(task, tmp_path, n_train=100, precision="fp32"))
     # 100 rows / (8 * 2) -> 7 steps per epoch, 21 steps in all; eval about 6 times: every 21 // 6 = 3 steps
     assert args.max_steps == -1 and args.num_train_epochs == 3
     assert args.eval_steps == 3 and args.logging_steps == 3
@@ -57,7 +58,7 @@ def test_training_arguments_from_epochs(tmp_path):
 def test_training_arguments_keep_best_checkpointing_and_early_stopping(tmp_path):
     task = _task(max_steps=40, save_every=10, keep_best=True, early_stopping_patience=2, keep_checkpoints=1,
                  gradient_checkpointing=True, group_by_length=False)
-    args = common.training_arguments(task, tmp_path, n_train=100, precision="fp32")
+    args = TrainingArguments(**common.training_kwargs(task, tmp_path, n_train=100, precision="fp32"))
     assert args.eval_steps == 10 and args.save_steps == 10  # validations follow the checkpoints
     assert args.load_best_model_at_end and args.metric_for_best_model == "eval_loss" and args.greater_is_better is False
     assert args.save_total_limit == 1 and args.gradient_checkpointing and args.train_sampling_strategy == "random"
@@ -68,7 +69,7 @@ def test_training_arguments_keep_best_checkpointing_and_early_stopping(tmp_path)
 
 def test_training_arguments_max_steps_and_no_validation(tmp_path):
     task = _task(max_steps=40, eval_every=5)
-    args = common.training_arguments(task, tmp_path, n_train=10, precision="bf16", has_validation=False)
+    args = TrainingArguments(**common.training_kwargs(task, tmp_path, n_train=10, precision="bf16", has_validation=False))
     assert args.max_steps == 40
     assert args.eval_strategy == "no"
     assert args.logging_steps == 5

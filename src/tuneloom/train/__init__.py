@@ -261,6 +261,9 @@ def _fit(
         console.print(f"[yellow]{parts.truncated} training examples were longer than max_length={task.train.max_length} and were truncated")
     trainable, total = count_parameters(parts.model)
     trainer = _trainer(task, parts, run, precision, console, extra)
+    # read before training: checkpoint rotation may delete the resumed-from checkpoint
+    before = json.loads((Path(resume_from) / "trainer_state.json").read_text()) if resume_from else {}
+    tokens_before = int(before.get("num_input_tokens_seen", 0))
     started = time.time()
     output = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.time() - started
@@ -268,8 +271,7 @@ def _fit(
     model_dir = _save(trainer, parts, task, run, precision)
     tokens = int(trainer.state.num_input_tokens_seen)  # summed over processes by the Trainer
     process_ids = gather(os.getpid())
-    before = json.loads((Path(resume_from) / "trainer_state.json").read_text()) if resume_from else {}
-    tokens_now = tokens - int(before.get("num_input_tokens_seen", 0))  # this process's share, for tokens/s
+    tokens_now = tokens - tokens_before  # this run's share, for tokens/s
     return TrainResult(
         task=task.name,
         run_dir=str(run),

@@ -150,12 +150,6 @@ def training_kwargs(task: TaskConfig, run_dir: Path, n_train: int, precision: st
     )
 
 
-def training_arguments(
-    task: TaskConfig, run_dir: Path, n_train: int, precision: str, has_validation: bool = True
-) -> TrainingArguments:
-    return TrainingArguments(**training_kwargs(task, run_dir, n_train, precision, has_validation))
-
-
 def stopping_callbacks(task: TaskConfig, has_validation: bool) -> list[TrainerCallback]:
     """Early stopping on validation loss when the project file asks for it (needs a validation split)."""
     cfg = task.train
