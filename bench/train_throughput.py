@@ -21,7 +21,8 @@ measured in this process. Figures:
   gradient) + 6 * N_lora * T + 4 * d_model * vocab * A (output projection where a loss is taken),
   with N_linear the decoder's linear-layer parameters, T the non-padding tokens and A the answer
   tokens. Attention score FLOPs (under 3% at these lengths) are left out.
-- peak RSS of full fine-tuning, LoRA and QLoRA: 3 optimizer steps each through `train_task`.
+- peak RSS of full fine-tuning, LoRA and QLoRA: 3 optimizer steps each through `train_task`, each in
+  its own process (so not comparable with peak_rss_mb, which covers all the steps of the timed run).
 
 The last line printed is one JSON object.
 """
@@ -253,9 +254,8 @@ def main() -> None:
         baseline = _run_child("baseline", ws / "baseline", args, "--dataset", ours["dataset"])
         memory = {}
         if not args.skip_memory:
-            for method in ("full", "qlora"):
+            for method in ("full", "lora", "qlora"):  # the same 3 steps each (peak RSS grows with steps seen)
                 memory[method] = _run_child(f"memory-{method}", ws / method, args)["peak_rss_mb"]
-            memory["lora"] = ours["peak_rss_mb"]
     d, v = ours["d_model"], ours["vocab"]
     shapes = [(1024, d, 3 * d), (1024, 3 * d, d), (1024, d, d), (1024, d, 4096)]  # SmolLM2: MLP 576x1536, attention 576x576
     peak_bf16 = matmul_peak_gflops("bfloat16", shapes)
