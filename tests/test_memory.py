@@ -119,4 +119,6 @@ def test_train_task_refuses_a_run_that_cannot_fit(project_dir, monkeypatch):
     with pytest.raises(memory.InsufficientMemory) as err:
         train_task(load_project(project_dir / "tuneloom.yaml"), CHAT_TASK)
     assert f"task '{CHAT_TASK}'" in str(err.value) and "needs about" in str(err.value) and "only 0.0 GB is free" in str(err.value)
-    assert not (project_dir / "workspace" / "runs").exists()  # refused before a run folder was made
+    (run,) = (project_dir / "workspace" / "runs").iterdir()  # refused before the model was loaded
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "failed" and "InsufficientMemory" in status["error"] and not (run / "model").exists()

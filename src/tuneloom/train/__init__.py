@@ -55,7 +55,6 @@ def train_task(
     manifest = json.loads((dataset_dir / "manifest.json").read_text())
     model_path = resolve_model(task.model, task.trust_remote_code)
     precision = choose_precision(task.train.precision)
-    check_training_memory(task, model_path, precision, len(manifest["result"].get("labels") or []))
     snapshot = {
         "project": project.config.project,
         "project_file": str(project.path),
@@ -96,6 +95,7 @@ def _fit(task, dataset_dir: Path, manifest: dict[str, Any], model_path: Path, ru
         val_enc, _, _ = sft.encode_split(tokenizer, val_rows, max_len)
         if dropped:
             console.print(f"[yellow]{dropped} training examples had no answer tokens within max_length={max_len}: skipped")
+        check_training_memory(task, model_path, precision, longest=max((len(e["input_ids"]) for e in train_enc), default=max_len))
         model = sft.build_model(task, model_path, precision)
         collate = sft.collator(tokenizer)
     else:
@@ -103,6 +103,7 @@ def _fit(task, dataset_dir: Path, manifest: dict[str, Any], model_path: Path, ru
         tokenizer = classify.load_tokenizer(model_path, task.trust_remote_code)
         train_enc, truncated = classify.encode_split(tokenizer, train_rows, labels, max_len)
         val_enc, _ = classify.encode_split(tokenizer, val_rows, labels, max_len)
+        check_training_memory(task, model_path, precision, len(labels), max((len(e["input_ids"]) for e in train_enc), default=max_len))
         model = classify.build_model(task, model_path, labels, tokenizer.pad_token_id)
         collate = classify.collator(tokenizer)
         if task.train.class_weights == "balanced":

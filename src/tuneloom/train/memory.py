@@ -295,17 +295,20 @@ def fit_advice(
     return f"{need}. Settings that would fit: {'; '.join(fitting)}."
 
 
-def check_training_memory(task: TaskConfig, model_path: Path, precision: str, labels: int = 0) -> MemoryPlan:
+def check_training_memory(task: TaskConfig, model_path: Path, precision: str, labels: int = 0,
+                          longest: int | None = None) -> MemoryPlan:
     """The plan of training `task`; raises InsufficientMemory, naming settings that fit, when it does not fit.
 
-    The plan assumes every sequence is max_length tokens long, so it is the worst case of a run.
+    Batches are padded to their longest example, so a batch of `longest` tokens (the longest encoded
+    training example; max_length when not given) is the run's worst case.
     """
     shape = model_shape(model_path, task.trust_remote_code)
     if task.type == "classification":  # a classification head's logits, and fp32 weights (see train.classify)
         shape, precision = shape.model_copy(update={"vocab_size": max(labels, 2)}), "fp32"
     mode = task.method.kind
     plan = plan_memory(shape, mode, "nf4" if mode == "qlora" else precision,  # type: ignore[arg-type]
-                       task.train.max_length, task.train.batch_size, lora_r=task.method.r)
+                       min(longest or task.train.max_length, task.train.max_length), task.train.batch_size,
+                       lora_r=task.method.r)
     available, where = available_memory()
     can_checkpoint = "gradient_checkpointing" in type(task.train).model_fields
     advice = fit_advice(shape, plan, available, task.method.r, shape.decoder, suggest_checkpointing=can_checkpoint)
