@@ -67,4 +67,6 @@ def add_scout_command(app: typer.Typer, console: Console, err_console: Console) 
         console.print("Full errors, every score and the training estimates are in the report.")
         for line in result.applied:
             console.print(f"[green]applied[/] {line}")
+        if apply and not result.applied:
+            console.print("--apply: nothing to change (each task already uses its recommended model, or none was recommended)")
         console.print(f"{result.seconds:.0f} s of a {result.budget_s:.0f} s budget · report {result.report} · JSON {result.json_path}")
