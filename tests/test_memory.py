@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tuneloom.errors import TuneloomError
-from tuneloom.train.memory import GB, available_memory, fit_advice, model_shape, plan_memory
+from tuneloom.train.memory import GB, available_memory, cgroup_free, fit_advice, model_shape, plan_memory
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +69,20 @@ def test_fit_advice_names_settings_that_fit(smol_shape):
 def test_available_memory_is_positive():
     free, where = available_memory()
     assert free > 0 and where.startswith(("RAM", "GPU"))
+
+
+def test_cgroup_limits_v2_v1_and_unlimited(tmp_path):
+    (tmp_path / "memory.max").write_text("1000000000\n")
+    (tmp_path / "memory.current").write_text("400000000\n")
+    assert cgroup_free(tmp_path) == 600_000_000
+    (tmp_path / "memory.max").write_text("max\n")
+    assert cgroup_free(tmp_path) is None
+    v1 = tmp_path / "v1"
+    (v1 / "memory").mkdir(parents=True)
+    (v1 / "memory" / "memory.limit_in_bytes").write_text("2000")
+    (v1 / "memory" / "memory.usage_in_bytes").write_text("2500")
+    assert cgroup_free(v1) == 0
+    assert cgroup_free(tmp_path / "missing") is None
 
 
 _MEASURE = """

@@ -206,18 +206,18 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def _cgroup_free() -> int | None:
+def cgroup_free(root: Path = Path("/sys/fs/cgroup")) -> int | None:
     """Bytes left under this process's cgroup memory limit (v2, then v1); None when unlimited.
 
     psutil reports the machine's memory, not a container's limit, so the cgroup files are read here.
     """
     for limit_file, usage_file in (
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+        (root / "memory.max", root / "memory.current"),
+        (root / "memory" / "memory.limit_in_bytes", root / "memory" / "memory.usage_in_bytes"),
     ):
         try:
-            raw = Path(limit_file).read_text().strip()
-            usage = int(Path(usage_file).read_text().strip())
+            raw = limit_file.read_text().strip()
+            usage = int(usage_file.read_text().strip())
         except (OSError, ValueError):
             continue
         if raw == "max" or int(raw) >= 1 << 60:
@@ -236,7 +236,7 @@ def available_memory() -> tuple[int, str]:
     import psutil
 
     free = int(psutil.virtual_memory().available)
-    limited = _cgroup_free()
+    limited = cgroup_free()
     if limited is not None and limited < free:
         return limited, "RAM (container limit)"
     return free, "RAM"
