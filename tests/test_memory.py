@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tuneloom.errors import TuneloomError
-from tuneloom.train.memory import GB, available_memory, fit_advice, model_shape, plan_memory
+from tuneloom.train.memory import GB, available_memory, cgroup_free, fit_advice, model_shape, plan_memory
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,9 @@ def test_plan_parts_order_as_expected(smol_shape):
     assert plan_memory(smol_shape, "lora", "bf16", 384, 4, device="cpu").total < lora.total
     assert plan_memory(smol_shape, "lora", "fp32", 384, 8, device="cpu").total > lora.total
     inference = {p: plan_memory(smol_shape, "inference", p, 512, device="cpu").weights for p in ("fp32", "bf16", "int8", "nf4")}
-    assert inference["fp32"] == 2 * inference["bf16"] and inference["nf4"] < inference["int8"] < inference["fp32"]
+    # SmolLM2 is stored in bf16: fp32 loading holds both copies for a moment, int8 quantises from fp32
+    assert smol_shape.stored_bytes == 2 and inference["fp32"] == 3 * inference["bf16"]
+    assert inference["nf4"] < inference["bf16"] < inference["fp32"] < inference["int8"]
     assert full.total == full.weights + full.trainable_state + full.activations + full.overhead
 
 
@@ -71,6 +73,20 @@ def test_available_memory_is_positive():
     assert free > 0 and where.startswith(("RAM", "GPU"))
 
 
+def test_cgroup_limits_v2_v1_and_unlimited(tmp_path):
+    (tmp_path / "memory.max").write_text("1000000000\n")
+    (tmp_path / "memory.current").write_text("400000000\n")
+    assert cgroup_free(tmp_path) == 600_000_000
+    (tmp_path / "memory.max").write_text("max\n")
+    assert cgroup_free(tmp_path) is None
+    v1 = tmp_path / "v1"
+    (v1 / "memory").mkdir(parents=True)
+    (v1 / "memory" / "memory.limit_in_bytes").write_text("2000")
+    (v1 / "memory" / "memory.usage_in_bytes").write_text("2500")
+    assert cgroup_free(v1) == 0
+    assert cgroup_free(tmp_path / "missing") is None
+
+
 _MEASURE = """
 import json, sys, torch
 from transformers import AutoModelForCausalLM
@@ -94,7 +110,7 @@ else:
 print(json.dumps({"peak": peak_rss_bytes() - base}))
 """
 
-TOLERANCE = 0.30  # the estimate is within 30% of the measured peak (measured here: +3% and +5%)
+TOLERANCE = 0.30  # the estimate is within 30% of the measured peak (measured here: -14% and 0%)
 
 
 @pytest.mark.slow
@@ -119,4 +135,6 @@ def test_train_task_refuses_a_run_that_cannot_fit(project_dir, monkeypatch):
     with pytest.raises(memory.InsufficientMemory) as err:
         train_task(load_project(project_dir / "tuneloom.yaml"), CHAT_TASK)
     assert f"task '{CHAT_TASK}'" in str(err.value) and "needs about" in str(err.value) and "only 0.0 GB is free" in str(err.value)
-    assert not (project_dir / "workspace" / "runs").exists()  # refused before a run folder was made
+    (run,) = (project_dir / "workspace" / "runs").iterdir()  # refused before the model was loaded
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "failed" and "InsufficientMemory" in status["error"] and not (run / "model").exists()

@@ -178,6 +178,10 @@ def test_cli_scout_json_and_errors(tmp_path, tiny_llama_dir, tiny_bert_dir):
     data = json.loads(res.stdout)
     row = data["tasks"][0]["rows"][0]
     assert row["error"].startswith("not measured: the scout's time budget") and row["estimates"]["inference"]["gb"] > 0
+    before = path.read_text()
+    res = runner.invoke(app, ["scout", "-c", str(path), "--task", CLS_TASK, "--apply"])
+    assert res.exit_code == 0 and "No candidate can be recommended" in res.output and "nothing to change" in res.output
+    assert path.read_text() == before
     res = runner.invoke(app, ["scout", "-c", str(path), "--task", "nope"])
     assert res.exit_code == 2 and "no task named 'nope'" in res.output
 

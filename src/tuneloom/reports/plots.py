@@ -219,6 +219,7 @@ def scatter(points: list[dict[str, Any]], x: str, y: str, x_label: str, y_label:
         ax.scatter(p[x], p[y], s=area, alpha=0.55, color=TUNED if p.get("chosen") else BASE,
                    edgecolors="#111827" if p.get("chosen") else "none", linewidths=2)
         ax.annotate(p["name"], (p[x], p[y]), fontsize=8, xytext=(6, 6), textcoords="offset points")
+    ax.margins(0.3)  # room for the largest markers and their labels
     ax.set_xlabel(x_label)
     ax.set_ylabel(y_label)
     ax.set_title(title + " (area: parameters)")

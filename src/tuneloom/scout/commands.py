@@ -21,10 +21,11 @@ def _table(task) -> Table:  # noqa: ANN001 (a TaskScout)
                   + (" (sampled)" if task.sampled else ""))
     for col in ("#", "candidate", "params", task.quality_metric, "peak MB", "latency ms", "decode tok/s b1",
                 "decode tok/s b8", "est. LoRA GB", "status"):
-        table.add_column(col, justify="right" if col not in ("candidate", "status") else "left")
+        table.add_column(col, justify="right" if col not in ("candidate", "status") else "left",
+                         no_wrap=col == "candidate", overflow="fold")
     for r in task.rows:
         m, f = r.measurement, r.facts
-        status = (f"[red]{r.error}" if r.error else f"[yellow]{'; '.join(r.violations)}" if r.violations
+        status = (f"[red]{r.error.split('. ')[0][:90]}" if r.error else f"[yellow]{'; '.join(r.violations)}" if r.violations
                   else "[bold green]recommended" if r.recommended else "ok")
         lora = r.estimates.get("lora")
         table.add_row(
@@ -63,6 +64,9 @@ def add_scout_command(app: typer.Typer, console: Console, err_console: Console) 
         for t in result.tasks:
             console.print(_table(t))
             console.print(f"[bold]Recommendation[/] for {t.task}: {t.reason}", soft_wrap=True)
+        console.print("Full errors, every score and the training estimates are in the report.")
         for line in result.applied:
             console.print(f"[green]applied[/] {line}")
+        if apply and not result.applied:
+            console.print("--apply: nothing to change (each task already uses its recommended model, or none was recommended)")
         console.print(f"{result.seconds:.0f} s of a {result.budget_s:.0f} s budget · report {result.report} · JSON {result.json_path}")

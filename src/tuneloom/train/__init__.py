@@ -80,7 +80,6 @@ def train_task(
     manifest = json.loads((dataset_dir / "manifest.json").read_text())
     model_path = resolve_model(task.model, task.trust_remote_code)
     precision = choose_precision(task.train.precision)
-    check_training_memory(task, model_path, precision, len(manifest["result"].get("labels") or []))
     snapshot = {
         "project": project.config.project,
         "project_file": str(project.path),
@@ -248,12 +247,19 @@ def _final_eval_loss(trainer: Any) -> float:
     return float(trainer.evaluate()["eval_loss"])
 
 
+def _longest(manifest: dict[str, Any], task: TaskConfig) -> int:
+    """The longest training example in tokens, from data prep's statistics (batches pad to it); else max_length."""
+    stats = (manifest.get("tokens") or {}).get("train") or {}
+    return min(task.train.max_length, int(stats.get("max", task.train.max_length)))
+
+
 def _fit(
     task: TaskConfig, dataset_dir: Path, manifest: dict[str, Any], model_path: Path, run: Path, precision: str,
     console: Console, extra: list[TrainerCallback], resume_from: str | None = None,
 ) -> TrainResult:
     set_seed(task.train.seed)
     train_rows, val_rows = load_split(dataset_dir, "train"), load_split(dataset_dir, "validation")
+    check_training_memory(task, model_path, precision, len(manifest["result"].get("labels") or []), _longest(manifest, task))
     parts = TASK_MODULES[task.type].prepare(task, model_path, precision, manifest, train_rows, val_rows)
     for note in parts.notes:
         console.print(f"[yellow]{note}")

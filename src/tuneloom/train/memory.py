@@ -3,9 +3,11 @@
 The plan is an estimate from the model's shape (read from its config on the meta device, so no
 weights are loaded) and the run's settings; scouting and training share it. Terms:
 
-- weights: bytes per parameter by precision (fp32 4, bf16 2; int8 dynamic quantisation keeps
-  1 byte per Linear weight and fp32 elsewhere; NF4 keeps about 0.53 bytes per Linear weight, the
-  output head and the rest in the compute dtype, fp32 once prepared for QLoRA training);
+- weights: bytes per parameter by precision (fp32 4, bf16 2; int8 dynamic quantisation builds
+  1-byte copies of the Linear weights from the fp32 model, so its peak holds both; NF4 keeps about
+  0.53 bytes per Linear weight, the output head and the rest in the compute dtype, fp32 once
+  prepared for QLoRA training), plus, for inference, the half-precision copy that loading a bf16/fp16
+  checkpoint into fp32 holds for a moment (training's later peak is above it);
 - trainable state: parameter copy, gradient and the two AdamW moments (full training in the weight
   dtype; LoRA adapters are fp32, so 16 bytes per adapter parameter);
 - activations kept for the backward pass, per token and layer `ACT_HIDDEN * hidden +
@@ -59,6 +61,7 @@ class ModelShape(BaseModel):
     kv_size: int = Field(description="Width of the keys (and of the values) per layer.")
     vocab_size: int = Field(description="Width of the output logits: the vocabulary (or the classes of a classification head).")
     decoder: bool
+    stored_bytes: int = Field(4, description="Bytes per parameter in the weight files (2 for bf16/fp16 checkpoints).")
 
 
 class MemoryPlan(BaseModel):
@@ -132,6 +135,7 @@ def model_shape(path: str | Path, trust_remote_code: bool = False) -> ModelShape
         kv_size=kv_heads * head_dim,
         vocab_size=int(getattr(config, "vocab_size", embed.weight.shape[0])),
         decoder=decoder,
+        stored_bytes=2 if str(getattr(config, "dtype", None) or getattr(config, "torch_dtype", "")).endswith(("bfloat16", "float16")) else 4,
     )
 
 
@@ -142,8 +146,8 @@ def _weights(shape: ModelShape, precision: Precision, mode: Mode) -> int:
         return 4 * shape.parameters
     if precision == "bf16":
         return 2 * shape.parameters
-    if precision == "int8":  # quantize_dynamic gives the (even tied) head its own int8 copy; the rest stays fp32
-        return int(4 * other + shape.linear_parameters + shape.head_parameters)
+    if precision == "int8":  # quantize_dynamic works on the fp32 model and adds int8 copies of the Linear weights
+        return int(4 * shape.parameters + shape.linear_parameters + shape.head_parameters)
     rest = 4 if mode == "qlora" else 2  # prepare_model_for_kbit_training casts the rest to fp32
     return int(NF4_BYTES * shape.linear_parameters + rest * (other + head_untied))
 
@@ -168,6 +172,8 @@ def plan_memory(
     act_bytes = 2 if precision in ("bf16", "nf4") else 4
     tokens = seq_len * batch_size
     weights = _weights(shape, precision, mode)
+    if mode == "inference" and precision in ("fp32", "int8") and shape.stored_bytes < 4:  # loading converts a half-precision copy
+        weights += shape.stored_bytes * shape.parameters
     layer_act = ACT_HIDDEN * shape.hidden_size + ACT_INTERMEDIATE * shape.intermediate_size
     if mode == "inference":
         kv = 2 * shape.layers * shape.kv_size * tokens * act_bytes if shape.decoder else 0
@@ -206,18 +212,18 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def _cgroup_free() -> int | None:
+def cgroup_free(root: Path = Path("/sys/fs/cgroup")) -> int | None:
     """Bytes left under this process's cgroup memory limit (v2, then v1); None when unlimited.
 
     psutil reports the machine's memory, not a container's limit, so the cgroup files are read here.
     """
     for limit_file, usage_file in (
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+        (root / "memory.max", root / "memory.current"),
+        (root / "memory" / "memory.limit_in_bytes", root / "memory" / "memory.usage_in_bytes"),
     ):
         try:
-            raw = Path(limit_file).read_text().strip()
-            usage = int(Path(usage_file).read_text().strip())
+            raw = limit_file.read_text().strip()
+            usage = int(usage_file.read_text().strip())
         except (OSError, ValueError):
             continue
         if raw == "max" or int(raw) >= 1 << 60:
@@ -236,7 +242,7 @@ def available_memory() -> tuple[int, str]:
     import psutil
 
     free = int(psutil.virtual_memory().available)
-    limited = _cgroup_free()
+    limited = cgroup_free()
     if limited is not None and limited < free:
         return limited, "RAM (container limit)"
     return free, "RAM"
@@ -295,17 +301,20 @@ def fit_advice(
     return f"{need}. Settings that would fit: {'; '.join(fitting)}."
 
 
-def check_training_memory(task: TaskConfig, model_path: Path, precision: str, labels: int = 0) -> MemoryPlan:
+def check_training_memory(task: TaskConfig, model_path: Path, precision: str, labels: int = 0,
+                          longest: int | None = None) -> MemoryPlan:
     """The plan of training `task`; raises InsufficientMemory, naming settings that fit, when it does not fit.
 
-    The plan assumes every sequence is max_length tokens long, so it is the worst case of a run.
+    Batches are padded to their longest example, so a batch of `longest` tokens (the longest encoded
+    training example; max_length when not given) is the run's worst case.
     """
     shape = model_shape(model_path, task.trust_remote_code)
     if task.type == "classification":  # a classification head's logits, and fp32 weights (see train.classify)
         shape, precision = shape.model_copy(update={"vocab_size": max(labels, 2)}), "fp32"
     mode = "lora" if task.method.kind == "dora" else task.method.kind  # DoRA's magnitude vectors are tiny next to LoRA's A and B
     plan = plan_memory(shape, mode, "nf4" if mode == "qlora" else precision,  # type: ignore[arg-type]
-                       task.train.max_length, task.train.batch_size, lora_r=task.method.r)
+                       min(longest or task.train.max_length, task.train.max_length), task.train.batch_size,
+                       lora_r=task.method.r)
     available, where = available_memory()
     can_checkpoint = "gradient_checkpointing" in type(task.train).model_fields
     advice = fit_advice(shape, plan, available, task.method.r, shape.decoder, suggest_checkpointing=can_checkpoint)
