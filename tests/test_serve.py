@@ -322,7 +322,7 @@ def test_request_timeout(env):
 
 
 def test_chat_prompt_matches_training(smollm2_tokenizer):
-    from tuneloom.serve.app import chat_prompt
+    from tuneloom.serve.responses import chat_prompt
     from tuneloom.train.sft import IGNORE, encode_chat
 
     user = [{"role": "user", "content": "Can I return the plug?"}]
@@ -397,6 +397,9 @@ def test_metrics_and_access_log(env, caplog):
     c = client(env)
     with caplog.at_level(logging.INFO, logger="tuneloom.serve.access"):
         c.chat.completions.create(model="ad-one", messages=[{"role": "user", "content": "secret-prompt-text"}], max_tokens=3)
+        deadline = time.monotonic() + 10  # the line is written once the last byte is sent, maybe after the client has it
+        while "/v1/chat/completions 200" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.02)
     assert httpx.get(env["server"].url + "/v1/models", headers={"Authorization": "Bearer tlk_a_b"}).status_code == 401
     text = httpx.get(env["server"].url + "/metrics").text
     for name in ("tuneloom_request_latency_seconds_bucket", "tuneloom_time_to_first_token_seconds_count",

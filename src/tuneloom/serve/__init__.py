@@ -1,6 +1,7 @@
 """`tuneloom serve`: an OpenAI-compatible server for the registry's models.
 
     app.py        FastAPI routes (chat, completions, embeddings, classify, feedback, models, health, metrics)
+    responses.py  generation events -> OpenAI answers and SSE chunks; the chat prompt as in training
     schemas.py    request bodies
     targets.py    model names -> registry versions, catalog base models, project folders
     engine.py     continuous batching with per-sequence LoRA adapters (transformers)
