@@ -22,7 +22,6 @@ def candidate_estimates(
     training at the task's max_length and batch size (bf16/fp32 weights as the candidate's precision
     allows; QLoRA on NF4 weights)."""
     train_precision = "fp32" if precision == "fp32" or task.type == "classification" else "bf16"  # as train_task does
-    can_checkpoint = "gradient_checkpointing" in type(task.train).model_fields
     plans = {"inference": plan_memory(shape, "inference", precision, context, 1)}
     for mode in ("full", "lora", "qlora"):
         if mode == "qlora" and not (shape.decoder and quantizable):
@@ -34,7 +33,7 @@ def candidate_estimates(
     return {
         mode: Estimate(
             what=plan.describe(), gb=round(plan.total / GB, 3), fits=plan.total <= available,
-            advice=fit_advice(shape, plan, available, task.method.r, quantizable, can_checkpoint) if mode != "inference" else None,
+            advice=fit_advice(shape, plan, available, task.method.r, quantizable) if mode != "inference" else None,
         )
         for mode, plan in plans.items()
     }

@@ -258,7 +258,6 @@ def _gb(n: int) -> str:
 
 def fit_advice(
     shape: ModelShape, plan: MemoryPlan, available: int, lora_r: int = 16, quantizable: bool = True,
-    suggest_checkpointing: bool = True,
 ) -> str | None:
     """None when `plan` fits in `available` bytes, else a message naming settings that would fit."""
     if plan.total <= available:
@@ -286,7 +285,7 @@ def fit_advice(
             break
         length //= 2
     if plan.mode != "inference":
-        if suggest_checkpointing and not plan.gradient_checkpointing:
+        if not plan.gradient_checkpointing:
             options.append(("gradient checkpointing", replan(gradient_checkpointing=True)))
         if plan.mode == "full":
             options.append(("method.kind lora", replan(mode="lora")))
@@ -314,10 +313,9 @@ def check_training_memory(task: TaskConfig, model_path: Path, precision: str, la
     mode = "lora" if task.method.kind == "dora" else task.method.kind  # DoRA's magnitude vectors are tiny next to LoRA's A and B
     plan = plan_memory(shape, mode, "nf4" if mode == "qlora" else precision,  # type: ignore[arg-type]
                        min(longest or task.train.max_length, task.train.max_length), task.train.batch_size,
-                       lora_r=task.method.r)
+                       gradient_checkpointing=task.train.gradient_checkpointing, lora_r=task.method.r)
     available, where = available_memory()
-    can_checkpoint = "gradient_checkpointing" in type(task.train).model_fields
-    advice = fit_advice(shape, plan, available, task.method.r, shape.decoder, suggest_checkpointing=can_checkpoint)
+    advice = fit_advice(shape, plan, available, task.method.r, shape.decoder)
     if advice:
         raise InsufficientMemory(f"task '{task.name}' ({task.model}) will not fit in this machine's {where}: {advice}")
     return plan
