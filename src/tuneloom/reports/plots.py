@@ -124,7 +124,7 @@ def histograms(series: dict[str, list[float]], title: str, xlabel: str, limit: f
     ax.set_xlabel(xlabel)
     ax.set_ylabel("examples")
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right")
     return _png(fig)
 
 
