@@ -15,6 +15,7 @@ from tuneloom.evaluate import evaluate_run
 from tuneloom.train import train_task
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+NO_VALIDATION = {"split": {"validation": 0.0, "test": 0.15, "seed": 3}}  # SmolLM2 steps are slow on CPU: no mid-run validation
 
 
 def test_ner_on_minilm(tmp_path):
@@ -34,7 +35,7 @@ def test_multilabel_on_minilm(tmp_path):
 def test_dpo_on_smollm2(tmp_path):
     config = write_task_project(tmp_path, "preference", "smollm2-135m-instruct", max_steps=2,
                                 train={"batch_size": 2, "max_length": 64, "lr": 1e-3, "precision": "fp32"},
-                                eval={"max_examples": 3, "batch_size": 3})
+                                eval={"max_examples": 3, "batch_size": 3}, data=NO_VALIDATION)
     result = train_task(load_project(config))
     assert math.isfinite(result.train_loss)
     ev = evaluate_run(result.run_dir)
@@ -43,7 +44,8 @@ def test_dpo_on_smollm2(tmp_path):
 
 def test_pretrain_on_smollm2(tmp_path):
     config = write_task_project(tmp_path, "pretrain", "smollm2-135m-instruct", max_steps=2,
-                                train={"batch_size": 4, "max_length": 48, "lr": 1e-3}, eval={"max_examples": 3})
+                                train={"batch_size": 4, "max_length": 48, "lr": 1e-3}, eval={"max_examples": 3},
+                                data=NO_VALIDATION)
     result = train_task(load_project(config))
     ev = evaluate_run(result.run_dir)
     assert ev["tuned"]["loss"] < ev["base"]["loss"] and ev["tuned"]["tokens"] > 0
