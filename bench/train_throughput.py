@@ -137,7 +137,6 @@ def child_baseline(workspace: Path, steps: int, batch_size: int, dataset: str) -
     import torch
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
     from tuneloom.catalog import resolve_model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -18,9 +19,9 @@ pytestmark = pytest.mark.timeout(600)
 
 
 def _tuneloom(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env_python = f"import sys; sys.argv = ['tuneloom', *sys.argv[1:]]; from tuneloom.cli import app; app()"
-    return subprocess.run([sys.executable, "-c", env_python, *args], cwd=cwd, capture_output=True, text=True, timeout=540,
-                          env={**__import__("os").environ, "PYTHONPATH": str(REPO / "src")})
+    cli = "import sys; sys.argv = ['tuneloom', *sys.argv[1:]]; from tuneloom.cli import app; app()"
+    return subprocess.run([sys.executable, "-c", cli, *args], cwd=cwd, capture_output=True, text=True, timeout=540,
+                          env={**os.environ, "PYTHONPATH": str(REPO / "src")})
 
 
 @pytest.mark.slow

@@ -67,7 +67,8 @@ def test_search_cli_runs_trials_as_runs_and_prints_table_and_best(tmp_path, tiny
 
     again = runner.invoke(app, ["train", "-c", str(config), "--task", CHAT_TASK, "--search", "1"])
     assert again.exit_code == 0, again.output
-    assert len(optuna.load_study(study_name=CHAT_TASK, storage=f"sqlite:///{tmp_path / 'workspace' / 'optuna.db'}").trials) == 4
+    trials = optuna.load_study(study_name=CHAT_TASK, storage=f"sqlite:///{tmp_path / 'workspace' / 'optuna.db'}").trials
+    assert len(trials) == 4 and trials[3].params["lr"] not in [t.params["lr"] for t in trials[:3]]  # no repeat
 
 
 def test_pruning_callback_stops_a_trial_behind_the_median():

@@ -145,11 +145,14 @@ def search_task(project: Project, task_name: str | None, n_trials: int, console:
     try:
         study = optuna.create_study(
             study_name=study_name, storage=study_storage(url), direction="minimize", load_if_exists=True,
-            sampler=optuna.samplers.TPESampler(seed=task.train.seed),
             pruner=optuna.pruners.MedianPruner(n_startup_trials=2) if space.pruning else optuna.pruners.NopPruner(),
         )
     except Exception as exc:  # noqa: BLE001 - a bad URL, an unreachable server, a missing driver
         raise TuneloomError(f"search storage {_redact(url)}: {type(exc).__name__}: {exc}") from None
+
+    # Reproducible on one machine, without repeating the trials a study already has; machines sharing
+    # a study through `storage` draw fresh seeds, or they would all try the same settings.
+    study.sampler = optuna.samplers.TPESampler(seed=None if space.storage else task.train.seed + len(study.trials))
 
     def objective(trial: Any) -> float:
         params = suggest(trial, space)
