@@ -391,6 +391,27 @@ def test_feedback_sqlite_is_committed_before_the_answer(env):
     assert [(r[0], r[1], r[2], json.loads(r[3])) for r in rows] == [(1, "thumbs", "Hold it 10 s.", ["wrong"]), (4, "scale", None, [])]
 
 
+def test_stored_requests_and_answers_are_redacted_when_configured(env):
+    from tuneloom.config import RedactConfig, load_project
+    from tuneloom.serve import create_app
+
+    project = load_project(env["project"])
+    settings = project.config.serve.model_copy(update={"redact": RedactConfig(enabled=True)})
+    server = LiveServer(create_app(project, settings))
+    try:
+        c = openai.OpenAI(base_url=server.url + "/v1", api_key=env["key"], max_retries=0, timeout=60)
+        said = "I am jane.doe@example.com, call +44 20 7946 0958 or write to jane.doe@example.com"
+        answer = c.chat.completions.create(model="ad-one", messages=[{"role": "user", "content": said}], max_tokens=4,
+                                           temperature=0)
+    finally:
+        server.stop()
+    with sqlite3.connect(env["ws"] / "serve" / "feedback.db") as con:
+        request = con.execute("select request from tuneloom_completions where id = ?", (answer.id,)).fetchone()[0]
+    assert json.loads(request)["messages"][-1] == {
+        "role": "user", "content": "I am <EMAIL_1>, call <PHONE_1> or write to <EMAIL_1>"}
+    assert "example.com" not in request and "7946" not in request
+
+
 def test_metrics_and_access_log(env, caplog):
     import logging
 

@@ -13,9 +13,12 @@ from __future__ import annotations
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from tuneloom.errors import DataError
+
+if TYPE_CHECKING:
+    from tuneloom.config import RedactConfig
 
 _CARD_OR_IBAN = re.compile(
     r"\b(?P<iban>[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?)\b"
@@ -150,6 +153,14 @@ class Redactor:
         return self._placeholder(kind, match.group(0), mapping, counts)
 
 
+def redactor_for(config: RedactConfig) -> Redactor | None:
+    """The redactor a `redact:` section asks for (None when it is off); loads the name model if needed."""
+    if not config.enabled:
+        return None
+    finder = load_person_finder(config.ner_model) if "person" in config.types and config.ner_model else None
+    return Redactor(list(config.types), finder)
+
+
 def load_person_finder(model: str) -> Callable[[str], list[tuple[int, int]]]:
     """Character spans of person names, by a local token-classification model (PER / PERSON entities)."""
     path = Path(model).expanduser()
@@ -192,3 +203,34 @@ def _text_slots(ex: dict[str, Any]) -> list[tuple[Callable[[], str], Callable[[s
             if msg.get("role") != "system":
                 slots.append((lambda m=msg: m["content"], lambda v, m=msg: m.__setitem__("content", v)))
     return slots
+
+
+def redact_json(values: list[Any], redactor: Redactor) -> list[Any]:
+    """Copies of JSON values (a request and its answer, say) with every string redacted as one example,
+    so a value keeps its placeholder across them; chat roles are left alone."""
+    texts: list[str] = []
+
+    def collect(value: Any, key: str | None = None) -> None:
+        if isinstance(value, str) and key != "role":
+            texts.append(value)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                collect(v, k)
+        elif isinstance(value, list):
+            for v in value:
+                collect(v, key)
+
+    for value in values:
+        collect(value)
+    replaced = iter(redactor.example(texts)[0])
+
+    def rebuild(value: Any, key: str | None = None) -> Any:
+        if isinstance(value, str) and key != "role":
+            return next(replaced)
+        if isinstance(value, dict):
+            return {k: rebuild(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [rebuild(v, key) for v in value]
+        return value
+
+    return [rebuild(value) for value in values]

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tuneloom.config import Project, ServeConfig
+from tuneloom.data.redact import redact_json, redactor_for
 from tuneloom.errors import TuneloomError
 from tuneloom.serve.auth import KeyRecord, KeyStore, keys_path
 from tuneloom.serve.backends import Generation, make_backend
@@ -85,6 +86,7 @@ def create_app(project: Project, settings: ServeConfig | None = None) -> FastAPI
     """The server for a project; `settings` defaults to the project file's `serve:` section."""
     settings = settings or project.config.serve
     metrics = ServeMetrics()
+    redactor = redactor_for(settings.redact)
     state = ServerState(
         project=project, settings=settings, resolver=TargetResolver(project, settings),
         backend=make_backend(settings, metrics), keys=KeyStore(keys_path(project.workspace)),
@@ -216,6 +218,8 @@ def create_app(project: Project, settings: ServeConfig | None = None) -> FastAPI
     async def record(completion_id: str, endpoint: str, model: str, target: Target, key: KeyRecord | None,
                      request_body: Any, response_body: Any, finish: str | None, prompt_tokens: int,
                      completion_tokens: int, started: float) -> None:
+        if redactor is not None and settings.store_prompts:
+            request_body, response_body = redact_json([request_body, response_body], redactor)
         await run_in_threadpool(
             state.feedback.record_completion, id=completion_id, endpoint=endpoint, model=model, served=target.served,
             key_id=key.id if key else None, request=request_body if settings.store_prompts else None,
