@@ -28,7 +28,7 @@ def batch_parts(tiny_llama_dir):
 
 def test_collator_marks_answer_positions_and_targets(batch_parts):
     tokenizer, _, features = batch_parts
-    batch = sft.collator(tokenizer)(features)
+    batch = sft.collator(tokenizer, answer_logits_only=True)(features)
     keep, labels = batch["logits_to_keep"], batch["labels"]
     assert keep.dtype == torch.bool and keep.shape == labels.shape
     assert int(keep.sum()) == sum(sum(1 for x in f["labels"] if x != sft.IGNORE) for f in features)
@@ -39,7 +39,7 @@ def test_collator_marks_answer_positions_and_targets(batch_parts):
 @pytest.mark.parametrize("normalised", [False, True])
 def test_answer_only_logits_give_the_same_loss_and_gradients(batch_parts, normalised):
     tokenizer, model, features = batch_parts
-    full, fast = sft.collator(tokenizer, answer_logits_only=False)(features), sft.collator(tokenizer)(features)
+    full, fast = sft.collator(tokenizer, answer_logits_only=False)(features), sft.collator(tokenizer, answer_logits_only=True)(features)
     extra = {"num_items_in_batch": int(fast["shift_labels"].numel())} if normalised else {}
     grads = []
     for batch in (full, fast):
