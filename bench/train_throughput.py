@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -57,7 +56,9 @@ def _project(workspace: Path, steps: int, batch_size: int, method: str = "lora")
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    from tuneloom.train.memory import peak_rss_bytes
+
+    return peak_rss_bytes() / 2**20
 
 
 def _val_loss(model: Any, tokenizer: Any, rows: list[dict[str, Any]], max_length: int) -> float:

@@ -27,6 +27,7 @@ it against measured peaks.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -329,7 +330,20 @@ def rss_bytes() -> int:
 
 
 def peak_rss_bytes() -> int:
-    """This process's highest resident memory so far (Linux reports ru_maxrss in KiB)."""
+    """This process's highest resident memory so far.
+
+    Linux: VmHWM of /proc/self/status, which starts afresh at exec. Not ru_maxrss: that keeps the
+    high-water mark across fork and exec, so a subprocess started by a large parent (a test runner,
+    the scout) would report the parent's size as its own peak.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     import resource
 
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+    peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
