@@ -68,6 +68,15 @@ def test_fit_advice_names_settings_that_fit(smol_shape):
     assert hopeless is not None and "smaller model" in hopeless
 
 
+def test_eager_attention_adds_its_score_matrices(smol_shape):
+    sdpa = plan_memory(smol_shape, "lora", "bf16", 256, 8, device="cpu")
+    eager = plan_memory(smol_shape, "lora", "bf16", 256, 8, device="cpu", attention="eager")
+    assert eager.activations - sdpa.activations == 8 * 9 * 256**2 * 30 * 8  # batch x heads x L^2 x layers x 8 bytes
+    assert smol_shape.attention_heads == 9
+    message = fit_advice(smol_shape, eager, sdpa.total + 1)
+    assert message is not None and "train.attention sdpa" in message
+
+
 def test_available_memory_is_positive():
     free, where = available_memory()
     assert free > 0 and where.startswith(("RAM", "GPU"))
@@ -94,17 +103,22 @@ from tuneloom.train.memory import peak_rss_bytes, rss_bytes
 mode, seq, batch, path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 torch.manual_seed(0)
 base = rss_bytes()
-model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16)
+model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16,
+                                             attn_implementation="sdpa" if mode == "inference" else "eager")
 ids = torch.randint(0, 1000, (batch, seq))
 if mode == "inference":
     with torch.inference_mode():
         model(input_ids=ids, logits_to_keep=1)
-else:
+else:  # as `tuneloom train` runs LoRA on a bf16 CPU: eager attention at this length, speed_up_lora, autocast
     from peft import LoraConfig, get_peft_model
-    model = get_peft_model(model, LoraConfig(r=16, target_modules="all-linear", task_type="CAUSAL_LM")).train()
+    from tuneloom.train.speed import speed_up_lora
+    model = get_peft_model(model, LoraConfig(r=16, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")).train()
+    speed_up_lora(model, "bf16")
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     for _ in range(2):
-        model(input_ids=ids, labels=ids).loss.backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
         opt.step()
         opt.zero_grad()
 print(json.dumps({"peak": peak_rss_bytes() - base}))
@@ -122,7 +136,8 @@ def test_estimate_matches_measured_peak(smollm2_dir, smol_shape, mode, seq, batc
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     measured = json.loads(proc.stdout.strip().splitlines()[-1])["peak"]
-    plan = plan_memory(smol_shape, mode, "bf16", seq, batch, lora_r=16, device="cpu")
+    plan = plan_memory(smol_shape, mode, "bf16", seq, batch, lora_r=16, device="cpu",
+                       attention="sdpa" if mode == "inference" else "eager")
     assert abs(plan.model_bytes - measured) <= TOLERANCE * measured, (plan.model_bytes / GB, measured / GB)
 
 

@@ -52,6 +52,7 @@ def test_qlora_quantizes_the_base_to_nf4_and_trains_an_adapter(tmp_path, tiny_ll
     assert (model / "adapter_model.safetensors").is_file()
     assert result.trainable_parameters < result.total_parameters / 2
     assert result.train_loss is not None and math.isfinite(result.train_loss)
+    assert result.attention == "eager"  # short unpacked chats on a CPU (train.attention: auto)
 
 
 def test_qlora_validation_during_training_keeps_gradients_flowing(tmp_path, tiny_llama_dir, tiny_bert_dir):

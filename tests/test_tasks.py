@@ -146,6 +146,7 @@ def test_pretrain_packs_and_lowers_held_out_loss(tmp_path, tiny_llama_dir):
     project = load_project(config)
     assert project.config.tasks[0].packs
     result = train_task(project)
+    assert result.attention == "sdpa"  # packed rows keep examples apart without a square score matrix
     ev = evaluate_run(result.run_dir)
     assert ev["tuned"]["loss"] < ev["base"]["loss"] and ev["tuned"]["tokens"] == ev["base"]["tokens"] > 0
 

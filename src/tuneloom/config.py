@@ -231,6 +231,12 @@ class TrainConfig(Strict):
     )
     group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass: less memory, slower.")
+    attention: Literal["auto", "eager", "sdpa"] = Field(
+        "auto",
+        description="Attention kernel for decoder training. auto: eager (plain matmul + softmax) on a CPU when no "
+        "training example is longer than 256 tokens and batches are not packed, where it is about twice as fast "
+        "as sdpa's flash kernel; sdpa otherwise.",
+    )
     eval_every: Annotated[int, Field(gt=0)] | None = Field(
         None, description="Validation loss every N optimizer steps (default: about 6 times per run)."
     )

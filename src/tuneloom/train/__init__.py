@@ -32,6 +32,7 @@ from tuneloom.train.common import (
     training_kwargs,
 )
 from tuneloom.train.memory import check_training_memory
+from tuneloom.train.speed import speed_up_lora
 from tuneloom.train.distributed import gather, is_main, shared_run_dir, world_size
 from tuneloom.train.tracking import start_tracking
 from tuneloom.workspace import Workspace, read_jsonl, run_state, set_status, write_json_atomic, write_jsonl_atomic
@@ -261,6 +262,11 @@ def _fit(
     train_rows, val_rows = load_split(dataset_dir, "train"), load_split(dataset_dir, "validation")
     check_training_memory(task, model_path, precision, len(manifest["result"].get("labels") or []), _longest(manifest, task))
     parts = TASK_MODULES[task.type].prepare(task, model_path, precision, manifest, train_rows, val_rows)
+    if task.method.kind != "full":
+        speed_up_lora(parts.model, precision)
+    attention = getattr(parts.model.config, "_attn_implementation", None)
+    if task.type in ("chat_sft", "pretrain", "preference"):
+        console.print(f"attention: {attention} (train.attention: {task.train.attention})")
     for note in parts.notes:
         console.print(f"[yellow]{note}")
     if parts.truncated:
@@ -295,6 +301,7 @@ def _fit(
         trainable_parameters=trainable,
         total_parameters=total,
         truncated_examples=parts.truncated,
+        attention=attention,
         best_checkpoint=trainer.state.best_model_checkpoint,
         resumed_from=resume_from,
         processes=world_size(),

@@ -39,6 +39,7 @@ class TrainResult(BaseModel):
     processes: int = 1  # data-parallel processes (accelerate launch)
     global_batch_size: int = 0  # examples per optimizer step: batch_size x grad_accum x processes
     process_ids: list[int] = []  # the pid of every process that trained, rank 0 first
+    attention: str | None = None  # the decoder's attention implementation (see train.attention)
     best_checkpoint: str | None = None
     resumed_from: str | None = None
 

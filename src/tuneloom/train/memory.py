@@ -14,7 +14,9 @@ weights are loaded) and the run's settings; scouting and training share it. Term
   ACT_INTERMEDIATE * intermediate` elements (norm, projection, attention and MLP outputs), plus
   for LoRA the fp32 adapter outputs (and fp32 copies of their inputs in bf16); with gradient
   checkpointing each layer's input plus a few layers recomputed; and the output logits with their
-  fp32 upcast, log-softmax and gradients (large for big vocabularies);
+  fp32 upcast, log-softmax and gradients (large for big vocabularies); with eager attention (see
+  `speed.attention_for`) each layer's score matrices too, about 8 bytes per score in bf16
+  (measured: +1.18 GB for SmolLM2 at 8 x 256 tokens);
 - inference: KV cache for decoders, one layer's activations and the last position's logits;
 - framework overhead: what the Python process holds before any model (torch, transformers, CUDA
   context), a fixed measured amount.
@@ -35,6 +37,7 @@ from pydantic import BaseModel, Field
 
 from tuneloom.config import TaskConfig
 from tuneloom.errors import TuneloomError
+from tuneloom.train.speed import attention_for
 
 Mode = Literal["inference", "full", "lora", "qlora"]
 Precision = Literal["fp32", "bf16", "int8", "nf4"]
@@ -60,6 +63,7 @@ class ModelShape(BaseModel):
     hidden_size: int
     intermediate_size: int
     kv_size: int = Field(description="Width of the keys (and of the values) per layer.")
+    attention_heads: int = Field(1, description="Query heads per layer (eager attention keeps a score matrix per head).")
     vocab_size: int = Field(description="Width of the output logits: the vocabulary (or the classes of a classification head).")
     decoder: bool
     stored_bytes: int = Field(4, description="Bytes per parameter in the weight files (2 for bf16/fp16 checkpoints).")
@@ -73,6 +77,7 @@ class MemoryPlan(BaseModel):
     seq_len: int
     batch_size: int
     gradient_checkpointing: bool
+    attention: Literal["eager", "sdpa"] = "sdpa"
     device: Literal["cpu", "cuda"]
     weights: int
     trainable_parameters: int
@@ -134,6 +139,7 @@ def model_shape(path: str | Path, trust_remote_code: bool = False) -> ModelShape
         hidden_size=hidden,
         intermediate_size=int(getattr(config, "intermediate_size", 4 * hidden) or 4 * hidden),
         kv_size=kv_heads * head_dim,
+        attention_heads=heads,
         vocab_size=int(getattr(config, "vocab_size", embed.weight.shape[0])),
         decoder=decoder,
         stored_bytes=2 if str(getattr(config, "dtype", None) or getattr(config, "torch_dtype", "")).endswith(("bfloat16", "float16")) else 4,
@@ -162,6 +168,7 @@ def plan_memory(
     gradient_checkpointing: bool = False,
     lora_r: int = 16,
     device: Literal["cpu", "cuda"] | None = None,
+    attention: Literal["eager", "sdpa"] = "sdpa",
 ) -> MemoryPlan:
     """Estimated peak memory of one model at the given settings (see the module docstring)."""
     if mode == "qlora" and precision != "nf4":
@@ -197,11 +204,15 @@ def plan_memory(
             stored = tokens * shape.layers * layer_bytes
         # logits, their fp32 upcast, log-softmax and gradients (large for big vocabularies)
         logits = tokens * shape.vocab_size * (act_bytes + 12) if shape.decoder else 0
-        activations = stored + logits
+        scores = 0
+        if attention == "eager":  # scores, their fp32 softmax and its half-precision copy, per head and layer
+            kept = 3 if gradient_checkpointing else shape.layers
+            scores = batch_size * shape.attention_heads * seq_len**2 * kept * (4 + 2 * act_bytes)
+        activations = stored + logits + scores
     overhead = CUDA_OVERHEAD if device == "cuda" else CPU_OVERHEAD
     return MemoryPlan(
         mode=mode, precision=precision, seq_len=seq_len, batch_size=batch_size,
-        gradient_checkpointing=gradient_checkpointing, device=device, weights=int(weights),
+        gradient_checkpointing=gradient_checkpointing, attention=attention, device=device, weights=int(weights),
         trainable_parameters=int(trainable), trainable_state=int(state), activations=int(activations),
         overhead=overhead,
     )
@@ -266,7 +277,8 @@ def fit_advice(
 
     def replan(**changes: object) -> MemoryPlan:
         settings = dict(mode=plan.mode, precision=plan.precision, seq_len=plan.seq_len, batch_size=plan.batch_size,
-                        gradient_checkpointing=plan.gradient_checkpointing, lora_r=lora_r, device=plan.device)
+                        gradient_checkpointing=plan.gradient_checkpointing, lora_r=lora_r, device=plan.device,
+                        attention=plan.attention)
         settings.update(changes)
         return plan_memory(shape, **settings)  # type: ignore[arg-type]
 
@@ -288,6 +300,8 @@ def fit_advice(
     if plan.mode != "inference":
         if not plan.gradient_checkpointing:
             options.append(("gradient checkpointing", replan(gradient_checkpointing=True)))
+        if plan.attention == "eager":
+            options.append(("train.attention sdpa", replan(attention="sdpa")))
         if plan.mode == "full":
             options.append(("method.kind lora", replan(mode="lora")))
         if plan.mode != "qlora" and quantizable and shape.decoder:
@@ -312,9 +326,11 @@ def check_training_memory(task: TaskConfig, model_path: Path, precision: str, la
     if task.type == "classification":  # a classification head's logits, and fp32 weights (see train.classify)
         shape, precision = shape.model_copy(update={"vocab_size": max(labels, 2)}), "fp32"
     mode = "lora" if task.method.kind == "dora" else task.method.kind  # DoRA's magnitude vectors are tiny next to LoRA's A and B
+    seq = min(longest or task.train.max_length, task.train.max_length)
+    attention = attention_for(task, seq) if task.type in ("chat_sft", "pretrain") else "sdpa"
     plan = plan_memory(shape, mode, "nf4" if mode == "qlora" else precision,  # type: ignore[arg-type]
-                       min(longest or task.train.max_length, task.train.max_length), task.train.batch_size,
-                       gradient_checkpointing=task.train.gradient_checkpointing, lora_r=task.method.r)
+                       seq, task.train.batch_size, gradient_checkpointing=task.train.gradient_checkpointing,
+                       lora_r=task.method.r, attention=attention)  # type: ignore[arg-type]
     available, where = available_memory()
     advice = fit_advice(shape, plan, available, task.method.r, shape.decoder)
     if advice:

@@ -17,6 +17,7 @@ from transformers import (
 from tuneloom.config import TaskConfig
 from tuneloom.errors import ModelNotAvailable
 from tuneloom.train.common import TaskParts, lora_config
+from tuneloom.train.speed import attention_for
 
 IGNORE = -100
 
@@ -77,14 +78,18 @@ def prepare(task: TaskConfig, model_path: Path, precision: str, manifest: dict[s
     train, truncated, dropped = encode_split(tokenizer, train_rows, task.train.max_length)
     val, _, _ = encode_split(tokenizer, val_rows, task.train.max_length)
     notes = [f"{dropped} training examples had no answer tokens within max_length={task.train.max_length}: skipped"] if dropped else []
-    return TaskParts(tokenizer, build_model(task, model_path, precision), train, val,
+    longest = max((len(e["input_ids"]) for e in train), default=0)
+    return TaskParts(tokenizer, build_model(task, model_path, precision, attention_for(task, longest)), train, val,
                      collator(tokenizer, task.packs, answer_logits_only=not task.trust_remote_code),  # custom code may not take logits_to_keep
                      truncated=truncated, notes=notes)
 
 
-def build_model(task: TaskConfig, model_path: Path, precision: str) -> Any:
+def build_model(task: TaskConfig, model_path: Path, precision: str, attention: str | None = None) -> Any:
+    """The base model (NF4 for QLoRA) with its adapter; `attention`: see `speed.attention_for` (None: transformers' default)."""
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": task.trust_remote_code}
+    if attention:
+        kwargs["attn_implementation"] = attention
     if task.method.kind == "qlora":
         from transformers import BitsAndBytesConfig
 
