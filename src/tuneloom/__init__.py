@@ -1,8 +1,15 @@
 """Tuneloom: fine-tune open models into specialists for one company's work, on its own machines."""
 
+import logging
 import os
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # private by default: no usage pings
+# bitsandbytes warns at import (peft imports it) that an optional CPU kernel fetched from the hub is
+# absent; Tuneloom never fetches code, so that one message is noise on every command. Set here, before
+# anything imports bitsandbytes.
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
+    lambda record: not record.getMessage().startswith("Failed to load CPU gemm_4bit_forward")
+)
 
 from tuneloom.config import Project, ProjectConfig, load_project  # noqa: E402
 from tuneloom.errors import DataError, ModelNotAvailable, ProjectFileError, TuneloomError  # noqa: E402

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import sys
@@ -33,9 +32,6 @@ app.add_typer(config_app, name="config")
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
 
-# bitsandbytes warns at import (peft imports it) that an optional hub-fetched CPU kernel is absent;
-# Tuneloom never fetches it, so the warning is noise on every command.
-logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 out = Console()
 err = Console(stderr=True)
