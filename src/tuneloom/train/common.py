@@ -123,7 +123,7 @@ def training_kwargs(task: TaskConfig, run_dir: Path, n_train: int, precision: st
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
-        warmup_steps=cfg.warmup_ratio,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5 reads a value below 1 as a share of the total steps
         lr_scheduler_type=cfg.scheduler,
         weight_decay=cfg.weight_decay,
         bf16=precision == "bf16",
