@@ -70,6 +70,10 @@ def test_attention_choice(monkeypatch):
     assert attention_for(_task(packing=True), 64) == "sdpa"  # a packed row is long, and its examples must stay apart
     assert attention_for(_task(attention="sdpa"), 64) == "sdpa"
     assert attention_for(_task(attention="eager"), 4096) == "eager"
+    preference = _task().model_copy(update={"type": "preference"})
+    assert attention_for(preference, 64) == "eager"
+    encoder = _task(attention="eager").model_copy(update={"type": "classification"})
+    assert attention_for(encoder, 64) == "sdpa"  # encoder heads keep transformers' default
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert attention_for(_task(), 64) == "sdpa"
 

@@ -126,6 +126,7 @@ def test_dpo_trains_an_adapter_and_rewards_chosen_answers(tmp_path, tiny_llama_d
     config = write_task_project(tmp_path, "preference", tiny_llama_dir, max_steps=4,
                                 train={"lr": 5e-3, "precision": "fp32"}, gate={"min": {"reward_accuracy": 0.5}})
     result = train_task(load_project(config))
+    assert result.attention == "eager"  # train.attention applies to preference tuning too
     model = Path(result.model_dir)
     assert (model / "adapter_model.safetensors").is_file() and not (model / "ref").exists()
     ev = evaluate_run(result.run_dir)

@@ -233,7 +233,7 @@ class TrainConfig(Strict):
     gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass: less memory, slower.")
     attention: Literal["auto", "eager", "sdpa"] = Field(
         "auto",
-        description="Attention kernel for decoder training. auto: eager (plain matmul + softmax) on a CPU when no "
+        description="Attention kernel for decoder training (chat_sft, pretrain, preference). auto: eager (plain matmul + softmax) on a CPU when no "
         "training example is longer than 256 tokens and batches are not packed, where it is about twice as fast "
         "as sdpa's flash kernel; sdpa otherwise.",
     )

@@ -28,11 +28,12 @@ from tuneloom.train.common import (
     TrainResult,
     choose_precision,
     count_parameters,
+    longest_example,
     stopping_callbacks,
     training_kwargs,
 )
 from tuneloom.train.memory import check_training_memory
-from tuneloom.train.speed import speed_up_lora
+from tuneloom.train.speed import ATTENTION_TASKS, speed_up_lora
 from tuneloom.train.distributed import gather, is_main, shared_run_dir, world_size
 from tuneloom.train.tracking import start_tracking
 from tuneloom.workspace import Workspace, read_jsonl, run_state, set_status, write_json_atomic, write_jsonl_atomic
@@ -248,24 +249,18 @@ def _final_eval_loss(trainer: Any) -> float:
     return float(trainer.evaluate()["eval_loss"])
 
 
-def _longest(manifest: dict[str, Any], task: TaskConfig) -> int:
-    """The longest training example in tokens, from data prep's statistics (batches pad to it); else max_length."""
-    stats = (manifest.get("tokens") or {}).get("train") or {}
-    return min(task.train.max_length, int(stats.get("max", task.train.max_length)))
-
-
 def _fit(
     task: TaskConfig, dataset_dir: Path, manifest: dict[str, Any], model_path: Path, run: Path, precision: str,
     console: Console, extra: list[TrainerCallback], resume_from: str | None = None,
 ) -> TrainResult:
     set_seed(task.train.seed)
     train_rows, val_rows = load_split(dataset_dir, "train"), load_split(dataset_dir, "validation")
-    check_training_memory(task, model_path, precision, len(manifest["result"].get("labels") or []), _longest(manifest, task))
+    check_training_memory(task, model_path, precision, len(manifest["result"].get("labels") or []), longest_example(manifest, task))
     parts = TASK_MODULES[task.type].prepare(task, model_path, precision, manifest, train_rows, val_rows)
     if task.method.kind != "full":
         speed_up_lora(parts.model, precision)
     attention = getattr(parts.model.config, "_attn_implementation", None)
-    if task.type in ("chat_sft", "pretrain", "preference"):
+    if task.type in ATTENTION_TASKS:
         console.print(f"attention: {attention} (train.attention: {task.train.attention})")
     for note in parts.notes:
         console.print(f"[yellow]{note}")

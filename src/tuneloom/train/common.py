@@ -107,6 +107,12 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
+def longest_example(manifest: dict[str, Any], task: TaskConfig) -> int:
+    """The longest training example in tokens, from data prep's statistics (batches pad to it); else max_length."""
+    stats = (manifest.get("tokens") or {}).get("train") or {}
+    return min(task.train.max_length, int(stats.get("max", task.train.max_length)))
+
+
 def training_kwargs(task: TaskConfig, run_dir: Path, n_train: int, precision: str, has_validation: bool = True) -> dict[str, Any]:
     """Trainer arguments from the project file; also fed to TRL's configs (which extend TrainingArguments)."""
     cfg = task.train

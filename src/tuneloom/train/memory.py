@@ -327,10 +327,9 @@ def check_training_memory(task: TaskConfig, model_path: Path, precision: str, la
         shape, precision = shape.model_copy(update={"vocab_size": max(labels, 2)}), "fp32"
     mode = "lora" if task.method.kind == "dora" else task.method.kind  # DoRA's magnitude vectors are tiny next to LoRA's A and B
     seq = min(longest or task.train.max_length, task.train.max_length)
-    attention = attention_for(task, seq) if task.type in ("chat_sft", "pretrain") else "sdpa"
     plan = plan_memory(shape, mode, "nf4" if mode == "qlora" else precision,  # type: ignore[arg-type]
                        seq, task.train.batch_size, gradient_checkpointing=task.train.gradient_checkpointing,
-                       lora_r=task.method.r, attention=attention)  # type: ignore[arg-type]
+                       lora_r=task.method.r, attention=attention_for(task, seq))  # type: ignore[arg-type]
     available, where = available_memory()
     advice = fit_advice(shape, plan, available, task.method.r, shape.decoder)
     if advice:

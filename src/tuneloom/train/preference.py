@@ -12,7 +12,8 @@ from typing import Any
 
 from tuneloom.config import TaskConfig
 from tuneloom.train import sft
-from tuneloom.train.common import TaskParts
+from tuneloom.train.common import TaskParts, longest_example
+from tuneloom.train.speed import attention_for
 
 REFERENCE_ADAPTER = "ref"  # the frozen copy TRL's DPOTrainer adds next to the trained adapter
 
@@ -47,7 +48,7 @@ def drop_reference_adapter(model: Any) -> None:
 def prepare(task: TaskConfig, model_path: Path, precision: str, manifest: dict[str, Any],
             train_rows: list[dict[str, Any]], val_rows: list[dict[str, Any]]) -> TaskParts:
     tokenizer = sft.load_tokenizer(model_path, task.trust_remote_code)  # prompts go through the chat template
-    model = sft.build_model(task, model_path, precision)
+    model = sft.build_model(task, model_path, precision, attention_for(task, longest_example(manifest, task)))
     cfg = task.train
     # TRL tokenizes the rows itself (no input_ids column to group lengths by)
     common = {"beta": cfg.beta, "max_length": cfg.max_length, "train_sampling_strategy": "random"}

@@ -9,7 +9,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from tuneloom.config import TaskConfig
 from tuneloom.train import sft
-from tuneloom.train.common import TaskParts
+from tuneloom.train.common import TaskParts, longest_example
 from tuneloom.train.speed import attention_for
 
 
@@ -43,6 +43,5 @@ def prepare(task: TaskConfig, model_path: Path, precision: str, manifest: dict[s
     tokenizer = load_tokenizer(model_path, task.trust_remote_code)
     max_len = task.train.max_length
     train, val = encode_split(tokenizer, train_rows, max_len), encode_split(tokenizer, val_rows, max_len)
-    longest = max((len(e["input_ids"]) for e in train), default=0)
-    model = sft.build_model(task, model_path, precision, attention_for(task, longest))
+    model = sft.build_model(task, model_path, precision, attention_for(task, longest_example(manifest, task)))
     return TaskParts(tokenizer, model, train, val, sft.collator(tokenizer, task.packs))

@@ -16,7 +16,7 @@ from transformers import (
 
 from tuneloom.config import TaskConfig
 from tuneloom.errors import ModelNotAvailable
-from tuneloom.train.common import TaskParts, lora_config
+from tuneloom.train.common import TaskParts, longest_example, lora_config
 from tuneloom.train.speed import attention_for
 
 IGNORE = -100
@@ -78,8 +78,8 @@ def prepare(task: TaskConfig, model_path: Path, precision: str, manifest: dict[s
     train, truncated, dropped = encode_split(tokenizer, train_rows, task.train.max_length)
     val, _, _ = encode_split(tokenizer, val_rows, task.train.max_length)
     notes = [f"{dropped} training examples had no answer tokens within max_length={task.train.max_length}: skipped"] if dropped else []
-    longest = max((len(e["input_ids"]) for e in train), default=0)
-    return TaskParts(tokenizer, build_model(task, model_path, precision, attention_for(task, longest)), train, val,
+    model = build_model(task, model_path, precision, attention_for(task, longest_example(manifest, task)))
+    return TaskParts(tokenizer, model, train, val,
                      collator(tokenizer, task.packs, answer_logits_only=not task.trust_remote_code),  # custom code may not take logits_to_keep
                      truncated=truncated, notes=notes)
 

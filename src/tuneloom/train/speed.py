@@ -25,6 +25,7 @@ import torch
 
 from tuneloom.config import TaskConfig
 
+ATTENTION_TASKS = ("chat_sft", "pretrain", "preference")  # decoder tasks: their model comes from sft.build_model
 EAGER_MAX_TOKENS = 256  # the longest example for which eager attention beats sdpa on a CPU (see above)
 LANE_BITS = 15  # each int64 of random bits gives four 16-bit lanes; the top bit of the top lane is always 0
 
@@ -43,6 +44,7 @@ class FastDropout(torch.nn.Module):
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.p = p
         self.threshold = round(p * (1 << LANE_BITS))
+        self.scale = 1.0 / (1.0 - self.threshold / (1 << LANE_BITS))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.threshold == 0:
@@ -50,9 +52,8 @@ class FastDropout(torch.nn.Module):
         n = x.numel()
         words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_()
         lanes = words.view(torch.int16)[:n].view(x.shape)
-        scale = 1.0 / (1.0 - self.threshold / (1 << LANE_BITS))
         keep = (lanes & ((1 << LANE_BITS) - 1)) >= self.threshold
-        return x * keep.to(x.dtype).mul_(scale)
+        return x * keep.to(x.dtype).mul_(self.scale)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -63,8 +64,11 @@ def attention_for(task: TaskConfig, longest: int) -> str:
 
     `longest`: the longest training example in tokens (batches pad to their longest). Packed
     batches are one long row whose examples must not see each other: sdpa handles that without
-    building the square score matrix that eager would.
+    building the square score matrix that eager would. Encoder tasks (classification, NER) keep
+    transformers' default, sdpa.
     """
+    if task.type not in ATTENTION_TASKS:
+        return "sdpa"
     if task.train.attention != "auto":
         return task.train.attention
     on_cpu = not torch.cuda.is_available()
