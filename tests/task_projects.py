@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from conftest import _PRODUCTS, _QUESTIONS, write_jsonl
+from tests.conftest import _PRODUCTS, _QUESTIONS, write_jsonl
 
 _CITIES = ["Paris", "Berlin", "Leeds", "Madrid", "Oslo", "Lyon"]
 _COURIERS = ["DHL", "UPS", "Royal Mail", "DPD"]

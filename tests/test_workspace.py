@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import CLS_TASK
+from tests.conftest import CLS_TASK
 from tuneloom.config import load_project
 from tuneloom.workspace import (
     Workspace,

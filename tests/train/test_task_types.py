@@ -11,8 +11,8 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from conftest import CHAT_TASK, write_project
-from task_projects import ner_rows, write_prepared, write_task_project
+from tests.conftest import CHAT_TASK, write_project
+from tests.task_projects import ner_rows, write_prepared, write_task_project
 from tuneloom.cli import app
 from tuneloom.config import load_project, parse_project
 from tuneloom.data import load_split, prepare_dataset

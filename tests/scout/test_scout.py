@@ -10,7 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import CHAT_TASK, CLS_TASK, EXAMPLE, write_project
+from tests.conftest import CHAT_TASK, CLS_TASK, EXAMPLE, write_project
 from tuneloom.catalog import ModelInfo
 from tuneloom.cli import app
 from tuneloom.config import ScoutConfig, ScoutConstraints, load_project

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import CHAT_TASK, REPO, write_project
+from tests.conftest import CHAT_TASK, REPO, write_project
 from tuneloom.train.distributed import LAUNCH_CONFIGS, launch_command, launch_config_path
 
 pytestmark = pytest.mark.timeout(600)

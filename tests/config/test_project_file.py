@@ -8,7 +8,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from conftest import CHAT_TASK, CLS_TASK, EXAMPLE
+from tests.conftest import CHAT_TASK, CLS_TASK, EXAMPLE
 from tuneloom.config import ProjectConfig, apply_overrides, load_project, parse_project, project_schema
 from tuneloom.errors import ProjectFileError, TuneloomError
 

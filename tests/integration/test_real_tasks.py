@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from task_projects import write_task_project
+from tests.task_projects import write_task_project
 from tuneloom.config import load_project
 from tuneloom.evaluate import evaluate_run
 from tuneloom.train import train_task

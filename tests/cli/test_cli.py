@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from conftest import CHAT_TASK, CLS_TASK
+from tests.conftest import CHAT_TASK, CLS_TASK
 from tuneloom.cli import app
 from tuneloom.config import load_project
 

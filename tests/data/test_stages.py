@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CHAT_TASK, CLS_TASK, write_jsonl
-from data_files import project, write_table
+from tests.conftest import CHAT_TASK, CLS_TASK, write_jsonl
+from tests.data_files import project, write_table
 from tuneloom.config import CleanConfig, ProjectFileError, load_project
 from tuneloom.data import load_split, prepare_dataset
 from tuneloom.data.clean import Cleaner

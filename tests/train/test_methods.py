@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import CHAT_TASK, CLS_TASK, write_project
+from tests.conftest import CHAT_TASK, CLS_TASK, write_project
 from tuneloom.config import load_project
 from tuneloom.evaluate import evaluate_run
 from tuneloom.train import train_task

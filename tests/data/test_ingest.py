@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from data_files import project, write_docx, write_pdf, write_table
+from tests.data_files import project, write_docx, write_pdf, write_table
 from tuneloom.config import load_project
 from tuneloom.data import load_split, prepare_dataset
 from tuneloom.data.documents import html_to_text

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import EXAMPLE, write_csv
+from tests.conftest import EXAMPLE, write_csv
 from tuneloom.config import TASK_METRICS, load_project
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]

@@ -13,7 +13,7 @@ import yaml
 from safetensors import safe_open
 from typer.testing import CliRunner
 
-from conftest import CHAT_TASK, CLS_TASK, write_project
+from tests.conftest import CHAT_TASK, CLS_TASK, write_project
 from tuneloom.cli import app
 
 pytestmark = pytest.mark.timeout(600)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import CHAT_TASK, REPO, write_project
+from tests.conftest import CHAT_TASK, REPO, write_project
 from tuneloom.config import load_project
 from tuneloom.train import ResumeError, resume_run, train_task
 from tuneloom.workspace import read_jsonl, run_state

@@ -17,7 +17,7 @@ from rich.console import Console
 from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
-from conftest import CHAT_TASK, CLS_TASK, write_project
+from tests.conftest import CHAT_TASK, CLS_TASK, write_project
 from tuneloom.config import load_project
 from tuneloom.registry import ModelRegistry, RegistryError, history, list_versions, promote, register_run, resolve
 from tuneloom.registry.commands import add_registry_commands

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import CHAT_TASK, CLS_TASK, write_project
+from tests.conftest import CHAT_TASK, CLS_TASK, write_project
 
 runner = CliRunner()
 

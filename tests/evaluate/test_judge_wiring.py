@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import yaml
 
-from conftest import CHAT_TASK, write_project
+from tests.conftest import CHAT_TASK, write_project
 from tuneloom.config import load_project
 from tuneloom.evaluate import evaluate_run
 from tuneloom.train import train_task

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CHAT_TASK, CLS_TASK, write_csv, write_jsonl
+from tests.conftest import CHAT_TASK, CLS_TASK, write_csv, write_jsonl
 from tuneloom.config import load_project
 from tuneloom.data import load_split, prepare_dataset
 from tuneloom.data.clean import dedup_key, normalize_text

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import CHAT_TASK, write_project
+from tests.conftest import CHAT_TASK, write_project
 from tuneloom.cli import app
 from tuneloom.config import load_project, parse_project
 from tuneloom.errors import ProjectFileError, TuneloomError
