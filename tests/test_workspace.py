@@ -16,6 +16,7 @@ import yaml
 
 from tests.conftest import CLS_TASK
 from tuneloom.config import load_project
+from tuneloom.artifacts import DatasetRef, RunSnapshot, read_snapshot
 from tuneloom.workspace import (
     Workspace,
     append_jsonl,
@@ -110,14 +111,20 @@ def _fake_run(root: Path, name: str, completed: bool = True, mtime: float | None
     return run
 
 
+def _snapshot() -> RunSnapshot:
+    return RunSnapshot(project="p", project_file="/p/tuneloom.yaml", task={"name": "qa", "type": "chat_sft"},
+                       dataset=DatasetRef(path="/p/ws/datasets/qa/v1", version="v1"), base_model_path="/m", precision="fp32")
+
+
 def test_new_run_layout(tmp_path):
     ws = Workspace(tmp_path)
-    run = ws.new_run("qa", {"task": {"name": "qa"}, "n": 1})
+    run = ws.new_run("qa", _snapshot())
     assert run.parent == tmp_path / "runs" and run.name.startswith("qa-")
-    assert yaml.safe_load((run / "config.yaml").read_text()) == {"task": {"name": "qa"}, "n": 1}
+    assert read_snapshot(run) == _snapshot()
+    assert yaml.safe_load((run / "config.yaml").read_text())["schema_version"] == 1
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "running" and "updated" in status
-    second = ws.new_run("qa", {})
+    second = ws.new_run("qa", _snapshot())
     assert second != run  # same second: suffixed, never reused
     set_status(run, "failed", error="boom")
     assert json.loads((run / "status.json").read_text())["error"] == "boom"

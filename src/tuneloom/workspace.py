@@ -15,55 +15,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-import yaml
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
-def write_jsonl_atomic(path: Path, rows: list[dict[str, Any]]) -> None:
-    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
-@contextmanager
-def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a temporary sibling folder that replaces `target` only if the block succeeds."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
-    try:
-        yield tmp
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+from tuneloom.artifacts import RunSnapshot, read_status, write_snapshot, write_status
+from tuneloom.atomic import atomic_dir, read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
 
 
 _RUN_NAME = re.compile(r"^(.+)-(\d{8}-\d{6})(?:-(\d+))?$")
@@ -85,7 +42,7 @@ class Workspace:
     def set_latest_dataset(self, task: str, version: str) -> None:
         write_text_atomic(self.root / "datasets" / task / "LATEST", version + "\n")
 
-    def new_run(self, task: str, config: dict[str, Any]) -> Path:
+    def new_run(self, task: str, snapshot: RunSnapshot) -> Path:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         base = self.root / "runs" / f"{task}-{stamp}"
         run, n = base, 1
@@ -93,7 +50,7 @@ class Workspace:
             n += 1
             run = base.with_name(f"{base.name}-{n}")
         run.mkdir(parents=True)
-        write_text_atomic(run / "config.yaml", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+        write_snapshot(run, snapshot)
         set_status(run, "running")
         return run
 
@@ -141,23 +98,21 @@ def locate_run(ref: str, project_file: Path) -> tuple[Path, Workspace]:
 
 
 def set_status(run: Path, state: str, **extra: Any) -> None:
-    record = {"state": state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), "pid": os.getpid(), **extra}
-    write_json_atomic(run / "status.json", record)
+    write_status(run, state, pid=os.getpid(), **extra)
 
 
 def run_state(run: Path) -> str:
     """completed, failed, interrupted, running; a 'running' run whose process is gone was interrupted."""
-    status_file = run / "status.json"
-    if not status_file.is_file():
+    if not (run / "status.json").is_file():
         return "interrupted"
-    status = json.loads(status_file.read_text())
-    if status["state"] != "running":
-        return status["state"]
-    if "pid" not in status:
+    status = read_status(run)
+    if status.state != "running":
+        return status.state
+    if status.pid is None:
         return "interrupted"
     try:
-        os.kill(int(status["pid"]), 0)
-    except (OSError, ValueError):
+        os.kill(status.pid, 0)
+    except OSError:
         return "interrupted"
     return "running"
 

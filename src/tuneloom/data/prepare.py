@@ -14,8 +14,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-from pydantic import BaseModel, Field
-
+from tuneloom.artifacts import (
+    DatasetManifest,
+    ManifestResult,
+    PreparedDataset,
+    SourceAccount,
+    manifest_path,
+    read_manifest,
+    write_manifest,
+)
 from tuneloom.config import Project, TaskConfig
 from tuneloom.data.dedup import NearDuplicates, clusters
 from tuneloom.data.ingest import read_source, source_files
@@ -30,32 +37,6 @@ from tuneloom.workspace import Workspace, atomic_dir, read_jsonl, write_json_ato
 PREP_VERSION = 2  # bump when the output of the same inputs changes
 LIBRARIES = ("tuneloom", "pandas", "pyarrow", "openpyxl", "pypdf", "python-docx", "beautifulsoup4",
              "charset-normalizer", "datasketch", "langdetect", "transformers")
-
-
-class SourceAccount(BaseModel):
-    """One source's rows: read = kept + sum(rejected) + duplicates (exact and near)."""
-
-    path: str
-    sha256: str
-    files: dict[str, str] = Field(default_factory=dict, description="File inside the source -> sha256.")
-    read: int
-    kept: int
-    rejected: dict[str, int]
-    duplicates: int
-    near_duplicates: int = 0
-    redacted: dict[str, int] = Field(default_factory=dict)
-
-
-class PreparedDataset(BaseModel):
-    task: str
-    version: str
-    path: str
-    reused: bool
-    counts: dict[str, int]
-    labels: list[str] | None
-    sources: list[SourceAccount]
-    redacted: dict[str, int] = Field(default_factory=dict)
-    warnings: list[str] = Field(default_factory=list)
 
 
 def _sha256(path: Path) -> str:
@@ -125,11 +106,11 @@ def prepare_dataset(
     hashed = [_hash_source(p) for p in paths]
     version = dataset_version(task, [h for h, _ in hashed])
     folder = ws.dataset_dir(task.name, version)
-    if (folder / "manifest.json").is_file():
-        manifest = json.loads((folder / "manifest.json").read_text())
+    if manifest_path(folder).is_file():
+        previous = read_manifest(folder)
         ws.set_latest_dataset(task.name, version)
         log(f"{task.name}: inputs unchanged, reusing dataset {version}")
-        return PreparedDataset(**manifest["result"], reused=True)
+        return PreparedDataset(**previous.result.model_dump(exclude={"reused"}), reused=True)
 
     person = load_person_finder(data.redact.ner_model) if data.redact.enabled and "person" in data.redact.types else None
     stage = RowStage(task.type, data, person)
@@ -234,24 +215,24 @@ def prepare_dataset(
         counts={s: len(v) for s, v in splits.items()}, labels=labels, sources=accounts,
         redacted=dict(redacted), warnings=warnings,
     )
-    manifest = {
-        "result": result.model_dump(exclude={"reused"}),
-        "task_type": task.type,
-        "data_config": data.model_dump(mode="json"),
-        "model": task.model,
-        "label_counts": label_counts,
-        "tokens": token_stats,
-        "libraries": _versions(),
-        "prep_version": PREP_VERSION,
-    }
+    manifest = DatasetManifest(
+        result=ManifestResult(**result.model_dump(exclude={"reused"})),
+        task_type=task.type,
+        data_config=data.model_dump(mode="json"),
+        model=task.model,
+        label_counts=label_counts,
+        tokens=token_stats,
+        libraries=_versions(),
+        prep_version=PREP_VERSION,
+    )
     with atomic_dir(folder) as tmp:
         for split, split_rows in splits.items():
             write_jsonl_atomic(tmp / f"{split}.jsonl", [_public(e) for e in split_rows])
         write_jsonl_atomic(tmp / "rejects.jsonl", rejects)
         if data.redact.keep_originals:
             write_jsonl_atomic(tmp / "redactions.jsonl", originals)
-        write_json_atomic(tmp / "manifest.json", manifest)
-        write_data_report(tmp / "report.html", manifest, splits, rejects, clusters(_with_kept(near_dups, by_location)))
+        write_manifest(tmp, manifest)
+        write_data_report(tmp / "report.html", manifest.model_dump(mode="json"), splits, rejects, clusters(_with_kept(near_dups, by_location)))
     ws.set_latest_dataset(task.name, version)
     return result
 

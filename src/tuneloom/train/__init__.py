@@ -13,9 +13,17 @@ from typing import Any, Callable
 
 from datasets import Dataset
 from rich.console import Console
-import yaml
 from transformers import PrinterCallback, TrainerCallback, set_seed
 
+from tuneloom.artifacts import (
+    DatasetManifest,
+    DatasetRef,
+    RunSnapshot,
+    TrainingSummary,
+    read_manifest,
+    read_snapshot,
+    write_summary,
+)
 from tuneloom.catalog import resolve_model
 from tuneloom.config import Project, TaskConfig
 from tuneloom.data import load_split, prepare_dataset
@@ -79,23 +87,23 @@ def train_task(
     if dataset_dir is None:  # the version matching the current data settings (reused when unchanged)
         dataset_dir = Path(prepare_dataset(project, task.name).path)
     dataset_dir = Path(dataset_dir)
-    manifest = json.loads((dataset_dir / "manifest.json").read_text())
+    manifest = read_manifest(dataset_dir)
     model_path = resolve_model(task.model, task.trust_remote_code)
     precision = choose_precision(task.train.precision)
-    snapshot = {
-        "project": project.config.project,
-        "project_file": str(project.path),
-        "task": task.model_dump(mode="json"),
-        "dataset": {"path": str(dataset_dir), "version": manifest["result"]["version"]},
-        "base_model_path": str(model_path),
-        "precision": precision,
-        "versions": _versions(),
-    }
+    snapshot = RunSnapshot(
+        project=project.config.project,
+        project_file=str(project.path),
+        task=task.model_dump(mode="json"),
+        dataset=DatasetRef(path=str(dataset_dir), version=manifest.result.version),
+        base_model_path=str(model_path),
+        precision=precision,
+        versions=_versions(),
+    )
     run = shared_run_dir(lambda: ws.new_run(task.name, snapshot))
     console.print(f"[bold]{task.name}[/]: {task.method.kind} on {task.model} ({precision}), run {run.name}")
     return _run_with_status(
         run, lambda extra: _fit(task, dataset_dir, manifest, model_path, run, precision, console, extra),
-        lambda: start_tracking(project, run, snapshot), callbacks, console,
+        lambda: start_tracking(project, run, snapshot.model_dump(mode="json")), callbacks, console,
     )
 
 
@@ -116,17 +124,17 @@ def resume_run(run_dir: str | Path, console: Console | None = None) -> TrainResu
             f"run {run.name} has no checkpoint in {run / 'checkpoints'}; start a new run with `tuneloom train` "
             f"(checkpoints are written every train.save_every steps)"
         )
-    snapshot = yaml.safe_load((run / "config.yaml").read_text())
-    task = TaskConfig.model_validate(snapshot["task"])
-    dataset_dir = Path(snapshot["dataset"]["path"])
-    manifest = json.loads((dataset_dir / "manifest.json").read_text())
+    snapshot = read_snapshot(run)
+    task = snapshot.task_config()
+    dataset_dir = Path(snapshot.dataset.path)
+    manifest = read_manifest(dataset_dir)
     step = int(checkpoint.name.rpartition("-")[2])
     _forget_metrics_after(run, step)
     set_status(run, "running", resumed_from=checkpoint.name)
     console.print(f"[bold]{task.name}[/]: resuming run {run.name} from step {step}")
     return _run_with_status(
         run,
-        lambda extra: _fit(task, dataset_dir, manifest, Path(snapshot["base_model_path"]), run, snapshot["precision"],
+        lambda extra: _fit(task, dataset_dir, manifest, Path(snapshot.base_model_path), run, snapshot.precision,
                            console, extra, str(checkpoint)),
         None, None, console,
     )
@@ -171,7 +179,7 @@ def _run_with_status(
         if in_main:
             signal.signal(signal.SIGTERM, previous)
     if main:
-        write_json_atomic(run / "summary.json", {"train": result.model_dump()})
+        write_summary(run, TrainingSummary(train=result))
         write_run_report(run)
         set_status(run, "completed")
         if tracker:
@@ -250,12 +258,12 @@ def _final_eval_loss(trainer: Any) -> float:
 
 
 def _fit(
-    task: TaskConfig, dataset_dir: Path, manifest: dict[str, Any], model_path: Path, run: Path, precision: str,
+    task: TaskConfig, dataset_dir: Path, manifest: DatasetManifest, model_path: Path, run: Path, precision: str,
     console: Console, extra: list[TrainerCallback], resume_from: str | None = None,
 ) -> TrainResult:
     set_seed(task.train.seed)
     train_rows, val_rows = load_split(dataset_dir, "train"), load_split(dataset_dir, "validation")
-    check_training_memory(task, model_path, precision, len(manifest["result"].get("labels") or []), longest_example(manifest, task))
+    check_training_memory(task, model_path, precision, len(manifest.labels), longest_example(manifest, task))
     parts = TASK_MODULES[task.type].prepare(task, model_path, precision, manifest, train_rows, val_rows)
     if task.method.kind != "full":
         speed_up_lora(parts.model, precision)

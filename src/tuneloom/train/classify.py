@@ -9,6 +9,7 @@ from typing import Any, Callable
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, PreTrainedTokenizerBase
 
+from tuneloom.artifacts import DatasetManifest
 from tuneloom.config import TaskConfig
 from tuneloom.train.common import TaskParts, lora_config
 
@@ -20,9 +21,9 @@ def load_tokenizer(model_path: Path | str, trust_remote_code: bool = False) -> P
     return tokenizer
 
 
-def prepare(task: TaskConfig, model_path: Path, precision: str, manifest: dict[str, Any],
+def prepare(task: TaskConfig, model_path: Path, precision: str, manifest: DatasetManifest,
             train_rows: list[dict[str, Any]], val_rows: list[dict[str, Any]]) -> TaskParts:
-    labels = manifest["result"]["labels"]
+    labels = manifest.labels
     tokenizer = load_tokenizer(model_path, task.trust_remote_code)
     train, truncated = encode_split(tokenizer, train_rows, labels, task.train.max_length)
     val, _ = encode_split(tokenizer, val_rows, labels, task.train.max_length)

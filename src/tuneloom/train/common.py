@@ -14,34 +14,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
+from tuneloom.artifacts import DatasetManifest, TrainResult
 from tuneloom.config import MethodConfig, TaskConfig
 from tuneloom.errors import ProjectFileError
 from tuneloom.workspace import append_jsonl
-
-
-class TrainResult(BaseModel):
-    task: str
-    run_dir: str
-    model_dir: str
-    dataset: str
-    method: str
-    precision: str
-    steps: int
-    epochs: float
-    train_loss: float | None
-    eval_loss: float | None
-    seconds: float
-    tokens: int
-    tokens_per_s: float
-    trainable_parameters: int
-    total_parameters: int
-    truncated_examples: int
-    processes: int = 1  # data-parallel processes (accelerate launch)
-    global_batch_size: int = 0  # examples per optimizer step: batch_size x grad_accum x processes
-    process_ids: list[int] = []  # the pid of every process that trained, rank 0 first
-    attention: str | None = None  # the decoder's attention implementation (see train.attention)
-    best_checkpoint: str | None = None
-    resumed_from: str | None = None
 
 
 @dataclass
@@ -107,9 +83,9 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
-def longest_example(manifest: dict[str, Any], task: TaskConfig) -> int:
+def longest_example(manifest: DatasetManifest, task: TaskConfig) -> int:
     """The longest training example in tokens, from data prep's statistics (batches pad to it); else max_length."""
-    stats = (manifest.get("tokens") or {}).get("train") or {}
+    stats = (manifest.tokens or {}).get("train") or {}
     return min(task.train.max_length, int(stats.get("max", task.train.max_length)))
 
 

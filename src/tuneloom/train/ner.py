@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification, PreTrainedTokenizerBase
 
+from tuneloom.artifacts import DatasetManifest
 from tuneloom.config import TaskConfig
 from tuneloom.errors import ModelNotAvailable
 from tuneloom.train.common import TaskParts, lora_config
@@ -89,9 +90,9 @@ def build_model(task: TaskConfig, model_path: Path | str, tags: list[str], pad_t
     return get_peft_model(model, lora_config(task.method, "TOKEN_CLS", exclude=["classifier", "score"]))
 
 
-def prepare(task: TaskConfig, model_path: Path, precision: str, manifest: dict[str, Any],
+def prepare(task: TaskConfig, model_path: Path, precision: str, manifest: DatasetManifest,
             train_rows: list[dict[str, Any]], val_rows: list[dict[str, Any]]) -> TaskParts:
-    tags = tag_names(manifest["result"]["labels"])
+    tags = tag_names(manifest.labels)
     tokenizer = load_tokenizer(model_path, task.trust_remote_code)
     train, truncated = encode_split(tokenizer, train_rows, tags, task.train.max_length)
     val, _ = encode_split(tokenizer, val_rows, tags, task.train.max_length)

@@ -10,6 +10,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from tuneloom.artifacts import DatasetManifest
 from tuneloom.config import TaskConfig
 from tuneloom.train import sft
 from tuneloom.train.common import TaskParts, longest_example
@@ -45,7 +46,7 @@ def drop_reference_adapter(model: Any) -> None:
         model.delete_adapter(REFERENCE_ADAPTER)
 
 
-def prepare(task: TaskConfig, model_path: Path, precision: str, manifest: dict[str, Any],
+def prepare(task: TaskConfig, model_path: Path, precision: str, manifest: DatasetManifest,
             train_rows: list[dict[str, Any]], val_rows: list[dict[str, Any]]) -> TaskParts:
     tokenizer = sft.load_tokenizer(model_path, task.trust_remote_code)  # prompts go through the chat template
     model = sft.build_model(task, model_path, precision, attention_for(task, longest_example(manifest, task)))

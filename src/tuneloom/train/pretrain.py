@@ -7,6 +7,7 @@ from typing import Any
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from tuneloom.artifacts import DatasetManifest
 from tuneloom.config import TaskConfig
 from tuneloom.train import sft
 from tuneloom.train.common import TaskParts, longest_example
@@ -38,7 +39,7 @@ def encode_split(tokenizer: PreTrainedTokenizerBase, rows: list[dict[str, Any]],
     return out
 
 
-def prepare(task: TaskConfig, model_path: Path, precision: str, manifest: dict[str, Any],
+def prepare(task: TaskConfig, model_path: Path, precision: str, manifest: DatasetManifest,
             train_rows: list[dict[str, Any]], val_rows: list[dict[str, Any]]) -> TaskParts:
     tokenizer = load_tokenizer(model_path, task.trust_remote_code)
     max_len = task.train.max_length

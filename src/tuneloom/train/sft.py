@@ -14,6 +14,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from tuneloom.artifacts import DatasetManifest
 from tuneloom.config import TaskConfig
 from tuneloom.errors import ModelNotAvailable
 from tuneloom.train.common import TaskParts, longest_example, lora_config
@@ -72,7 +73,7 @@ def encode_split(tokenizer: PreTrainedTokenizerBase, rows: list[dict[str, Any]],
     return out, truncated, dropped
 
 
-def prepare(task: TaskConfig, model_path: Path, precision: str, manifest: dict[str, Any],
+def prepare(task: TaskConfig, model_path: Path, precision: str, manifest: DatasetManifest,
             train_rows: list[dict[str, Any]], val_rows: list[dict[str, Any]]) -> TaskParts:
     tokenizer = load_tokenizer(model_path, task.trust_remote_code)
     train, truncated, dropped = encode_split(tokenizer, train_rows, task.train.max_length)

@@ -1,0 +1,366 @@
+"""Typed files between stages: what each one holds, and its one reader and one atomic writer.
+
+    data prepare  -> datasets/<task>/<version>/manifest.json   DatasetManifest
+    train         -> runs/<run>/config.yaml                     RunSnapshot
+                     runs/<run>/status.json                     RunStatus
+                     runs/<run>/summary.json                    TrainingSummary
+    evaluate      -> runs/<run>/eval.json                       EvalResult
+    gate          -> runs/<run>/gate.json                       GateRecord
+    scout         -> reports/scout-<id>/scout.json              ScoutResult
+
+Every file carries `schema_version`. A file without it comes from the release before typed
+artifacts and is read as version 1; a newer version, a corrupt file or a missing field raises
+`ArtifactError` naming the file and what to do. This module imports neither torch nor transformers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tuneloom.errors import TuneloomError
+from tuneloom.atomic import write_json_atomic, write_text_atomic
+
+SCHEMA_VERSION = 1
+
+
+class ArtifactError(TuneloomError):
+    """A workspace file that is missing, corrupt or from an incompatible Tuneloom version."""
+
+
+class Artifact(BaseModel):
+    """Base of every stage file: unknown keys are kept (a newer minor release may add some)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schema_version: int = SCHEMA_VERSION
+
+
+# ---------------------------------------------------------------------------------------------
+# data preparation
+
+
+class SourceAccount(BaseModel):
+    """One source's rows: read = kept + sum(rejected) + duplicates (exact and near)."""
+
+    path: str
+    sha256: str
+    files: dict[str, str] = Field(default_factory=dict, description="File inside the source -> sha256.")
+    read: int
+    kept: int
+    rejected: dict[str, int]
+    duplicates: int
+    near_duplicates: int = 0
+    redacted: dict[str, int] = Field(default_factory=dict)
+
+
+class PreparedDataset(BaseModel):
+    """What `prepare_dataset` returns; also the `result` part of a dataset manifest."""
+
+    task: str
+    version: str
+    path: str
+    reused: bool
+    counts: dict[str, int]
+    labels: list[str] | None
+    sources: list[SourceAccount]
+    redacted: dict[str, int] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+
+
+class ManifestResult(PreparedDataset):
+    reused: bool = False
+
+
+class DatasetManifest(Artifact):
+    """`datasets/<task>/<version>/manifest.json`: the accounting and settings of one dataset version."""
+
+    result: ManifestResult
+    task_type: str
+    data_config: dict[str, Any]
+    model: str
+    label_counts: dict[str, dict[str, int]] | None = None
+    tokens: dict[str, Any] | None = None
+    libraries: dict[str, str] = Field(default_factory=dict)
+    prep_version: int | None = None
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.result.labels or [])
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+
+
+class DatasetRef(BaseModel):
+    path: str
+    version: str
+
+
+class RunSnapshot(Artifact):
+    """`runs/<run>/config.yaml`: the task's settings and inputs as the run started with them."""
+
+    project: str
+    project_file: str
+    task: dict[str, Any] = Field(description="The task's section of the project file, defaults filled in.")
+    dataset: DatasetRef
+    base_model_path: str
+    precision: str
+    versions: dict[str, str] = Field(default_factory=dict)
+
+    def task_config(self) -> Any:
+        """The task as a validated `TaskConfig`."""
+        from tuneloom.config import TaskConfig
+
+        return TaskConfig.model_validate(self.task)
+
+    @property
+    def task_type(self) -> str:
+        return str(self.task["type"])
+
+
+class RunStatus(Artifact):
+    """`runs/<run>/status.json`: running, completed, failed or interrupted."""
+
+    state: str
+    updated: str | None = None
+    pid: int | None = None
+    error: str | None = None
+    resumed_from: str | None = None
+
+
+class TrainResult(BaseModel):
+    task: str
+    run_dir: str
+    model_dir: str
+    dataset: str
+    method: str
+    precision: str
+    steps: int
+    epochs: float
+    train_loss: float | None
+    eval_loss: float | None
+    seconds: float
+    tokens: int
+    tokens_per_s: float
+    trainable_parameters: int
+    total_parameters: int
+    truncated_examples: int
+    processes: int = 1  # data-parallel processes (accelerate launch)
+    global_batch_size: int = 0  # examples per optimizer step: batch_size x grad_accum x processes
+    process_ids: list[int] = []  # the pid of every process that trained, rank 0 first
+    attention: str | None = None  # the decoder's attention implementation (see train.attention)
+    best_checkpoint: str | None = None
+    resumed_from: str | None = None
+
+
+class EvalSummary(BaseModel):
+    split: str
+    test_dataset: str
+    n_examples: int
+    sampled: bool
+    comparison: dict[str, dict[str, float]]
+
+
+class TrainingSummary(Artifact):
+    """`runs/<run>/summary.json`: written last by training (its presence marks a finished run)."""
+
+    train: TrainResult
+    eval: EvalSummary | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation and gate
+
+
+class EvalResult(Artifact):
+    """`runs/<run>/eval.json`: base, tuned and (when given) production scored on the same test examples.
+
+    `base`, `tuned` and `production` map metric -> value; `comparison` holds each shown metric's
+    values, delta and 95% interval; `examples` one record per test example (task-specific keys).
+    """
+
+    task: str
+    task_type: str
+    run: str
+    split: str = "test"
+    test_dataset: str
+    n_examples: int
+    sampled: bool = False
+    seconds: float = 0.0
+    base: dict[str, Any]
+    tuned: dict[str, Any]
+    production: dict[str, Any] | None = None
+    production_version: str | None = None
+    metrics_shown: list[str]
+    comparison: dict[str, dict[str, float]]
+    comparison_production: dict[str, dict[str, float]] | None = None
+    intervals: dict[str, list[float]] = Field(default_factory=dict)
+    examples: list[dict[str, Any]] = Field(default_factory=list)
+    improved: list[dict[str, Any]] = Field(default_factory=list)
+    worsened: list[dict[str, Any]] = Field(default_factory=list)
+    slices: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    judge: dict[str, Any] | None = None
+
+    def side(self, name: str) -> dict[str, Any]:
+        """Metrics of `base`, `tuned` or `production` (empty when that side was not scored)."""
+        return dict(getattr(self, name) or {})
+
+
+class RuleResult(BaseModel):
+    rule: str
+    value: float
+    limit: float
+    passed: bool
+    detail: str
+
+
+class GateResult(BaseModel):
+    passed: bool
+    reference: str  # "production" or "base": what drops are measured against
+    rules: list[RuleResult]
+
+
+class GateRecord(Artifact, GateResult):
+    """`runs/<run>/gate.json`: the gate's verdict, which rules it used and when."""
+
+    rules_from: str = "project"
+    checked: str = Field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+# ---------------------------------------------------------------------------------------------
+# files: one reader and one writer each
+
+T = TypeVar("T", bound=BaseModel)
+
+RECREATE = {
+    "manifest.json": "run `tuneloom data prepare` again to re-create the dataset version",
+    "config.yaml": "the run cannot be used; train it again with `tuneloom train`",
+    "status.json": "delete it to mark the run interrupted, or train again",
+    "summary.json": "the run did not finish cleanly; resume it with `tuneloom train --resume RUN` or train again",
+    "eval.json": "run `tuneloom eval RUN` again",
+    "gate.json": "run `tuneloom gate RUN` again",
+    "scout.json": "run `tuneloom scout` again",
+}
+
+
+def _load(path: Path, model: type[T]) -> T:
+    what = RECREATE.get(path.name, "re-create it with the command that wrote it")
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing: {what}")
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        raise ArtifactError(f"{path} is corrupt ({type(exc).__name__}: {exc}): {what}") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path} is corrupt (not a mapping): {what}")
+    version = data.get("schema_version", 1)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise ArtifactError(
+            f"{path} has schema_version {version!r}, newer than this Tuneloom reads ({SCHEMA_VERSION}): "
+            f"upgrade Tuneloom, or {what}"
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ArtifactError(f"{path} is not a valid {model.__name__} ({field}: {first['msg']}): {what}") from None
+
+
+def _dump(artifact: BaseModel) -> dict[str, Any]:
+    return artifact.model_dump(mode="json")
+
+
+def manifest_path(dataset_dir: str | Path) -> Path:
+    return Path(dataset_dir) / "manifest.json"
+
+
+def read_manifest(dataset_dir: str | Path) -> DatasetManifest:
+    return _load(manifest_path(dataset_dir), DatasetManifest)
+
+
+def write_manifest(dataset_dir: str | Path, manifest: DatasetManifest) -> None:
+    write_json_atomic(manifest_path(dataset_dir), _dump(manifest))
+
+
+def read_snapshot(run_dir: str | Path) -> RunSnapshot:
+    return _load(Path(run_dir) / "config.yaml", RunSnapshot)
+
+
+def write_snapshot(run_dir: str | Path, snapshot: RunSnapshot) -> None:
+    text = yaml.safe_dump(_dump(snapshot), sort_keys=False, allow_unicode=True)
+    write_text_atomic(Path(run_dir) / "config.yaml", text)
+
+
+def read_status(run_dir: str | Path) -> RunStatus:
+    return _load(Path(run_dir) / "status.json", RunStatus)
+
+
+def write_status(run_dir: str | Path, state: str, **extra: Any) -> None:
+    status = RunStatus(state=state, updated=time.strftime("%Y-%m-%dT%H:%M:%S"), **extra)
+    write_json_atomic(Path(run_dir) / "status.json", status.model_dump(mode="json", exclude_none=True))
+
+
+def read_summary(run_dir: str | Path) -> TrainingSummary:
+    return _load(Path(run_dir) / "summary.json", TrainingSummary)
+
+
+def write_summary(run_dir: str | Path, summary: TrainingSummary) -> None:
+    write_json_atomic(Path(run_dir) / "summary.json", summary.model_dump(mode="json", exclude_none=True))
+
+
+def read_eval(run_dir: str | Path) -> EvalResult:
+    return _load(Path(run_dir) / "eval.json", EvalResult)
+
+
+def write_eval(run_dir: str | Path, result: EvalResult) -> None:
+    write_json_atomic(Path(run_dir) / "eval.json", _dump(result))
+
+
+def read_gate(run_dir: str | Path) -> GateRecord:
+    return _load(Path(run_dir) / "gate.json", GateRecord)
+
+
+def write_gate(run_dir: str | Path, record: GateRecord) -> None:
+    write_json_atomic(Path(run_dir) / "gate.json", _dump(record))
+
+
+def read_scout(path: str | Path) -> Any:
+    """A scout.json (the folder or the file)."""
+    from tuneloom.scout import ScoutResult
+
+    p = Path(path)
+    return _load(p / "scout.json" if p.is_dir() else p, ScoutResult)
+
+
+def write_scout(out_dir: str | Path, result: BaseModel) -> Path:
+    path = Path(out_dir) / "scout.json"
+    write_json_atomic(path, _dump(result))
+    return path
+
+
+def artifact_models() -> dict[str, type[BaseModel]]:
+    """File name -> model, for `tuneloom schema artifacts` and the docs."""
+    from tuneloom.scout import ScoutResult
+
+    return {
+        "datasets/<task>/<version>/manifest.json": DatasetManifest,
+        "runs/<run>/config.yaml": RunSnapshot,
+        "runs/<run>/status.json": RunStatus,
+        "runs/<run>/summary.json": TrainingSummary,
+        "runs/<run>/eval.json": EvalResult,
+        "runs/<run>/gate.json": GateRecord,
+        "reports/scout-<id>/scout.json": ScoutResult,
+    }
+
+
+def artifact_schemas() -> dict[str, dict[str, Any]]:
+    return {name: model.model_json_schema() for name, model in artifact_models().items()}
