@@ -82,8 +82,8 @@ class DatasetManifest(Artifact):
 
     result: ManifestResult
     task_type: str
-    data_config: dict[str, Any]
-    model: str
+    data_config: dict[str, Any] = Field(default_factory=dict)
+    model: str = Field("", description="The model whose tokenizer measured the token statistics.")
     label_counts: dict[str, dict[str, int]] | None = None
     tokens: dict[str, Any] | None = None
     libraries: dict[str, str] = Field(default_factory=dict)
@@ -186,20 +186,20 @@ class EvalResult(Artifact):
     values, delta and 95% interval; `examples` one record per test example (task-specific keys).
     """
 
-    task: str
-    task_type: str
-    run: str
+    task: str = ""
+    task_type: str = ""
+    run: str = ""
     split: str = "test"
-    test_dataset: str
-    n_examples: int
+    test_dataset: str = ""
+    n_examples: int = 0
     sampled: bool = False
     seconds: float = 0.0
     base: dict[str, Any]
     tuned: dict[str, Any]
     production: dict[str, Any] | None = None
     production_version: str | None = None
-    metrics_shown: list[str]
-    comparison: dict[str, dict[str, float]]
+    metrics_shown: list[str] = Field(default_factory=list)
+    comparison: dict[str, dict[str, float]] = Field(default_factory=dict)
     comparison_production: dict[str, dict[str, float]] | None = None
     intervals: dict[str, list[float]] = Field(default_factory=dict)
     examples: list[dict[str, Any]] = Field(default_factory=list)
@@ -207,6 +207,11 @@ class EvalResult(Artifact):
     worsened: list[dict[str, Any]] = Field(default_factory=list)
     slices: dict[str, dict[str, Any]] = Field(default_factory=dict)
     judge: dict[str, Any] | None = None
+    labels: list[str] | None = None  # classification, ner: the label set scored
+    intervals_production: dict[str, list[float]] | None = None
+    forgetting: dict[str, Any] | None = None  # chat: base and tuned on the general-ability set
+    base_method: str | None = None  # how the base was scored when it cannot answer as is (zero-shot...)
+    example_metric: str | None = None  # what `score_base` / `score_tuned` of each example mean
 
     def side(self, name: str) -> dict[str, Any]:
         """Metrics of `base`, `tuned` or `production` (empty when that side was not scored)."""

@@ -277,16 +277,16 @@ def eval_(
         if test_data is not None and not (Path(test_data) / "manifest.json").is_file():
             raise TuneloomError(f"--test-data {test_data}: not a prepared dataset folder (no manifest.json)")
         result = evaluate_run(run_dir, err, production=production, test_data=test_data)
-        report = write_report([run_dir], run_dir, f"{result['task']}: base vs tuned", ws.root)
+        report = write_report([run_dir], run_dir, f"{result.task}: base vs tuned", ws.root)
     except (TuneloomError, FileNotFoundError) as exc:
         _fail(exc)
-    out.print(_comparison_table(f"{result['task']} on {result['n_examples']} test examples",
-                                [(result["task"], m, c) for m, c in result["comparison"].items()]))
-    if "comparison_production" in result:
-        rows = [(result["task"], m, {**c, "base": c["production"]}) for m, c in result["comparison_production"].items()]
-        out.print(_comparison_table(f"tuned vs production {result['production_version']} (the 'base' column is production)", rows))
-    if "forgetting" in result:
-        f = result["forgetting"]
+    out.print(_comparison_table(f"{result.task} on {result.n_examples} test examples",
+                                [(result.task, m, c) for m, c in result.comparison.items()]))
+    if result.comparison_production is not None:
+        rows = [(result.task, m, {**c, "base": c["production"]}) for m, c in result.comparison_production.items()]
+        out.print(_comparison_table(f"tuned vs production {result.production_version} (the 'base' column is production)", rows))
+    f = result.forgetting
+    if f is not None:
         out.print(f"forgetting check ({f['n']} general items): token F1 {f['base']['token_f1']:.3f} -> {f['tuned']['token_f1']:.3f}")
     out.print(f"report: {report}")
 

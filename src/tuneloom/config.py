@@ -17,13 +17,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tuneloom.catalog.entries import CATALOG
 from tuneloom.errors import ProjectFileError
+from tuneloom.tasks import kind_names, kind_of
+from tuneloom.tasks import rules
+from tuneloom.tasks.base import LOWER_IS_BETTER  # noqa: F401  # re-exported for callers written before tuneloom.tasks
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-TaskType = Literal["chat_sft", "classification", "ner", "preference", "pretrain"]
+BUILTIN_TASK_TYPES = ("chat_sft", "classification", "ner", "preference", "pretrain")  # for the schema; see tuneloom.tasks
 
 
 SourceFormat = Literal["auto", "csv", "tsv", "json", "jsonl", "parquet", "xlsx", "text", "pdf", "docx", "html"]
@@ -376,17 +379,6 @@ class EvalConfig(Strict):
     judge: JudgeConfig | None = Field(None, description="Chat tasks: an optional LLM-as-judge endpoint.")
 
 
-TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "chat_sft": ("loss", "perplexity", "rouge_l", "token_f1", "exact_match"),
-    "classification": ("accuracy", "macro_f1", "weighted_f1"),
-    "ner": ("entity_f1", "entity_precision", "entity_recall"),
-    "preference": ("reward_accuracy", "reward_margin"),
-    "pretrain": ("loss", "perplexity"),
-}
-CAUSAL_TASKS = ("chat_sft", "preference", "pretrain")  # tasks that train a causal language model
-LOWER_IS_BETTER = frozenset({"loss", "perplexity"})
-
-
 class GateConfig(Strict):
     """Rules a tuned model must pass before it may be promoted (`tuneloom gate RUN`)."""
 
@@ -408,7 +400,10 @@ class GateConfig(Strict):
 
 class TaskConfig(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="Lowercase id used for folders.")
-    type: TaskType
+    type: str = Field(
+        json_schema_extra={"enum": list(BUILTIN_TASK_TYPES)},
+        description="Task type: " + ", ".join(BUILTIN_TASK_TYPES) + " (or a registered task kind).",
+    )
     model: str = Field(description="Catalog name, local model folder, or Hugging Face hub id.")
     trust_remote_code: bool = False
     data: DataConfig
@@ -428,99 +423,58 @@ class TaskConfig(Strict):
     @property
     def packs(self) -> bool:
         """Whether training batches are packed (train.packing, or its default for the task type)."""
-        return self.train.packing if self.train.packing is not None else self.type == "pretrain"
+        return self.train.packing if self.train.packing is not None else kind_of(self.type).packs_by_default
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in kind_names():
+            names = [repr(k) for k in kind_names()]
+            allowed = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+            raise ValueError(f"Input should be {allowed}")
+        return value
 
     @model_validator(mode="after")
-    def _compatible(self) -> TaskConfig:
-        if self.train.packing and self.type not in ("chat_sft", "pretrain"):
-            raise ValueError(f"train.packing applies to chat_sft and pretrain tasks, not {self.type}")
-        if (self.train.keep_best or self.train.early_stopping_patience) and self.data.split.validation == 0:
-            raise ValueError("train.keep_best and train.early_stopping_patience need a validation split (data.split.validation > 0)")
-        entry = CATALOG.get(self.model)
-        if entry is not None:
-            if self.type not in entry.tasks:
-                allowed = ", ".join(sorted(entry.tasks))
-                raise ValueError(f"catalog model '{self.model}' cannot do {self.type}; it supports: {allowed}")
-            if self.method.kind == "qlora" and not entry.quantizable:
-                raise ValueError(
-                    f"qlora needs a model whose linear layers bitsandbytes can quantize to 4 bits; "
-                    f"'{self.model}' is not one: use method.kind 'lora' or 'full'"
-                )
-        if self.method.kind == "qlora" and self.type not in CAUSAL_TASKS:
-            raise ValueError(f"qlora is supported for {', '.join(CAUSAL_TASKS)} tasks; use method.kind 'lora' for {self.type}")
-        gate_metrics = TASK_METRICS[self.type] + (("judge_score",) if self.type == "chat_sft" else ())
-        for rule in ("min", "max_drop"):
-            unknown = [m for m in getattr(self.gate, rule) if m not in gate_metrics]
-            if unknown:
-                raise ValueError(f"gate.{rule}: unknown metric(s) {unknown} for {self.type}; allowed: {list(gate_metrics)}")
-        if self.gate.max_class_f1_drop is not None and self.type != "classification":
-            raise ValueError("gate.max_class_f1_drop applies to classification tasks only")
-        if self.gate.max_forgetting is not None and not (self.type == "chat_sft" and self.eval.forgetting_check):
-            raise ValueError("gate.max_forgetting needs a chat_sft task with eval.forgetting_check: true")
-        if self.search is not None:
-            if not self.search.params():
-                raise ValueError(f"search: give at least one setting to vary: {', '.join(SEARCH_PARAMS)}")
-            if self.search.r is not None and self.method.kind == "full":
-                raise ValueError("search.r needs method.kind lora or qlora (full fine-tuning has no rank)")
-            if self.data.split.validation == 0:
-                raise ValueError("search minimises validation loss: data.split.validation must be above 0")
-        if self.eval.metrics:
-            unknown = [m for m in self.eval.metrics if m not in TASK_METRICS[self.type]]
-            if unknown:
-                raise ValueError(
-                    f"unknown metric(s) {unknown} for {self.type}; allowed: {list(TASK_METRICS[self.type])}"
-                )
+    def _consistent(self) -> TaskConfig:
+        """The rules that relate several settings, each a small named function, in a fixed order."""
+        for rule in TASK_RULES:
+            rule(self)
         return self
 
 
-    @model_validator(mode="after")
-    def _columns_fit_task(self) -> TaskConfig:
-        check_columns(self.type, self.data)
-        return self
+def check_validation_split(task: TaskConfig) -> None:
+    if (task.train.keep_best or task.train.early_stopping_patience) and task.data.split.validation == 0:
+        raise ValueError("train.keep_best and train.early_stopping_patience need a validation split (data.split.validation > 0)")
 
 
-TASK_COLUMNS: dict[str, tuple[list[str], set[str]]] = {
-    # task type -> (roles it needs, roles it may use); `group`, `split`, `slice` fit every task
-    "chat_sft": ([], {"prompt", "response", "messages"}),
-    "classification": (["text", "label"], {"text", "label"}),
-    "ner": (["text", "entities"], {"text", "entities"}),
-    "preference": (["prompt", "chosen", "rejected"], {"prompt", "chosen", "rejected"}),
-    "pretrain": (["text"], {"text"}),
-}
-
-
-ROLE_HINTS = {
-    "text": "the input text column or columns",
-    "label": "the column holding the class",
-    "entities": "the column holding the {start, end, label} spans",
-    "prompt": "the column holding the user's message",
-    "chosen": "the column holding the better answer",
-    "rejected": "the column holding the worse answer",
-}
-
-
-def check_columns(task_type: str, data: DataConfig) -> None:
-    """The column roles a task type needs and allows (raises ValueError naming the role)."""
-    cols = data.columns
-    needed, allowed = TASK_COLUMNS[task_type]
-    if task_type == "chat_sft":
-        if cols.messages and (cols.prompt or cols.response):
-            raise ValueError("chat_sft takes either data.columns.messages or data.columns.prompt + response, not both")
-        if not cols.messages and not (cols.prompt and cols.response):
-            raise ValueError("chat_sft needs data.columns.prompt and data.columns.response (or data.columns.messages)")
-    for role in needed:
-        if not getattr(cols, role):
-            raise ValueError(f"{task_type} needs data.columns.{role} ({ROLE_HINTS[role]})")
-    roles = {"prompt", "response", "messages", "text", "label", "entities", "chosen", "rejected"}
-    extra = sorted(r for r in roles - allowed if getattr(cols, r))
-    if extra:
+def check_catalog_model(task: TaskConfig) -> None:
+    entry = CATALOG.get(task.model)
+    if entry is None:
+        return
+    if task.type not in entry.tasks:
+        raise ValueError(f"catalog model '{task.model}' cannot do {task.type}; it supports: {', '.join(sorted(entry.tasks))}")
+    if task.method.kind == "qlora" and not entry.quantizable:
         raise ValueError(
-            f"data.columns.{extra[0]} is not used by {task_type} tasks; {task_type} uses: {sorted(allowed | {'group', 'split', 'slice'})}"
+            f"qlora needs a model whose linear layers bitsandbytes can quantize to 4 bits; "
+            f"'{task.model}' is not one: use method.kind 'lora' or 'full'"
         )
-    if data.multi_label and task_type != "classification":
-        raise ValueError("data.multi_label applies to classification tasks only")
-    if data.system_prompt and task_type not in ("chat_sft", "preference"):
-        raise ValueError("data.system_prompt applies to chat_sft and preference tasks only")
+
+
+def check_search_space(task: TaskConfig) -> None:
+    if task.search is None:
+        return
+    if not task.search.params():
+        raise ValueError(f"search: give at least one setting to vary: {', '.join(SEARCH_PARAMS)}")
+    if task.search.r is not None and task.method.kind == "full":
+        raise ValueError("search.r needs method.kind lora or qlora (full fine-tuning has no rank)")
+    if task.data.split.validation == 0:
+        raise ValueError("search minimises validation loss: data.split.validation must be above 0")
+
+
+TASK_RULES = (
+    rules.check_packing, check_validation_split, check_catalog_model, rules.check_qlora, rules.check_metric_names,
+    check_search_space, rules.check_columns, rules.check_data_options, rules.check_kind_rules,
+)
 
 
 class RegistryConfig(Strict):

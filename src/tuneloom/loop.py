@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel
 from rich.console import Console
 
+from tuneloom.artifacts import EvalResult
 from tuneloom.config import Project
 from tuneloom.data import prepare_dataset
 from tuneloom.evaluate import evaluate_run
@@ -35,6 +36,12 @@ class LoopResult(BaseModel):
     tasks: list[TaskOutcome]
 
 
+def _forgetting(ev: EvalResult) -> dict[str, float] | None:
+    """Base and tuned token F1 on the general-ability set, when the evaluation scored it."""
+    f = ev.forgetting
+    return {"base": f["base"]["token_f1"], "tuned": f["tuned"]["token_f1"]} if f else None
+
+
 def run_project(project: Project, tasks: list[str] | None = None, console: Console | None = None) -> LoopResult:
     """Prepare, train and evaluate each task (all by default), then write one report."""
     console = console or Console(stderr=True)
@@ -56,11 +63,10 @@ def run_project(project: Project, tasks: list[str] | None = None, console: Conso
         gate = gate_run(Path(result.run_dir), task.gate, str(project.path))
         outcomes.append(
             TaskOutcome(
-                task=name, type=task.type, run_dir=result.run_dir, comparison=ev["comparison"],
+                task=name, type=task.type, run_dir=result.run_dir, comparison=ev.comparison,
                 gate_passed=gate.passed, gate_rules=len(gate.rules),
                 gate_failures=[r.detail for r in gate.rules if not r.passed],
-                forgetting={"base": ev["forgetting"]["base"]["token_f1"], "tuned": ev["forgetting"]["tuned"]["token_f1"]}
-                if "forgetting" in ev else None,
+                forgetting=_forgetting(ev),
             )
         )
     ws = Workspace(project.workspace)

@@ -58,6 +58,6 @@ def test_judge_scores_reach_eval_json_and_the_comparison(tmp_path, tiny_llama_di
     result = train_task(load_project(config), CHAT_TASK)
     ev = evaluate_run(result.run_dir)
     assert len(seen) == 4  # 2 examples x (base, tuned)
-    assert ev["judge"]["base"] == {"mean": 3.0, "n_scored": 2, "n_failed": 0}
-    assert ev["comparison"]["judge_score"] == {"base": 3.0, "tuned": 3.0, "delta": 0.0}
+    assert ev.judge["base"] == {"mean": 3.0, "n_scored": 2, "n_failed": 0}
+    assert ev.comparison["judge_score"] == {"base": 3.0, "tuned": 3.0, "delta": 0.0}
     assert "forgetting" not in ev

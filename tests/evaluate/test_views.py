@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tuneloom.evaluate import _per_example_views
+from tuneloom.evaluate.views import per_example_views
+from tuneloom.tasks import kind_of
 
 
 def test_chat_slices_and_changes():
@@ -15,7 +16,7 @@ def test_chat_slices_and_changes():
         {"id": "c", "token_f1_base": 0.5, "token_f1_tuned": 0.1},
     ]
     result = {"examples": examples}
-    _per_example_views("chat_sft", result, rows)
+    per_example_views(kind_of("chat_sft"), result, rows)
     assert [e["id"] for e in result["improved"]] == ["a"] and [e["id"] for e in result["worsened"]] == ["c"]
     assert result["slices"]["shipping"]["n"] == 2
     assert result["slices"]["shipping"]["base"] == pytest.approx(0.3)  # (0.2 + 0.4) / 2
@@ -25,7 +26,7 @@ def test_chat_slices_and_changes():
 
 def test_chat_without_slice_column_has_no_slices():
     result = {"examples": [{"id": "a", "token_f1_base": 0.1, "token_f1_tuned": 0.1}]}
-    _per_example_views("chat_sft", result, [{}])
+    per_example_views(kind_of("chat_sft"), result, [{}])
     assert result["slices"] == {} and result["improved"] == [] and result["worsened"] == []
 
 
@@ -37,7 +38,7 @@ def test_classification_slices_default_to_the_label():
         {"id": "3", "label": "y", "base": "y", "tuned": "y"},
     ]
     result = {"examples": examples}
-    _per_example_views("classification", result, rows)
+    per_example_views(kind_of("classification"), result, rows)
     assert [e["id"] for e in result["improved"]] == ["1"] and [e["id"] for e in result["worsened"]] == ["2"]
     assert result["slices"]["x"] == {"n": 2, "metric": "accuracy", "base": 0.5, "tuned": 0.5}
     assert result["slices"]["y"]["tuned"] == 1.0

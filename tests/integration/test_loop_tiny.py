@@ -14,6 +14,7 @@ from safetensors import safe_open
 from typer.testing import CliRunner
 
 from tests.conftest import CHAT_TASK, CLS_TASK, write_project
+from tuneloom.artifacts import read_eval
 from tuneloom.cli import app
 
 pytestmark = pytest.mark.timeout(600)
@@ -112,33 +113,33 @@ def test_run_folder_contents(looped, task):
     assert 0 < train["trainable_parameters"] < train["total_parameters"]
     assert train["tokens"] > 0
 
-    ev = json.loads((run / "eval.json").read_text())
-    assert ev["task"] == task and ev["run"] == run.name and ev["split"] == "test"
-    assert summary["eval"]["comparison"] == ev["comparison"]
+    ev = read_eval(run)
+    assert ev.task == task and ev.run == run.name and ev.split == "test"
+    assert summary["eval"]["comparison"] == ev.comparison
     for side in ("base", "tuned"):
-        for metric in ev["metrics_shown"]:
-            assert math.isfinite(ev[side][metric])
-    for metric, c in ev["comparison"].items():
+        for metric in ev.metrics_shown:
+            assert math.isfinite(ev.side(side)[metric])
+    for metric, c in ev.comparison.items():
         assert c["delta"] == pytest.approx(c["tuned"] - c["base"])
 
 
 def test_chat_eval_details(looped):
     root, _, _ = looped
     (run,) = _run_dirs(root)[CHAT_TASK]
-    ev = json.loads((run / "eval.json").read_text())
-    assert ev["n_examples"] == 4 and ev["sampled"] is True  # 9 test rows, eval.max_examples 4
-    assert set(ev["comparison"]) == {"loss", "perplexity", "rouge_l", "token_f1", "exact_match"}
+    ev = read_eval(run)
+    assert ev.n_examples == 4 and ev.sampled is True  # 9 test rows, eval.max_examples 4
+    assert set(ev.comparison) == {"loss", "perplexity", "rouge_l", "token_f1", "exact_match"}
     for side in ("base", "tuned"):
-        m = ev[side]
+        m = ev.side(side)
         assert m["perplexity"] == pytest.approx(math.exp(m["loss"]), rel=1e-6)
         assert 0 <= m["rouge_l"] <= 1 and 0 <= m["token_f1"] <= 1 and m["exact_match"] in (0, 0.25, 0.5, 0.75, 1)
     # random tiny model: the loss is about log(vocab size)
-    assert ev["base"]["loss"] == pytest.approx(math.log(49152), rel=0.1)
-    assert len(ev["examples"]) == 4
+    assert ev.base["loss"] == pytest.approx(math.log(49152), rel=0.1)
+    assert len(ev.examples) == 4
     test_ids = {json.loads(line)["id"] for line in
                 (Path(yaml.safe_load((run / "config.yaml").read_text())["dataset"]["path"]) / "test.jsonl").open()}
-    assert {e["id"] for e in ev["examples"]} <= test_ids
-    forgetting = ev["forgetting"]  # the general-ability set, scored before and after tuning
+    assert {e["id"] for e in ev.examples} <= test_ids
+    forgetting = ev.forgetting  # the general-ability set, scored before and after tuning
     assert forgetting["n"] == 48 and len(forgetting["examples"]) == 48
     assert forgetting["token_f1_drop"] == pytest.approx(forgetting["base"]["token_f1"] - forgetting["tuned"]["token_f1"])
 
@@ -146,16 +147,16 @@ def test_chat_eval_details(looped):
 def test_classification_eval_details(looped):
     root, _, _ = looped
     (run,) = _run_dirs(root)[CLS_TASK]
-    ev = json.loads((run / "eval.json").read_text())
-    assert ev["n_examples"] == 9 and ev["sampled"] is True  # 12 test rows, eval.max_examples 9
-    assert ev["labels"] == ["billing", "shipping", "tech_support"]
-    assert set(ev["comparison"]) == {"accuracy", "macro_f1", "weighted_f1"}
+    ev = read_eval(run)
+    assert ev.n_examples == 9 and ev.sampled is True  # 12 test rows, eval.max_examples 9
+    assert ev.labels == ["billing", "shipping", "tech_support"]
+    assert set(ev.comparison) == {"accuracy", "macro_f1", "weighted_f1"}
     for side in ("base", "tuned"):
-        assert sum(map(sum, ev[side]["confusion"])) == 9
-        assert 0 <= ev[side]["accuracy"] <= 1
-    assert 0 <= ev["tuned"]["ece"] <= 1 and 0 <= ev["tuned"]["brier"] <= 2
-    assert sum(b["count"] for b in ev["tuned"]["reliability"]) == 9
-    assert all(e["tuned"] in ev["labels"] and e["base"] in ev["labels"] for e in ev["examples"])
+        assert sum(map(sum, ev.side(side)["confusion"])) == 9
+        assert 0 <= ev.side(side)["accuracy"] <= 1
+    assert 0 <= ev.tuned["ece"] <= 1 and 0 <= ev.tuned["brier"] <= 2
+    assert sum(b["count"] for b in ev.tuned["reliability"]) == 9
+    assert all(e["tuned"] in ev.labels and e["base"] in ev.labels for e in ev.examples)
     # the trained classification head is saved with the adapter
     with safe_open(str(run / "model" / "adapter_model.safetensors"), framework="pt") as fh:
         assert any("classifier" in k for k in fh.keys())

@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import EXAMPLE, write_csv
-from tuneloom.config import TASK_METRICS, load_project
+from tuneloom.config import load_project
+from tuneloom.tasks import kind_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -91,16 +92,16 @@ def test_smollm2_lora_steps_and_eval(real_project):
     assert dataset.counts == {"train": 18, "validation": 2, "test": 4}
     _check_training(result, steps=2)
     assert result.total_parameters > 134_000_000
-    assert ev["n_examples"] == 4
+    assert ev.n_examples == 4
     for side in ("base", "tuned"):
-        for metric in TASK_METRICS["chat_sft"]:
-            assert math.isfinite(ev[side][metric]), (side, metric)
-        assert 0 <= ev[side]["rouge_l"] <= 1 and 0 <= ev[side]["token_f1"] <= 1
-        assert ev[side]["gen_tokens_per_s"] > 0
+        for metric in kind_of("chat_sft").metrics:
+            assert math.isfinite(ev.side(side)[metric]), (side, metric)
+        assert 0 <= ev.side(side)["rouge_l"] <= 1 and 0 <= ev.side(side)["token_f1"] <= 1
+        assert ev.side(side)["gen_tokens_per_s"] > 0
     # the real instruct model already predicts the answers far better than chance (log 49152 = 10.8)
-    assert ev["base"]["loss"] < 5
-    assert all(e["base"].strip() and e["tuned"].strip() for e in ev["examples"])
-    assert set(ev["comparison"]) == set(TASK_METRICS["chat_sft"])
+    assert ev.base["loss"] < 5
+    assert all(e["base"].strip() and e["tuned"].strip() for e in ev.examples)
+    assert set(ev.comparison) == set(kind_of("chat_sft").metrics)
 
 
 def test_minilm_classifier_lora_steps_and_eval(real_project):
@@ -109,13 +110,13 @@ def test_minilm_classifier_lora_steps_and_eval(real_project):
     assert dataset.sources[0].read == 80
     _check_training(result, steps=3)
     labels = dataset.labels
-    assert ev["labels"] == labels and len(labels) >= 5
-    assert ev["n_examples"] == dataset.counts["test"]
+    assert ev.labels == labels and len(labels) >= 5
+    assert ev.n_examples == dataset.counts["test"]
     for side in ("base", "tuned"):
-        for metric in TASK_METRICS["classification"]:
-            assert 0 <= ev[side][metric] <= 1, (side, metric)
-        assert set(ev[side]["per_class"]) == set(labels)
-        assert sum(map(sum, ev[side]["confusion"])) == ev["n_examples"]
-    assert set(ev["comparison"]) == set(TASK_METRICS["classification"])
+        for metric in kind_of("classification").metrics:
+            assert 0 <= ev.side(side)[metric] <= 1, (side, metric)
+        assert set(ev.side(side)["per_class"]) == set(labels)
+        assert sum(map(sum, ev.side(side)["confusion"])) == ev.n_examples
+    assert set(ev.comparison) == set(kind_of("classification").metrics)
     # the zero-shot baseline uses the real sentence encoder: far better than picking at random
-    assert ev["base"]["accuracy"] > 1.5 / len(labels)
+    assert ev.base["accuracy"] > 1.5 / len(labels)

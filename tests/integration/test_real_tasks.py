@@ -22,14 +22,14 @@ def test_ner_on_minilm(tmp_path):
     config = write_task_project(tmp_path, "ner", "all-minilm-l6-v2", max_steps=3, train={"lr": 5e-3, "batch_size": 8})
     result = train_task(load_project(config))
     ev = evaluate_run(result.run_dir)
-    assert set(ev["comparison"]) == {"entity_f1", "entity_precision", "entity_recall"}
-    assert all(0.0 <= ev["tuned"][m] <= 1.0 for m in ev["comparison"])
+    assert set(ev.comparison) == {"entity_f1", "entity_precision", "entity_recall"}
+    assert all(0.0 <= ev.tuned[m] <= 1.0 for m in ev.comparison)
 
 
 def test_multilabel_on_minilm(tmp_path):
     config = write_task_project(tmp_path, "classification", "all-minilm-l6-v2", max_steps=2, train={"batch_size": 8})
     ev = evaluate_run(train_task(load_project(config)).run_dir)
-    assert ev["multi_label"] and 0.0 <= ev["tuned"]["macro_f1"] <= 1.0
+    assert ev.multi_label and 0.0 <= ev.tuned["macro_f1"] <= 1.0
 
 
 def test_dpo_on_smollm2(tmp_path):
@@ -39,7 +39,7 @@ def test_dpo_on_smollm2(tmp_path):
     result = train_task(load_project(config))
     assert math.isfinite(result.train_loss)
     ev = evaluate_run(result.run_dir)
-    assert ev["tuned"]["reward_margin"] > 0  # two DPO steps already prefer the chosen answers
+    assert ev.tuned["reward_margin"] > 0  # two DPO steps already prefer the chosen answers
 
 
 def test_pretrain_on_smollm2(tmp_path):
@@ -48,4 +48,4 @@ def test_pretrain_on_smollm2(tmp_path):
                                 data=NO_VALIDATION)
     result = train_task(load_project(config))
     ev = evaluate_run(result.run_dir)
-    assert ev["tuned"]["loss"] < ev["base"]["loss"] and ev["tuned"]["tokens"] > 0
+    assert ev.tuned["loss"] < ev.base["loss"] and ev.tuned["tokens"] > 0

@@ -142,7 +142,7 @@ def test_estimate_matches_measured_peak(smollm2_dir, smol_shape, mode, seq, batc
 
 
 def test_train_task_refuses_a_run_that_cannot_fit(project_dir, monkeypatch):
-    from conftest import CHAT_TASK
+    from tests.conftest import CHAT_TASK
     from tuneloom import load_project
     from tuneloom.train import memory, train_task
 

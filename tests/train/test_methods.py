@@ -33,7 +33,7 @@ def test_full_fine_tuning_saves_whole_model_and_evaluates(tmp_path, tiny_llama_d
     assert (model / "model.safetensors").is_file() and not (model / "adapter_config.json").exists()
     assert result.trainable_parameters == result.total_parameters
     ev = evaluate_run(result.run_dir)
-    assert math.isfinite(ev["tuned"]["loss"]) and ev["base"]["loss"] != ev["tuned"]["loss"]
+    assert math.isfinite(ev.tuned["loss"]) and ev.base["loss"] != ev.tuned["loss"]
 
 
 def test_full_fine_tuning_of_a_classifier(tmp_path, tiny_llama_dir, tiny_bert_dir):
@@ -41,7 +41,7 @@ def test_full_fine_tuning_of_a_classifier(tmp_path, tiny_llama_dir, tiny_bert_di
     result = train_task(project, CLS_TASK)
     assert (Path(result.model_dir) / "model.safetensors").is_file()
     ev = evaluate_run(result.run_dir)
-    assert 0.0 <= ev["tuned"]["accuracy"] <= 1.0 and ev["labels"] == sorted(ev["tuned"]["per_class"])
+    assert 0.0 <= ev.tuned["accuracy"] <= 1.0 and ev.labels == sorted(ev.tuned["per_class"])
 
 
 def test_qlora_quantizes_the_base_to_nf4_and_trains_an_adapter(tmp_path, tiny_llama_dir, tiny_bert_dir):

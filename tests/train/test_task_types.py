@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import CHAT_TASK, write_project
 from tests.task_projects import ner_rows, write_prepared, write_task_project
+from tuneloom.artifacts import read_eval
 from tuneloom.cli import app
 from tuneloom.config import load_project, parse_project
 from tuneloom.data import load_split, prepare_dataset
@@ -88,9 +89,9 @@ def test_ner_trains_evaluates_and_reports_from_the_cli(tmp_path, tiny_bert_dir):
     assert result.exit_code == 0, result.output
     assert "entity_f1" in result.output and "gate ner: passed" in result.output
     run = next((tmp_path / "workspace" / "runs").iterdir())
-    ev = json.loads((run / "eval.json").read_text())
-    assert set(ev["comparison"]) == {"entity_f1", "entity_precision", "entity_recall"}
-    assert set(ev["tuned"]["per_type"]) <= {"CITY", "COURIER", "ORDER"}
+    ev = read_eval(run)
+    assert set(ev.comparison) == {"entity_f1", "entity_precision", "entity_recall"}
+    assert set(ev.tuned["per_type"]) <= {"CITY", "COURIER", "ORDER"}
 
 
 def test_multilabel_classification_trains_on_multi_hot_targets_and_merges(tmp_path, tiny_bert_dir):
@@ -99,14 +100,14 @@ def test_multilabel_classification_trains_on_multi_hot_targets_and_merges(tmp_pa
     config = write_task_project(tmp_path, "classification", tiny_bert_dir, method={"merge": True})
     result = train_task(load_project(config))
     ev = evaluate_run(result.run_dir)
-    assert ev["multi_label"] and sorted(ev["tuned"]["per_class"]) == ["billing", "shipping", "tech_support"]
-    assert all(isinstance(e["labels"], list) for e in ev["examples"])
-    assert 0.0 <= ev["tuned"]["macro_f1"] <= 1.0
+    assert ev.multi_label and sorted(ev.tuned["per_class"]) == ["billing", "shipping", "tech_support"]
+    assert all(isinstance(e["labels"], list) for e in ev.examples)
+    assert 0.0 <= ev.tuned["macro_f1"] <= 1.0
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     merged = AutoModelForSequenceClassification.from_pretrained(Path(result.run_dir) / "model-merged").eval()
     assert merged.config.problem_type == "multi_label_classification" and merged.config.num_labels == 3
-    tuned = load_classifier(Path(result.model_dir), tiny_bert_dir, "lora", ev["labels"], 0, False, multi_label=True).eval()
+    tuned = load_classifier(Path(result.model_dir), tiny_bert_dir, "lora", ev.labels, 0, False, multi_label=True).eval()
     batch = AutoTokenizer.from_pretrained(tiny_bert_dir)(["Charged twice for order 12"], return_tensors="pt")
     with torch.no_grad():
         assert torch.allclose(merged(**batch).logits, tuned(**batch).logits, atol=1e-5)
@@ -130,8 +131,8 @@ def test_dpo_trains_an_adapter_and_rewards_chosen_answers(tmp_path, tiny_llama_d
     model = Path(result.model_dir)
     assert (model / "adapter_model.safetensors").is_file() and not (model / "ref").exists()
     ev = evaluate_run(result.run_dir)
-    assert ev["base"]["reward_accuracy"] == 0.0 and ev["base"]["reward_margin"] == 0.0
-    assert ev["tuned"]["reward_margin"] > 0 and ev["tuned"]["reward_accuracy"] > 0.5
+    assert ev.base["reward_accuracy"] == 0.0 and ev.base["reward_margin"] == 0.0
+    assert ev.tuned["reward_margin"] > 0 and ev.tuned["reward_accuracy"] > 0.5
 
 
 def test_kto_trains_on_the_pairs_unpaired(tmp_path, tiny_llama_dir):
@@ -149,7 +150,7 @@ def test_pretrain_packs_and_lowers_held_out_loss(tmp_path, tiny_llama_dir):
     result = train_task(project)
     assert result.attention == "sdpa"  # packed rows keep examples apart without a square score matrix
     ev = evaluate_run(result.run_dir)
-    assert ev["tuned"]["loss"] < ev["base"]["loss"] and ev["tuned"]["tokens"] == ev["base"]["tokens"] > 0
+    assert ev.tuned["loss"] < ev.base["loss"] and ev.tuned["tokens"] == ev.base["tokens"] > 0
 
 
 def test_packed_batch_gives_the_same_per_token_loss_as_padded(tiny_llama_dir):

@@ -168,15 +168,6 @@ def pretrain_example(data: DataConfig, record: dict[str, Any], clean: Cleaner) -
     return (None, reason) if reason else ({"text": text}, None)
 
 
-BUILDERS = {
-    "chat_sft": chat_example,
-    "classification": classification_example,
-    "ner": ner_example,
-    "preference": preference_example,
-    "pretrain": pretrain_example,
-}
-
-
 def dedup_texts(example: Example) -> list[str]:
     """The texts that make an example what it is, for exact and near duplicate detection."""
     if "messages" in example:

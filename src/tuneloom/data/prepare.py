@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
+from tuneloom.tasks import kind_of
 from tuneloom.artifacts import (
     DatasetManifest,
     ManifestResult,
@@ -168,7 +169,7 @@ def prepare_dataset(
     if why_not:
         warnings.append(f"token statistics skipped: {why_not}")
     if tokenizer is not None:
-        tokens.measure(kept, task.type, tokenizer)
+        kind_of(task.type).measure_tokens(kept, tokenizer)
         max_length = task.train.max_length
         if window and max_length > window:
             warnings.append(f"train.max_length {max_length} exceeds the model's context window of {window} tokens")
@@ -198,12 +199,12 @@ def prepare_dataset(
             f"duplicates {account.duplicates} ({account.near_duplicates} near)")
 
     splits = split_examples(kept, data.split)
-    labels = _labels(task.type, kept)
-    label_counts = _label_counts(task.type, splits)
+    labels = kind_of(task.type).labels(kept)
+    label_counts = kind_of(task.type).label_counts(splits)
     if label_counts:
         warnings.extend(_label_warnings(label_counts, data.rare_class_min))
     token_stats = {s: tokens.summary(v, task.train.max_length, window) for s, v in splits.items()} if tokenizer else None
-    if token_stats and task.type == "ner" and token_stats["train"].get("misaligned_entities"):
+    if token_stats and token_stats["train"].get("misaligned_entities"):
         n = sum(t.get("misaligned_entities", 0) for t in token_stats.values())
         warnings.append(f"{n} entity span(s) do not start or end on a token boundary of {task.model}'s tokenizer; "
                         f"their BIO tags will cover the whole tokens they touch")
@@ -252,22 +253,6 @@ def _with_kept(near_dups: list[dict[str, Any]], by_location: dict[str, dict[str,
 def _public(example: dict[str, Any]) -> dict[str, Any]:
     """A split row as the contract says: no working fields (underscored, split, group)."""
     return {k: v for k, v in example.items() if not k.startswith("_") and k not in ("split", "group")}
-
-
-def _labels(task_type: str, kept: list[dict[str, Any]]) -> list[str] | None:
-    if task_type == "classification":
-        return sorted({label for e in kept for label in (e["labels"] if "labels" in e else [e["label"]])})
-    if task_type == "ner":
-        return sorted({s["label"] for e in kept for s in e["entities"]})
-    return None
-
-
-def _label_counts(task_type: str, splits: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, int]] | None:
-    if task_type == "classification":
-        return {s: dict(Counter(lab for e in v for lab in (e["labels"] if "labels" in e else [e["label"]]))) for s, v in splits.items()}
-    if task_type == "ner":
-        return {s: dict(Counter(span["label"] for e in v for span in e["entities"])) for s, v in splits.items()}
-    return None
 
 
 def _label_warnings(label_counts: dict[str, dict[str, int]], rare: int) -> list[str]:

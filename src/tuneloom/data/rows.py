@@ -14,10 +14,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from tuneloom.tasks import kind_of
 from tuneloom.config import DataConfig
 from tuneloom.data.clean import Cleaner, dedup_key, normalize_text
 from tuneloom.data.dedup import signature
-from tuneloom.data.format import BUILDERS, dedup_texts
+from tuneloom.data.format import dedup_texts
 from tuneloom.data.redact import Redactor, redact_example
 
 SPLIT_NAMES = {"train": "train", "training": "train", "validation": "validation", "valid": "validation",
@@ -55,7 +56,7 @@ class RowStage:
             return RowResult(location, reason="missing_columns")
         if sum(len(v) for v in record.values() if isinstance(v, str)) > self.raw_limit:
             return RowResult(location, reason="too_long")  # before cleaning: a 50 MB cell is not worth normalising
-        example, reason = BUILDERS[self.task_type](self.data, record, self.cleaner)
+        example, reason = kind_of(self.task_type).build_example(self.data, record, self.cleaner)
         if example is None:
             return RowResult(location, reason=reason)
         texts = dedup_texts(example)

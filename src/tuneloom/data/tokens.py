@@ -41,28 +41,36 @@ def _chat_ids(tokenizer: Any, messages: list[dict[str, str]], generation_prompt:
     return len(tokenizer("\n".join(m["content"] for m in messages))["input_ids"])
 
 
-def measure(examples: list[dict[str, Any]], task_type: str, tokenizer: Any) -> None:
-    """Add `_tokens` (and `_prompt_tokens` for chat, `_misaligned` for ner) to each example."""
-    if task_type in ("classification", "pretrain"):
-        lengths = tokenizer([e["text"] for e in examples])["input_ids"]
-        for e, ids in zip(examples, lengths):
-            e["_tokens"] = len(ids)
-    elif task_type == "ner":
-        enc = tokenizer([e["text"] for e in examples], return_offsets_mapping=True)
-        for e, ids, offsets in zip(examples, enc["input_ids"], enc["offset_mapping"]):
-            e["_tokens"] = len(ids)
-            starts = {a for a, b in offsets if b > a}
-            ends = {b for a, b in offsets if b > a}
-            e["_misaligned"] = sum(1 for s in e["entities"] if s["start"] not in starts or s["end"] not in ends)
-    elif task_type == "chat_sft":
-        for e in examples:
-            e["_tokens"] = _chat_ids(tokenizer, e["messages"])
-            last = max(i for i, m in enumerate(e["messages"]) if m["role"] == "assistant")
-            e["_prompt_tokens"] = _chat_ids(tokenizer, e["messages"][:last], generation_prompt=True)
-    elif task_type == "preference":
-        for e in examples:
-            e["_prompt_tokens"] = _chat_ids(tokenizer, e["prompt"], generation_prompt=True)
-            e["_tokens"] = max(_chat_ids(tokenizer, e["prompt"] + e[k]) for k in ("chosen", "rejected"))
+def measure_texts(examples: list[dict[str, Any]], tokenizer: Any) -> None:
+    """`_tokens` of each example's `text`."""
+    lengths = tokenizer([e["text"] for e in examples])["input_ids"]
+    for e, ids in zip(examples, lengths):
+        e["_tokens"] = len(ids)
+
+
+def measure_spans(examples: list[dict[str, Any]], tokenizer: Any) -> None:
+    """`_tokens` of each text, and `_misaligned`: entity spans not on token boundaries."""
+    enc = tokenizer([e["text"] for e in examples], return_offsets_mapping=True)
+    for e, ids, offsets in zip(examples, enc["input_ids"], enc["offset_mapping"]):
+        e["_tokens"] = len(ids)
+        starts = {a for a, b in offsets if b > a}
+        ends = {b for a, b in offsets if b > a}
+        e["_misaligned"] = sum(1 for s in e["entities"] if s["start"] not in starts or s["end"] not in ends)
+
+
+def measure_chat(examples: list[dict[str, Any]], tokenizer: Any) -> None:
+    """`_tokens` of each conversation and `_prompt_tokens` up to its last answer."""
+    for e in examples:
+        e["_tokens"] = _chat_ids(tokenizer, e["messages"])
+        last = max(i for i, m in enumerate(e["messages"]) if m["role"] == "assistant")
+        e["_prompt_tokens"] = _chat_ids(tokenizer, e["messages"][:last], generation_prompt=True)
+
+
+def measure_pairs(examples: list[dict[str, Any]], tokenizer: Any) -> None:
+    """`_prompt_tokens` of each prompt and `_tokens` of its longer answer pair."""
+    for e in examples:
+        e["_prompt_tokens"] = _chat_ids(tokenizer, e["prompt"], generation_prompt=True)
+        e["_tokens"] = max(_chat_ids(tokenizer, e["prompt"] + e[k]) for k in ("chosen", "rejected"))
 
 
 def over_length(example: dict[str, Any], max_length: int) -> bool:

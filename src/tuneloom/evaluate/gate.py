@@ -2,42 +2,26 @@
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from tuneloom.artifacts import GateRecord, GateResult, RuleResult, read_eval, write_gate
+from tuneloom.config import GateConfig
+from tuneloom.tasks import lower_is_better
 
-from tuneloom.config import LOWER_IS_BETTER, GateConfig
-from tuneloom.workspace import write_json_atomic
-
-
-class RuleResult(BaseModel):
-    rule: str
-    value: float
-    limit: float
-    passed: bool
-    detail: str
-
-
-class GateResult(BaseModel):
-    passed: bool
-    reference: str  # "production" or "base": what drops are measured against
-    rules: list[RuleResult]
+__all__ = ["GateResult", "RuleResult", "check_gate", "gate_run"]
 
 
 def gate_run(run_dir: Path, gate: GateConfig, rules_from: str) -> GateResult:
     """Check the run's eval.json and record the verdict in the run's gate.json."""
-    result = check_gate(gate, json.loads((run_dir / "eval.json").read_text()))
-    record = {**result.model_dump(), "rules_from": rules_from, "checked": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    write_json_atomic(run_dir / "gate.json", record)
+    result = check_gate(gate, read_eval(run_dir).model_dump())
+    write_gate(run_dir, GateRecord(**result.model_dump(), rules_from=rules_from))
     return result
 
 
 def _drop(metric: str, reference: float, tuned: float) -> float:
     """How much worse tuned is than reference (positive = worse), in the metric's own units."""
-    return tuned - reference if metric in LOWER_IS_BETTER else reference - tuned
+    return tuned - reference if lower_is_better(metric) else reference - tuned
 
 
 def check_gate(gate: GateConfig, result: dict[str, Any]) -> GateResult:
@@ -53,8 +37,8 @@ def check_gate(gate: GateConfig, result: dict[str, Any]) -> GateResult:
         if metric in missing:
             continue
         value = float(tuned[metric])
-        ok = value <= limit if metric in LOWER_IS_BETTER else value >= limit
-        bound = "at most" if metric in LOWER_IS_BETTER else "at least"
+        ok = value <= limit if lower_is_better(metric) else value >= limit
+        bound = "at most" if lower_is_better(metric) else "at least"
         rules.append(RuleResult(rule=f"min {metric}", value=value, limit=limit, passed=ok,
                                 detail=f"tuned {metric} {value:.4f}, must be {bound} {limit:.4f}"))
     for metric, limit in gate.max_drop.items():

@@ -29,7 +29,10 @@ from tuneloom.config import DEFAULT_RUBRIC, JudgeConfig
 if TYPE_CHECKING:
     import httpx2  # imported where requests are made, so importing JudgeConfig stays light
 
-__all__ = ["DEFAULT_RUBRIC", "JudgeConfig", "JudgeScore", "judge_answers", "judge_from_config", "judge_summary", "parse_judge_reply"]
+__all__ = [
+    "DEFAULT_RUBRIC", "JudgeConfig", "JudgeScore", "judge_answers", "judge_from_config", "judge_sides", "judge_summary",
+    "parse_judge_reply",
+]
 
 log = logging.getLogger(__name__)
 
@@ -246,3 +249,16 @@ def judge_summary(scores: list[JudgeScore]) -> dict[str, Any]:
         "n_scored": len(scored),
         "n_failed": len(scores) - len(scored),
     }
+
+
+def judge_sides(result: dict[str, Any], config: JudgeConfig) -> dict[str, Any]:
+    """LLM-as-judge mean scores (1-5) of each side's answers; added to each side as the metric `judge_score`."""
+    out = {}
+    for side in ("base", "tuned", "production"):
+        if side == "production" and "production" not in result:
+            continue
+        items = [{"question": e["question"], "reference": e["reference"], "answer": e[side]} for e in result["examples"]]
+        out[side] = judge_summary(judge_from_config(items, config))
+        if out[side]["mean"] is not None:
+            result[side]["judge_score"] = out[side]["mean"]
+    return out

@@ -2,48 +2,44 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from tuneloom.config import LOWER_IS_BETTER
+from tuneloom.artifacts import read_eval, read_manifest, read_snapshot, read_summary
 from tuneloom.reports import plots
+from tuneloom.tasks import lower_is_better
 from tuneloom.workspace import read_jsonl, write_text_atomic
 
 
-
 def _task_section(run: Path) -> dict[str, Any]:
-    snapshot = yaml.safe_load((run / "config.yaml").read_text())
-    summary = json.loads((run / "summary.json").read_text())
-    ev = json.loads((run / "eval.json").read_text())
-    manifest = json.loads((Path(snapshot["dataset"]["path"]) / "manifest.json").read_text())
+    snapshot, summary, ev = read_snapshot(run), read_summary(run), read_eval(run).model_dump(mode="json", exclude_none=True)
+    manifest = read_manifest(snapshot.dataset.path)
     metrics = read_jsonl(run / "metrics.jsonl") if (run / "metrics.jsonl").is_file() else []
-    task = snapshot["task"]
+    task = snapshot.task
     for name, c in ev["comparison"].items():
-        c["better"] = c["delta"] < 0 if name in LOWER_IS_BETTER else c["delta"] > 0
+        c["better"] = c["delta"] < 0 if lower_is_better(name) else c["delta"] > 0
     images = [
         plots.loss_curves(metrics, f"{task['name']}: loss"),
         plots.metric_bars(ev["comparison"], "base vs tuned (test split)"),
         plots.deltas_with_intervals(ev["comparison"], "change with 95% interval"),
     ]
+    per_class = "example_metric" not in ev and "confusion" in ev["tuned"]  # single-label classes
     section: dict[str, Any] = {
         "name": task["name"], "type": task["type"], "model": task["model"], "method": task["method"]["kind"],
-        "run": run.name, "dataset_version": snapshot["dataset"]["version"], "counts": manifest["result"]["counts"],
-        "train": summary["train"], "eval": ev, "plots": images,
+        "run": run.name, "dataset_version": snapshot.dataset.version, "counts": manifest.result.counts,
+        "train": summary.train.model_dump(), "eval": ev, "plots": images, "per_class": per_class,
     }
-    if "example_metric" in ev:  # ner, preference, pretrain, multi-label: per-example scores only
-        images.append(plots.learning_rate(metrics))
-    elif task["type"] == "classification":
+    if per_class:
         images.append(plots.per_class_f1(ev["labels"], ev["base"], ev["tuned"]))
         images.append(plots.confusion(ev["labels"], ev["tuned"]["confusion"], "tuned: confusion matrix"))
         section["errors"] = [e for e in ev["examples"] if e["tuned"] != e["label"]][:25]
     else:
         images.append(plots.learning_rate(metrics))
-        section["examples"] = ev["examples"][:12]
+        if "example_metric" not in ev:  # generated answers
+            section["examples"] = ev["examples"][:12]
     return section
 
 

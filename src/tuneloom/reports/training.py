@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from tuneloom.artifacts import read_snapshot, read_summary
 from tuneloom.reports import plots
 from tuneloom.workspace import read_jsonl, write_text_atomic
 
@@ -22,13 +21,12 @@ def _render(template: str, path: Path, **context: Any) -> Path:
 
 def write_run_report(run: Path) -> Path:
     """`run/report.html`: the run's settings, results, loss curves and learning rate (eval replaces it later)."""
-    snapshot = yaml.safe_load((run / "config.yaml").read_text())
-    summary = json.loads((run / "summary.json").read_text())["train"]
+    snapshot, summary = read_snapshot(run), read_summary(run).train.model_dump()
     metrics = read_jsonl(run / "metrics.jsonl") if (run / "metrics.jsonl").is_file() else []
-    task = snapshot["task"]
+    task = snapshot.task
     images = [plots.loss_curves(metrics, f"{task['name']}: loss"), plots.learning_rate(metrics)]
     return _render("run_report.html.j2", run / "report.html", run=run.name, task=task, train=summary,
-                   dataset=snapshot["dataset"], plots=images)
+                   dataset=snapshot.dataset.model_dump(), plots=images)
 
 
 def write_search_report(folder: Path, search: dict[str, Any]) -> Path:

@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 from pydantic import BaseModel
 
-from tuneloom.config import ScoutPrecision, TaskType
+from tuneloom.config import ScoutPrecision
 from tuneloom.workspace import write_json_atomic
 
 MB = 1024**2
@@ -34,7 +34,7 @@ class MeasureJob(BaseModel):
 
     path: str
     precision: ScoutPrecision
-    task_type: TaskType
+    task_type: str
     trust_remote_code: bool
     rows: list[dict[str, Any]]
     texts: list[str]  # the whole validation split's input text, for tokenizer efficiency

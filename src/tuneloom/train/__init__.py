@@ -15,6 +15,7 @@ from datasets import Dataset
 from rich.console import Console
 from transformers import PrinterCallback, TrainerCallback, set_seed
 
+from tuneloom.tasks import kind_of
 from tuneloom.artifacts import (
     DatasetManifest,
     DatasetRef,
@@ -29,7 +30,6 @@ from tuneloom.config import Project, TaskConfig
 from tuneloom.data import load_split, prepare_dataset
 from tuneloom.errors import TuneloomError
 from tuneloom.reports.training import write_run_report
-from tuneloom.train import classify, ner, preference, pretrain, sft
 from tuneloom.train.common import (
     RunLogger,
     TaskParts,
@@ -41,14 +41,12 @@ from tuneloom.train.common import (
     training_kwargs,
 )
 from tuneloom.train.memory import check_training_memory
-from tuneloom.train.speed import ATTENTION_TASKS, speed_up_lora
+from tuneloom.train.speed import speed_up_lora
 from tuneloom.train.distributed import gather, is_main, shared_run_dir, world_size
 from tuneloom.train.tracking import start_tracking
 from tuneloom.workspace import Workspace, read_jsonl, run_state, set_status, write_json_atomic, write_jsonl_atomic
 
 __all__ = ["ResumeError", "TrainResult", "resume_run", "train_task"]
-
-TASK_MODULES = {"chat_sft": sft, "classification": classify, "ner": ner, "preference": preference, "pretrain": pretrain}
 
 
 class ResumeError(TuneloomError):
@@ -237,15 +235,17 @@ def merge_adapter(task: TaskConfig, adapter_dir: Path, precision: str, out_dir: 
 
     from tuneloom.train.common import save_merged
 
-    heads = {"classification": AutoPeftModelForSequenceClassification, "ner": AutoPeftModelForTokenClassification}
+    heads = {"causal_lm": AutoPeftModelForCausalLM, "sequence_classification": AutoPeftModelForSequenceClassification,
+             "token_classification": AutoPeftModelForTokenClassification}
+    head = kind_of(task.type).head
     kwargs: dict[str, Any] = {"trust_remote_code": task.trust_remote_code}
-    if task.type in heads:
+    if head != "causal_lm":
         kwargs.update(dtype=torch.float32, num_labels=trained_config.num_labels, id2label=trained_config.id2label,
                       label2id=trained_config.label2id, problem_type=trained_config.problem_type,
                       pad_token_id=trained_config.pad_token_id)
     else:
         kwargs["dtype"] = torch.bfloat16 if precision == "bf16" else torch.float32
-    model = heads.get(task.type, AutoPeftModelForCausalLM).from_pretrained(adapter_dir, **kwargs)
+    model = heads[head].from_pretrained(adapter_dir, **kwargs)
     return save_merged(model, out_dir)
 
 
@@ -264,11 +264,12 @@ def _fit(
     set_seed(task.train.seed)
     train_rows, val_rows = load_split(dataset_dir, "train"), load_split(dataset_dir, "validation")
     check_training_memory(task, model_path, precision, len(manifest.labels), longest_example(manifest, task))
-    parts = TASK_MODULES[task.type].prepare(task, model_path, precision, manifest, train_rows, val_rows)
+    kind = kind_of(task.type)
+    parts = kind.training_parts(task, model_path, precision, manifest, train_rows, val_rows)
     if task.method.kind != "full":
         speed_up_lora(parts.model, precision)
     attention = getattr(parts.model.config, "_attn_implementation", None)
-    if task.type in ATTENTION_TASKS:
+    if kind.causal_lm:
         console.print(f"attention: {attention} (train.attention: {task.train.attention})")
     for note in parts.notes:
         console.print(f"[yellow]{note}")

@@ -35,6 +35,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from tuneloom.tasks import kind_of
 from tuneloom.config import TaskConfig
 from tuneloom.errors import TuneloomError
 from tuneloom.train.speed import attention_for
@@ -323,7 +324,7 @@ def check_training_memory(task: TaskConfig, model_path: Path, precision: str, la
     training example; max_length when not given) is the run's worst case.
     """
     shape = model_shape(model_path, task.trust_remote_code)
-    if task.type == "classification":  # a classification head's logits, and fp32 weights (see train.classify)
+    if kind_of(task.type).head == "sequence_classification":  # a head's logits, and fp32 weights (see train.classify)
         shape, precision = shape.model_copy(update={"vocab_size": max(labels, 2)}), "fp32"
     mode = "lora" if task.method.kind == "dora" else task.method.kind  # DoRA's magnitude vectors are tiny next to LoRA's A and B
     seq = min(longest or task.train.max_length, task.train.max_length)

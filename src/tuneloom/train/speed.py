@@ -23,9 +23,9 @@ from typing import Any
 
 import torch
 
+from tuneloom.tasks import kind_of
 from tuneloom.config import TaskConfig
 
-ATTENTION_TASKS = ("chat_sft", "pretrain", "preference")  # decoder tasks: their model comes from sft.build_model
 EAGER_MAX_TOKENS = 256  # the longest example for which eager attention beats sdpa on a CPU (see above)
 LANE_BITS = 15  # each int64 of random bits gives four 16-bit lanes; the top bit of the top lane is always 0
 
@@ -67,7 +67,7 @@ def attention_for(task: TaskConfig, longest: int) -> str:
     building the square score matrix that eager would. Encoder tasks (classification, NER) keep
     transformers' default, sdpa.
     """
-    if task.type not in ATTENTION_TASKS:
+    if not kind_of(task.type).causal_lm:
         return "sdpa"
     if task.train.attention != "auto":
         return task.train.attention

@@ -1,0 +1,73 @@
+"""chat_sft: supervised fine-tuning on conversations; the loss covers the assistant's answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuneloom.tasks.base import Built, EvalContext, Example, KindDefaults
+
+if TYPE_CHECKING:
+    from tuneloom.artifacts import DatasetManifest
+    from tuneloom.config import DataConfig, TaskConfig
+    from tuneloom.data.clean import Cleaner
+    from tuneloom.train.common import TaskParts
+
+
+class ChatSft(KindDefaults):
+    name = "chat_sft"
+    summary = "Supervised fine-tuning on conversations (prompt/response or OpenAI-format messages)."
+    required_columns: tuple[str, ...] = ()
+    allowed_columns = frozenset({"prompt", "response", "messages"})
+    metrics = ("loss", "perplexity", "rouge_l", "token_f1", "exact_match")
+    causal_lm = True
+    head = "causal_lm"
+    serve_as = "chat"
+    can_pack = True
+    takes_system_prompt = True
+    forgetting_check = True
+
+    def check_config(self, task: TaskConfig) -> None:
+        cols = task.data.columns
+        if cols.messages and (cols.prompt or cols.response):
+            raise ValueError("chat_sft takes either data.columns.messages or data.columns.prompt + response, not both")
+        if not cols.messages and not (cols.prompt and cols.response):
+            raise ValueError("chat_sft needs data.columns.prompt and data.columns.response (or data.columns.messages)")
+
+    def gate_metrics(self, task: TaskConfig) -> tuple[str, ...]:
+        return (*self.metrics, "judge_score")
+
+    def build_example(self, data: DataConfig, record: dict[str, Any], clean: Cleaner) -> Built:
+        from tuneloom.data.format import chat_example
+
+        return chat_example(data, record, clean)
+
+    def measure_tokens(self, examples: list[Example], tokenizer: Any) -> None:
+        from tuneloom.data.tokens import measure_chat
+
+        measure_chat(examples, tokenizer)
+
+    def training_parts(self, task: TaskConfig, model_path: Path, precision: str, manifest: DatasetManifest,
+                       train: list[Example], validation: list[Example]) -> TaskParts:
+        from tuneloom.train import sft
+
+        return sft.prepare(task, model_path, precision, manifest, train, validation)
+
+    def eval_passes(self, with_production: bool) -> int:
+        return 2 + int(with_production)
+
+    def evaluate(self, ctx: EvalContext) -> dict[str, Any]:
+        from tuneloom.evaluate.chat import evaluate_chat
+
+        task = ctx.task
+        result = evaluate_chat(ctx.model_dir, ctx.base_path, ctx.method, ctx.precision, ctx.rows, task.train.max_length,
+                               task.eval.max_new_tokens, task.eval.batch_size, task.trust_remote_code, ctx.tick,
+                               ctx.production, ctx.general)
+        if task.eval.judge:
+            from tuneloom.evaluate.judge import judge_sides
+
+            result["judge"] = judge_sides(result, task.eval.judge)
+        return result
+
+
+KIND = ChatSft()
