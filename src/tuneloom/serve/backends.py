@@ -120,9 +120,10 @@ class TransformersBackend:
 
     def start(self, target: Target, prompt_ids: list[int], params: SamplingParams, n: int, deadline: float) -> Generation:
         chat = self.chat_model(target)
-        adapter = adapter_key(target.adapter_path) if target.adapter_path is not None else None
-        if adapter is not None:
-            hit = [chat.adapters.acquire(adapter, target.adapter_path) for _ in range(n)][0]  # one pin per sequence
+        path = target.adapter_path
+        adapter = adapter_key(path) if path is not None else None
+        if adapter is not None and path is not None:
+            hit = [chat.adapters.acquire(adapter, path) for _ in range(n)][0]  # one pin per sequence
             self.metrics.adapter_cache.labels("hit" if hit else "miss").inc()
 
         def done(event: Event) -> None:

@@ -47,7 +47,8 @@ def raise_for_abnormal(finishes: list[str | None]) -> None:
 
 async def collect(generation: Generation, request: Request, n: int) -> tuple[list[str], list[str | None], list[int]]:
     """Every choice's text, finish reason and token count; cancels generation if the client goes away."""
-    texts, finishes, tokens = [""] * n, [None] * n, [0] * n
+    texts, tokens = [""] * n, [0] * n
+    finishes: list[str | None] = [None] * n
 
     async def watch() -> None:
         while True:
@@ -86,7 +87,8 @@ def _chunk(chat: bool, completion_id: str, created: int, model: str, event: Even
 async def sse(generation: Generation, chat: bool, completion_id: str, created: int, model: str, n: int,
                include_usage: bool, prompt_tokens: int, record: Any, observe: Any) -> AsyncIterator[str]:
     """OpenAI's streaming format; the completion is stored before `[DONE]`; a disconnect cancels generation."""
-    texts, finishes, tokens = [""] * n, [None] * n, [0] * n
+    texts, tokens = [""] * n, [0] * n
+    finishes: list[str | None] = [None] * n
     try:
         if chat:
             for i in range(n):
@@ -107,8 +109,9 @@ async def sse(generation: Generation, chat: bool, completion_id: str, created: i
         if include_usage:
             usage = {"prompt_tokens": prompt_tokens, "completion_tokens": sum(tokens),
                      "total_tokens": prompt_tokens + sum(tokens)}
-            body = {"id": completion_id, "object": "chat.completion.chunk" if chat else "text_completion",
-                    "created": created, "model": model, "choices": [], "usage": usage}
+            obj = "chat.completion.chunk" if chat else "text_completion"
+            body: dict[str, Any] = {"id": completion_id, "object": obj, "created": created, "model": model,
+                                    "choices": [], "usage": usage}
             yield f"data: {json.dumps(body)}\n\n"
         yield "data: [DONE]\n\n"
     finally:
