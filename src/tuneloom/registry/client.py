@@ -57,7 +57,7 @@ class ModelRegistry:
         remote = self.uri.startswith(("http://", "https://", "databricks"))
         self.artifact_root: Path | None = None if remote else self.workspace / "mlruns"
         # The workspace's own database follows the workspace when it is copied (see `experiment_id`).
-        self.in_workspace = registry_uri is None
+        self._own_database = registry_uri is None
         self.display_uri = redact_uri(self.uri)
         self._client_obj: MlflowClient | None = None
         self._client_lock = threading.Lock()
@@ -161,7 +161,7 @@ class ModelRegistry:
 
     def _in_this_workspace(self, path: Path, run_id: str | None) -> Path:
         """A version's files in this workspace's mlruns/ when the database came from a copied workspace."""
-        if not self.in_workspace or self.artifact_root is None or not run_id or run_id not in path.parts:
+        if not self._own_database or self.artifact_root is None or not run_id or run_id not in path.parts:
             return path
         here = self.artifact_root.joinpath(*path.parts[path.parts.index(run_id) - 1:])
         return here if here.is_dir() else path
@@ -204,7 +204,7 @@ class ModelRegistry:
         MLflow stores absolute artifact locations and has no call to change one, so the workspace's
         own SQLite file is updated directly (one row; a configured registry is never touched).
         """
-        if not self.in_workspace or self.artifact_root is None or not is_local_uri(experiment.artifact_location):
+        if not self._own_database or self.artifact_root is None or not is_local_uri(experiment.artifact_location):
             return
         stored = local_path(experiment.artifact_location)
         if stored.parent.name != "mlruns" or stored.parent == self.artifact_root:
