@@ -7,23 +7,58 @@ set-up are the slow part. Each test uses its own model names, so the tests do no
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import typer
-import yaml
 from rich.console import Console
 from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
 from tests.conftest import CHAT_TASK, CLS_TASK, write_project
+from tuneloom.artifacts import (
+    DatasetRef,
+    EvalResult,
+    GateRecord,
+    RuleResult,
+    RunSnapshot,
+    TrainingSummary,
+    TrainResult,
+    write_eval,
+    write_gate,
+    write_snapshot,
+    write_status,
+    write_summary,
+)
 from tuneloom.config import load_project
-from tuneloom.registry import ModelRegistry, RegistryError, history, list_versions, promote, register_run, resolve
+from tuneloom.registry import (
+    ModelRegistry,
+    NotRegistered,
+    RegistryError,
+    VersionNotFound,
+    history,
+    list_versions,
+    promote,
+    register_run,
+    resolve,
+)
 from tuneloom.registry.commands import add_registry_commands
-from tuneloom.registry.mlflow_registry import _redact
+from tuneloom.registry.uris import redact_uri
 
 runner = CliRunner()
+
+
+def _train_result(run: Path, task_name: str) -> TrainResult:
+    return TrainResult(
+        task=task_name, run_dir=str(run), model_dir=str(run / "model"), dataset="ds", method="lora", precision="fp32",
+        steps=3, epochs=1.0, train_loss=1.0, eval_loss=None, seconds=1.0, tokens=10, tokens_per_s=10.0,
+        trainable_parameters=1, total_parameters=2, truncated_examples=0,
+    )
 
 
 def make_run(ws: Path, project_file: Path, task_name: str, stamp: str, gate: bool | None, seed: int,
@@ -33,29 +68,29 @@ def make_run(ws: Path, project_file: Path, task_name: str, stamp: str, gate: boo
     task = project.config.task(task_name)
     run = ws / "runs" / f"{task_name}-{stamp}"
     (run / "model").mkdir(parents=True)
-    snapshot = {
-        "project": project.config.project,
-        "project_file": str(project.path),
-        "task": task.model_dump(mode="json"),
-        "dataset": {"path": str(ws / "datasets" / task_name / f"ds{seed}"), "version": f"ds{seed}"},
-        "base_model_path": f"/models/{task.model}",
-        "precision": "fp32",
-        "versions": {"python": "3.11", "torch": "2.13.0"},
-    }
-    (run / "config.yaml").write_text(yaml.safe_dump(snapshot, sort_keys=False))
-    (run / "status.json").write_text(json.dumps({"state": "completed" if finished else "running"}))
+    write_snapshot(run, RunSnapshot(
+        project=project.config.project,
+        project_file=str(project.path),
+        task=task.model_dump(mode="json"),
+        dataset=DatasetRef(path=str(ws / "datasets" / task_name / f"ds{seed}"), version=f"ds{seed}"),
+        base_model_path=f"/models/{task.model}",
+        precision="fp32",
+        versions={"python": "3.11", "torch": "2.13.0"},
+    ))
+    write_status(run, "completed" if finished else "running")
     if finished:
-        (run / "summary.json").write_text(json.dumps({"train": {"task": task_name, "steps": 3}}))
+        write_summary(run, TrainingSummary(train=_train_result(run, task_name)))
     if task.type == "chat_sft":
         tuned = {"loss": 1.5 - seed / 10, "perplexity": 4.0, "rouge_l": 0.3 + seed / 100, "token_f1": 0.4, "exact_match": 0.0}
     else:
         tuned = {"accuracy": 0.8, "macro_f1": 0.7 + seed / 100, "weighted_f1": 0.75,
                  "per_class": {"billing": {"f1": 0.7, "support": 3}}, "confusion": [[1, 0], [0, 1]]}
-    (run / "eval.json").write_text(json.dumps({"task": task_name, "base": tuned, "tuned": tuned, "comparison": {}}))
+    write_eval(run, EvalResult(task=task_name, task_type=task.type, run=run.name, test_dataset=f"ds{seed}",
+                               n_examples=2, base=tuned, tuned=tuned, metrics_shown=sorted(tuned), comparison={}))
     if gate is not None:
-        rules = [{"rule": "min rouge_l", "value": 0.31, "limit": 0.3, "passed": gate,
-                  "detail": "tuned rouge_l 0.3100, must be at least 0.3000" if gate else "tuned rouge_l 0.2100, must be at least 0.3000"}]
-        (run / "gate.json").write_text(json.dumps({"passed": gate, "reference": "base", "rules": rules}))
+        detail = f"tuned rouge_l {0.31 if gate else 0.21:.4f}, must be at least 0.3000"
+        rules = [RuleResult(rule="min rouge_l", value=0.31, limit=0.3, passed=gate, detail=detail)]
+        write_gate(run, GateRecord(passed=gate, reference="base", rules=rules))
     (run / "model" / "adapter_config.json").write_text(json.dumps(
         {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"], "base_model_name_or_path": task.model}))
     rng = np.random.default_rng(seed)
@@ -175,7 +210,7 @@ def test_module_functions_share_the_workspace_registry(env):
 
 def test_errors_are_readable(env):
     reg, runs = env["registry"], env["runs"]
-    with pytest.raises(RegistryError, match="no registered model 'nope'.*tuneloom models register RUN --name nope"):
+    with pytest.raises(NotRegistered, match="no registered model 'nope'.*tuneloom models register RUN --name nope"):
         reg.resolve("nope")
     with pytest.raises(RegistryError, match="invalid model name 'bad name!'"):
         reg.register_run(runs["a"], "bad name!")
@@ -186,15 +221,15 @@ def test_errors_are_readable(env):
     with pytest.raises(RegistryError, match="not a Tuneloom run folder"):
         reg.register_run(env["root"], "errs")
     reg.register_run(runs["d"], "errs")
-    with pytest.raises(RegistryError, match="'errs' has no version 7; its versions: 1"):
+    with pytest.raises(VersionNotFound, match="'errs' has no version 7; its versions: 1"):
         reg.promote("errs", 7)
-    with pytest.raises(RegistryError, match="'errs' has no production version yet"):
+    with pytest.raises(VersionNotFound, match="'errs' has no production version yet"):
         reg.resolve("errs")
-    with pytest.raises(RegistryError, match="no version with alias 'staging'"):
+    with pytest.raises(VersionNotFound, match="no version with alias 'staging'"):
         reg.resolve("errs@staging")
     with pytest.raises(RegistryError, match="no production version to roll back"):
         reg.rollback("errs")
-    assert _redact("https://alice:s3cret@mlflow.example.com/api?token=x") == "https://mlflow.example.com/api"
+    assert redact_uri("https://alice:s3cret@mlflow.example.com/api?token=x") == "https://mlflow.example.com/api"
 
 
 def _fails_readably(result, *needles: str) -> None:
@@ -239,3 +274,81 @@ def test_cli_commands(env):
     assert result.exit_code == 0 and "production" in result.output and "failed" in result.output, result.output
     _fails_readably(invoke("history", "ghost", *cfg), "no registered model 'ghost'")
     _fails_readably(invoke("promote", "cli-qa", "1", "-c", str(env["root"] / "missing.yaml")), "project file not found")
+
+
+def test_production_for_is_none_until_a_version_is_promoted(env):
+    from tuneloom.registry.lookup import production_for
+
+    project = load_project(env["project"])
+    task = project.config.task(CHAT_TASK).model_copy(update={"registry_name": "lookup-qa"})
+    assert production_for(project, task) is None  # not registered: NotRegistered, not an error
+    env["registry"].register_run(env["runs"]["b"], "lookup-qa")
+    assert production_for(project, task) is None  # registered, nothing promoted
+    env["registry"].promote("lookup-qa", 1)
+    found = production_for(project, task)
+    assert found is not None and (found.name, found.version) == ("lookup-qa", 1)
+
+
+_THREADED_FIRST_USE = """
+import sys, threading
+from pathlib import Path
+from tuneloom.registry import ModelRegistry, NotRegistered
+
+assert "mlflow" not in sys.modules, "MLflow was imported before any registry call"
+workspace = Path(sys.argv[1])
+shared = ModelRegistry(workspace)
+errors = []
+start = threading.Barrier(9)
+
+def use(i):
+    start.wait()
+    try:
+        if i % 3 == 0:
+            shared.client
+        else:  # the shared registry, or one of its own on the same (new) database
+            try:
+                (shared if i % 3 == 1 else ModelRegistry(workspace)).production("nobody")
+            except NotRegistered:
+                pass
+    except Exception as exc:
+        errors.append(repr(exc))
+
+threads = [threading.Thread(target=use, args=(i,)) for i in range(9)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("\\n".join(errors))
+sys.exit(1 if errors else 0)
+"""
+
+
+def test_mlflow_is_imported_safely_from_many_threads_at_once(tmp_path):
+    """`tuneloom serve` answers requests in threads; the first ones import MLflow together."""
+    import tuneloom
+
+    src = str(Path(tuneloom.__file__).resolve().parents[1])
+    result = subprocess.run([sys.executable, "-c", _THREADED_FIRST_USE, str(tmp_path / "workspace")],
+                            capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": src})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_copied_workspace_registers_into_its_own_mlruns(tmp_path):
+    original = tmp_path / "original"
+    project_file = write_project(original, "smollm2-135m-instruct", "all-minilm-l6-v2")
+    ws = original / "workspace"
+    first = make_run(ws, project_file, CHAT_TASK, "20260101-100000", gate=True, seed=1)
+    ModelRegistry(ws).register_run(first, "moved")
+    shutil.copytree(original, tmp_path / "copy")
+    files_before = sorted((ws / "mlruns").rglob("*"))
+
+    copy_ws = tmp_path / "copy" / "workspace"
+    second = make_run(copy_ws, tmp_path / "copy" / project_file.name, CHAT_TASK, "20260102-100000", gate=True, seed=2)
+    registry = ModelRegistry(copy_ws)
+    assert registry.register_run(second, "moved").version == 2
+    assert sorted((ws / "mlruns").rglob("*")) == files_before  # nothing written into the original
+    for ref in ("moved:1", "moved:2"):
+        assert registry.resolve(ref).path.is_relative_to(copy_ws / "mlruns"), ref
+    _same_files(registry.resolve("moved:2").path, second / "model")
+    assert ModelRegistry(ws).resolve("moved:1").path.is_relative_to(ws / "mlruns")
+    assert [v.version for v in ModelRegistry(ws).list_versions("moved")] == [1]

@@ -10,7 +10,7 @@ import yaml
 
 from tests.conftest import CHAT_TASK, write_project
 from tuneloom.config import load_project
-from tuneloom.registry.mlflow_registry import ModelRegistry
+from tuneloom.registry import ModelRegistry
 from tuneloom.train import train_task
 
 pytestmark = pytest.mark.timeout(600)

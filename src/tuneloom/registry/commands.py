@@ -23,7 +23,7 @@ def _project_exists(config: Path) -> bool:
 
 def open_registry(config: Path, run_dir: Path | None = None):  # noqa: ANN201
     """The registry of the project file; without one, that of the workspace holding `run_dir`."""
-    from tuneloom.registry.mlflow_registry import ModelRegistry
+    from tuneloom.registry.client import ModelRegistry
 
     if run_dir is not None and not _project_exists(config):
         return ModelRegistry(run_dir.parent.parent)  # runs/<id> sits in the workspace

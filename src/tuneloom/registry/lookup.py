@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from tuneloom.config import Project, TaskConfig
-from tuneloom.registry.mlflow_registry import ModelRegistry, RegistryError, ResolvedModel
+from tuneloom.registry.client import ModelRegistry
+from tuneloom.registry.errors import NotRegistered
+from tuneloom.registry.lineage import ResolvedModel
+from tuneloom.registry.refs import PRODUCTION
 
 
 def registry_for(project: Project) -> ModelRegistry:
@@ -22,8 +25,6 @@ def production_for(project: Project, task: TaskConfig) -> ResolvedModel | None:
     try:
         if registry.production(name) is None:
             return None
-    except RegistryError as exc:
-        if "no registered model" in str(exc):
-            return None
-        raise
-    return registry.resolve(f"{name}@production")
+    except NotRegistered:
+        return None
+    return registry.resolve(f"{name}@{PRODUCTION}")

@@ -92,9 +92,9 @@ def study_storage(url: str) -> Any:
 
 
 def _redact(url: str) -> str:
-    from tuneloom.registry.mlflow_registry import _redact as redact
+    from tuneloom.registry.uris import redact_uri
 
-    return redact(url)
+    return redact_uri(url)
 
 
 def suggest(trial: Any, space: SearchConfig) -> dict[str, float | int]:

@@ -19,7 +19,9 @@ from typing import Any
 from transformers import TrainerCallback
 
 from tuneloom.config import Project
-from tuneloom.registry.mlflow_registry import EXPERIMENT_PREFIX, ModelRegistry, _mlflow_errors, _params
+from tuneloom.registry.client import EXPERIMENT_PREFIX, ModelRegistry
+from tuneloom.registry.mlflow_setup import mlflow_errors
+from tuneloom.registry.params import run_params
 
 log = logging.getLogger(__name__)
 ARTIFACTS = ("config.yaml", "metrics.jsonl", "summary.json", "report.html")
@@ -37,22 +39,22 @@ class MlflowTracker(TrainerCallback):
         self.run_id = ""
         self.run_id = self._create(snapshot)
 
-    @_mlflow_errors
+    @mlflow_errors
     def _create(self, snapshot: dict[str, Any]) -> str:
         from mlflow.entities import Param
 
         experiment = f"{EXPERIMENT_PREFIX}/{snapshot.get('project') or 'default'}"
         run = self.registry.client.create_run(
-            self.registry._experiment_id(experiment), run_name=self.run_dir.name,
+            self.registry.experiment_id(experiment), run_name=self.run_dir.name,
             tags={"tuneloom.run_dir": str(self.run_dir), "tuneloom.task": snapshot["task"]["name"]},
         )
-        params = [Param(k, v) for k, v in _params(snapshot).items()]
+        params = [Param(k, v) for k, v in run_params(snapshot).items()]
         for i in range(0, len(params), 100):  # log_batch takes at most 100 params per call
             self.registry.client.log_batch(run.info.run_id, params=params[i:i + 100])
         return run.info.run_id
 
     @property
-    def display_uri(self) -> str:  # named as in ModelRegistry: `_mlflow_errors` puts it in messages
+    def display_uri(self) -> str:  # named as in ModelRegistry: `mlflow_errors` puts it in messages
         return self.registry.display_uri
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001 (Trainer callback API)
@@ -82,7 +84,7 @@ class MlflowTracker(TrainerCallback):
         except Exception as exc:  # noqa: BLE001 - the run folder's metrics.jsonl still has every value
             log.warning("MLflow tracking: could not log %d metric values: %s", len(batch), exc)
 
-    @_mlflow_errors
+    @mlflow_errors
     def finish(self, status: str) -> None:
         """Flush, log the run folder's artifacts that exist, and close the MLflow run with `status`."""
         self.flush()
