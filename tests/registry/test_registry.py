@@ -11,16 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
 import yaml
-from rich.console import Console
 from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
 from tests.conftest import CHAT_TASK, CLS_TASK, write_project
+from tuneloom.cli import app
 from tuneloom.config import load_project
 from tuneloom.registry import ModelRegistry, RegistryError, history, list_versions, promote, register_run, resolve
-from tuneloom.registry.commands import add_registry_commands
 from tuneloom.registry.mlflow_registry import _redact
 
 runner = CliRunner()
@@ -205,9 +203,6 @@ def _fails_readably(result, *needles: str) -> None:
 
 
 def test_cli_commands(env):
-    app, models = typer.Typer(), typer.Typer()
-    app.add_typer(models, name="models")
-    add_registry_commands(models, Console(), Console(stderr=True))
     runs, cfg = env["runs"], ["-c", str(env["project"])]
 
     def invoke(*args: str):
