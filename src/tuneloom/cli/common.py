@@ -26,9 +26,9 @@ if not out.is_terminal:  # logs and pipes: keep tables one line per row instead 
 DEFAULT_CONFIG = Path("tuneloom.yaml")
 
 
-def config_option(help: str = "Project file or its folder.") -> Any:  # noqa: A002 (Typer's own keyword)
+def config_option(help_text: str = "Project file or its folder.") -> Any:
     """The `--config/-c` option, with a help text naming what the command uses the project for."""
-    return typer.Option("--config", "-c", help=help)
+    return typer.Option("--config", "-c", help=help_text)
 
 
 ConfigOpt = Annotated[Path, config_option()]

@@ -83,7 +83,9 @@ def run_search(project: Project, task: str | None, n_trials: int) -> None:
     from tuneloom.train.search import search_task
 
     result = search_task(project, task, n_trials, console=err)
-    params = project.config.task(result.task).search.params()  # type: ignore[union-attr]
+    search = project.config.task(result.task).search
+    assert search is not None  # search_task refuses a task without a `search:` section
+    params = search.params()
     table = Table(title=f"{result.task}: Optuna study {result.study}, validation loss (lower is better)")
     for col in ("trial", "state", "validation loss", *params, "steps", "run"):
         table.add_column(col, justify="left" if col in ("state", "run") else "right")
