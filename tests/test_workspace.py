@@ -17,17 +17,8 @@ import yaml
 from tests.conftest import CLS_TASK
 from tuneloom.config import load_project
 from tuneloom.artifacts import DatasetRef, RunSnapshot, read_snapshot
-from tuneloom.workspace import (
-    Workspace,
-    append_jsonl,
-    atomic_dir,
-    read_jsonl,
-    run_state,
-    set_status,
-    write_json_atomic,
-    write_jsonl_atomic,
-    write_text_atomic,
-)
+from tuneloom.atomic import atomic_dir, read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from tuneloom.workspace import Workspace, append_jsonl, run_state, set_status
 
 
 def test_write_text_atomic_replaces_content_without_temp_files(tmp_path):

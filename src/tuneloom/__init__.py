@@ -1,7 +1,24 @@
-"""Tuneloom: fine-tune open models into specialists for one company's work, on its own machines."""
+"""Tuneloom: fine-tune open models into specialists for one company's work, on its own machines.
 
+The public names below load on first use, so `import tuneloom` (and the CLI's start-up) stays cheap:
+the project file models need pydantic, the stages torch and transformers.
+"""
+
+from __future__ import annotations
+
+import importlib
 import logging
 import os
+from typing import TYPE_CHECKING, Any
+
+from tuneloom.errors import DataError, ModelNotAvailable, ProjectFileError, TuneloomError
+
+if TYPE_CHECKING:
+    from tuneloom.config import Project, ProjectConfig, load_project
+    from tuneloom.data import prepare_dataset
+    from tuneloom.evaluate import evaluate_run
+    from tuneloom.loop import run_project
+    from tuneloom.train import train_task
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # private by default: no usage pings
 # bitsandbytes warns at import (peft imports it) that an optional CPU kernel fetched from the hub is
@@ -11,30 +28,24 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
     lambda record: not record.getMessage().startswith("Failed to load CPU gemm_4bit_forward")
 )
 
-from tuneloom.config import Project, ProjectConfig, load_project  # noqa: E402
-from tuneloom.errors import DataError, ModelNotAvailable, ProjectFileError, TuneloomError  # noqa: E402
-
 __version__ = "0.1.0"
 
+_LAZY = {
+    "Project": "tuneloom.config",
+    "ProjectConfig": "tuneloom.config",
+    "load_project": "tuneloom.config",
+    "prepare_dataset": "tuneloom.data",
+    "train_task": "tuneloom.train",
+    "evaluate_run": "tuneloom.evaluate",
+    "run_project": "tuneloom.loop",
+}
 
-def __getattr__(name: str):  # heavy stages (torch, transformers) load on first use
-    if name == "prepare_dataset":
-        from tuneloom.data import prepare_dataset
 
-        return prepare_dataset
-    if name == "train_task":
-        from tuneloom.train import train_task
-
-        return train_task
-    if name == "evaluate_run":
-        from tuneloom.evaluate import evaluate_run
-
-        return evaluate_run
-    if name == "run_project":
-        from tuneloom.loop import run_project
-
-        return run_project
-    raise AttributeError(name)
+def __getattr__(name: str) -> Any:
+    """The public names of `_LAZY`, imported from their module on first use."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tuneloom' has no attribute {name!r}")
 
 
 __all__ = [

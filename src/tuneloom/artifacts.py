@@ -6,7 +6,7 @@
                      runs/<run>/summary.json                    TrainingSummary
     evaluate      -> runs/<run>/eval.json                       EvalResult
     gate          -> runs/<run>/gate.json                       GateRecord
-    scout         -> reports/scout-<id>/scout.json              ScoutResult
+    scout         -> scout/<time>/scout.json                    ScoutResult
 
 Every file carries `schema_version`. A file without it comes from the release before typed
 artifacts and is read as version 1; a newer version, a corrupt file or a missing field raises
@@ -319,7 +319,7 @@ def read_summary(run_dir: str | Path) -> TrainingSummary:
 
 
 def write_summary(run_dir: str | Path, summary: TrainingSummary) -> None:
-    write_json_atomic(Path(run_dir) / "summary.json", summary.model_dump(mode="json", exclude_none=True))
+    write_json_atomic(Path(run_dir) / "summary.json", _dump(summary))
 
 
 def read_eval(run_dir: str | Path) -> EvalResult:
@@ -363,7 +363,7 @@ def artifact_models() -> dict[str, type[BaseModel]]:
         "runs/<run>/summary.json": TrainingSummary,
         "runs/<run>/eval.json": EvalResult,
         "runs/<run>/gate.json": GateRecord,
-        "reports/scout-<id>/scout.json": ScoutResult,
+        "scout/<time>/scout.json": ScoutResult,
     }
 
 

@@ -12,8 +12,8 @@ from tuneloom.artifacts import EvalResult
 from tuneloom.config import Project
 from tuneloom.data import prepare_dataset
 from tuneloom.evaluate import evaluate_run
-from tuneloom.evaluate.gate import gate_run
-from tuneloom.registry.lookup import production_for
+from tuneloom.evaluate.gate import choose_gate_rules, gate_run
+from tuneloom.evaluate.inputs import find_production
 from tuneloom.reports import write_report
 from tuneloom.train import train_task
 from tuneloom.workspace import Workspace
@@ -49,26 +49,27 @@ def run_project(project: Project, tasks: list[str] | None = None, console: Conso
     names = tasks or project.config.task_names()
     for name in names:
         project.config.task(name)  # fail on a wrong name before any work
-    runs: list[Path] = []
-    outcomes: list[TaskOutcome] = []
-    for name in names:
-        console.rule(f"[bold]{name}")
-        dataset = prepare_dataset(project, name, log=lambda m: console.print(f"  data: {m}"))
-        counts = ", ".join(f"{k} {v}" for k, v in dataset.counts.items())
-        console.print(f"  dataset {dataset.version} ({counts})")
-        result = train_task(project, name, dataset.path, console)
-        task = project.config.task(name)
-        ev = evaluate_run(result.run_dir, console, production=production_for(project, task))
-        runs.append(Path(result.run_dir))
-        gate = gate_run(Path(result.run_dir), task.gate, str(project.path))
-        outcomes.append(
-            TaskOutcome(
-                task=name, type=task.type, run_dir=result.run_dir, comparison=ev.comparison,
-                gate_passed=gate.passed, gate_rules=len(gate.rules),
-                gate_failures=[r.detail for r in gate.rules if not r.passed],
-                forgetting=_forgetting(ev),
-            )
-        )
+    outcomes = [_run_task(project, name, console) for name in names]
     ws = Workspace(project.workspace)
-    report = write_report(runs, ws.report_dir(time.strftime("%Y%m%d-%H%M%S")), f"{project.config.project}: base vs tuned", ws.root)
+    runs = [Path(o.run_dir) for o in outcomes]
+    title = f"{project.config.project}: base vs tuned"
+    report = write_report(runs, ws.report_dir(time.strftime("%Y%m%d-%H%M%S")), title, ws.root)
     return LoopResult(report=str(report), seconds=round(time.time() - started, 1), tasks=outcomes)
+
+
+def _run_task(project: Project, name: str, console: Console) -> TaskOutcome:
+    """Prepare, train, evaluate (against production when there is one) and gate one task."""
+    console.rule(f"[bold]{name}")
+    dataset = prepare_dataset(project, name, log=lambda m: console.print(f"  data: {m}"))
+    counts = ", ".join(f"{k} {v}" for k, v in dataset.counts.items())
+    console.print(f"  dataset {dataset.version} ({counts})")
+    run_dir = Path(train_task(project, name, dataset.path, console).run_dir)
+    ev = evaluate_run(run_dir, console, production=find_production(run_dir, project))
+    rules = choose_gate_rules(run_dir, project)
+    gate = gate_run(run_dir, rules.gate, rules.source)
+    return TaskOutcome(
+        task=name, type=project.config.task(name).type, run_dir=str(run_dir), comparison=ev.comparison,
+        gate_passed=gate.passed, gate_rules=len(gate.rules),
+        gate_failures=[r.detail for r in gate.rules if not r.passed],
+        forgetting=_forgetting(ev),
+    )

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneloom.artifacts import RunSnapshot, read_status, write_snapshot, write_status
-from tuneloom.atomic import atomic_dir, read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from tuneloom.atomic import write_text_atomic
 
 
 _RUN_NAME = re.compile(r"^(.+)-(\d{8}-\d{6})(?:-(\d+))?$")

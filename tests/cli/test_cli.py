@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from tests.conftest import CHAT_TASK, CLS_TASK
@@ -62,6 +63,13 @@ def test_config_check_valid_project(project_dir):
     assert result.output.count("ready") >= 2
 
 
+def test_config_check_positional_path(project_dir):
+    for path in (project_dir / "tuneloom.yaml", project_dir):
+        result = runner.invoke(app, ["config", "check", str(path)])
+        assert result.exit_code == 0, result.output
+        assert "project file is valid" in result.output and str(project_dir / "tuneloom.yaml") in result.output
+
+
 def test_config_check_bad_file(tmp_path):
     (tmp_path / "tuneloom.yaml").write_text(
         "project: p\ntasks:\n  - name: a\n    type: chat_sft\n    model: smollm2-135m-instruct\n"
@@ -102,6 +110,37 @@ def test_config_schema_prints_json():
     assert result.exit_code == 0
     schema = json.loads(result.stdout)
     assert "tasks" in schema["properties"] and "TaskConfig" in schema["$defs"]
+
+
+def test_schema_artifacts_prints_every_artifact_schema():
+    result = runner.invoke(app, ["schema", "artifacts"])
+    assert result.exit_code == 0, result.output
+    schemas = json.loads(result.stdout)
+    for place, model in [("datasets/<task>/<version>/manifest.json", "DatasetManifest"),
+                         ("runs/<run>/config.yaml", "RunSnapshot"), ("runs/<run>/eval.json", "EvalResult"),
+                         ("runs/<run>/gate.json", "GateRecord"), ("scout/<time>/scout.json", "ScoutResult")]:
+        assert schemas[place]["title"] == model
+    assert all("schema_version" in s["properties"] for p, s in schemas.items() if not p.endswith("scout.json"))
+
+
+def _commands(group, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The path of every leaf command under a (Typer's own click) group."""
+    found = []
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):
+            found += _commands(command, (*path, name))
+        else:
+            found.append((*path, name))
+    return found
+
+
+def test_every_command_help_shows_an_example():
+    commands = _commands(typer.main.get_command(app))
+    assert len(commands) == 22 and ("schema", "artifacts") in commands and ("models", "versions") in commands
+    for path in commands:
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, result.output
+        assert f"Example: tuneloom {' '.join(path)}" in result.output, path
 
 
 def test_models_list():

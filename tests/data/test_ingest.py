@@ -16,7 +16,7 @@ from tuneloom.config import load_project
 from tuneloom.data import load_split, prepare_dataset
 from tuneloom.data.documents import html_to_text
 from tuneloom.errors import DataError
-from tuneloom.workspace import read_jsonl
+from tuneloom.atomic import read_jsonl
 
 SPLITS = ("train", "validation", "test")
 HTML = """<html><head><title>t</title><style>p{color:red}</style><script>var x = 1;</script></head>

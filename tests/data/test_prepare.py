@@ -14,7 +14,8 @@ from tuneloom.config import load_project
 from tuneloom.data import load_split, prepare_dataset
 from tuneloom.data.clean import dedup_key, normalize_text
 from tuneloom.errors import DataError
-from tuneloom.workspace import Workspace, read_jsonl
+from tuneloom.atomic import read_jsonl
+from tuneloom.workspace import Workspace
 
 SPLITS = ("train", "validation", "test")
 

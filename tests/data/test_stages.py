@@ -15,7 +15,7 @@ from tuneloom.data import load_split, prepare_dataset
 from tuneloom.data.clean import Cleaner
 from tuneloom.data.redact import Redactor, iban_ok, luhn_ok
 from tuneloom.errors import DataError
-from tuneloom.workspace import read_jsonl
+from tuneloom.atomic import read_jsonl
 
 SPLITS = ("train", "validation", "test")
 ALL_TYPES = ["email", "phone", "iban", "card", "ip", "postal_code", "id_number"]

@@ -88,7 +88,9 @@ def _evaluated_run(tmp_path: Path, gate: dict) -> Path:
     task = config["tasks"][0] | {"gate": gate}
     run = tmp_path / "workspace" / "runs" / "router-20260101-000000"
     run.mkdir(parents=True)
-    (run / "config.yaml").write_text(yaml.safe_dump({"task": task}))
+    snapshot = {"task": task, "project": "p", "project_file": "", "dataset": {"path": "", "version": ""},
+                "base_model_path": "", "precision": "fp32"}
+    (run / "config.yaml").write_text(yaml.safe_dump(snapshot))
     (run / "eval.json").write_text(json.dumps({"base": BASE, "tuned": TUNED}))
     return run
 

@@ -15,8 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import typer
-from rich.console import Console
 from safetensors.numpy import save_file
 from typer.testing import CliRunner
 
@@ -47,7 +45,7 @@ from tuneloom.registry import (
     register_run,
     resolve,
 )
-from tuneloom.registry.commands import add_registry_commands
+from tuneloom.cli import app
 from tuneloom.registry.uris import redact_uri
 
 runner = CliRunner()
@@ -240,9 +238,6 @@ def _fails_readably(result, *needles: str) -> None:
 
 
 def test_cli_commands(env):
-    app, models = typer.Typer(), typer.Typer()
-    app.add_typer(models, name="models")
-    add_registry_commands(models, Console(), Console(stderr=True))
     runs, cfg = env["runs"], ["-c", str(env["project"])]
 
     def invoke(*args: str):

@@ -50,7 +50,8 @@ def make_run(ws: Path, project_file: Path, stamp: str, adapter: Path) -> Path:
     run = ws / "runs" / f"{CHAT_TASK}-{stamp}"
     shutil.copytree(adapter, run / "model")
     snapshot = {"project": project.config.project, "project_file": str(project.path), "task": task.model_dump(mode="json"),
-                "dataset": {"path": str(ws / "datasets" / "x"), "version": "x"}, "base_model_path": str(task.model)}
+                "dataset": {"path": str(ws / "datasets" / "x"), "version": "x"}, "base_model_path": str(task.model),
+                "precision": "fp32"}
     (run / "config.yaml").write_text(yaml.safe_dump(snapshot, sort_keys=False))
     (run / "summary.json").write_text("{}")
     (run / "status.json").write_text(json.dumps({"state": "completed"}))
@@ -83,14 +84,15 @@ def make_classifier_run(ws: Path, project_file: Path, bert_dir: Path) -> Path:
     labels = ["billing", "shipping", "tech_support"]
     dataset = ws / "datasets" / CLS_TASK / "v1"
     dataset.mkdir(parents=True)
-    (dataset / "manifest.json").write_text(json.dumps({"result": {"labels": labels}}))
+    result = {"task": CLS_TASK, "version": "v1", "path": str(dataset), "counts": {}, "labels": labels, "sources": []}
+    (dataset / "manifest.json").write_text(json.dumps({"result": result, "task_type": "classification"}))
     torch.manual_seed(4)
     model = get_peft_model(BertForSequenceClassification.from_pretrained(bert_dir, num_labels=3),
                            LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["query", "value"]))
     run = ws / "runs" / f"{CLS_TASK}-20260103-100000"
     model.save_pretrained(run / "model")
-    snapshot = {"project": "tiny-project", "task": task.model_dump(mode="json"),
-                "dataset": {"path": str(dataset), "version": "v1"}, "base_model_path": str(bert_dir)}
+    snapshot = {"project": "tiny-project", "project_file": "tuneloom.yaml", "task": task.model_dump(mode="json"),
+                "dataset": {"path": str(dataset), "version": "v1"}, "base_model_path": str(bert_dir), "precision": "fp32"}
     (run / "config.yaml").write_text(yaml.safe_dump(snapshot, sort_keys=False))
     (run / "summary.json").write_text("{}")
     (run / "gate.json").write_text(json.dumps({"passed": True, "reference": "base", "rules": []}))

@@ -16,7 +16,8 @@ import yaml
 from tests.conftest import CHAT_TASK, REPO, write_project
 from tuneloom.config import load_project
 from tuneloom.train import ResumeError, resume_run, train_task
-from tuneloom.workspace import read_jsonl, run_state
+from tuneloom.atomic import read_jsonl
+from tuneloom.workspace import run_state
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -20,7 +20,7 @@ from tuneloom.data import load_split, prepare_dataset
 from tuneloom.errors import ProjectFileError
 from tuneloom.evaluate import evaluate_run
 from tuneloom.train import ner, sft, train_task
-from tuneloom.workspace import read_jsonl
+from tuneloom.atomic import read_jsonl
 
 pytestmark = pytest.mark.timeout(600)
 runner = CliRunner()

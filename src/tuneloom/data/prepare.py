@@ -30,10 +30,11 @@ from tuneloom.data.ingest import read_source, source_files
 from tuneloom.data.redact import load_person_finder
 from tuneloom.data.report import write_data_report
 from tuneloom.data.rows import RowStage, run_rows
-from tuneloom.data.split import SPLITS, split_examples
+from tuneloom.data.split import split_examples
 from tuneloom.data import tokens
 from tuneloom.errors import DataError
-from tuneloom.workspace import Workspace, atomic_dir, read_jsonl, write_json_atomic, write_jsonl_atomic
+from tuneloom.atomic import atomic_dir, read_jsonl, write_jsonl_atomic
+from tuneloom.workspace import Workspace
 
 PREP_VERSION = 2  # bump when the output of the same inputs changes
 LIBRARIES = ("tuneloom", "pandas", "pyarrow", "openpyxl", "pypdf", "python-docx", "beautifulsoup4",

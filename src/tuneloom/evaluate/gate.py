@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from tuneloom.artifacts import GateRecord, GateResult, RuleResult, read_eval, write_gate
-from tuneloom.config import GateConfig
+from tuneloom.artifacts import GateRecord, GateResult, RuleResult, read_eval, read_snapshot, write_gate
+from tuneloom.config import GateConfig, Project
 from tuneloom.tasks import lower_is_better
 
-__all__ = ["GateResult", "RuleResult", "check_gate", "gate_run"]
+__all__ = ["GateResult", "RuleResult", "check_gate", "choose_gate_rules", "gate_run"]
 
 
 def gate_run(run_dir: Path, gate: GateConfig, rules_from: str) -> GateResult:
@@ -73,3 +73,18 @@ def check_gate(gate: GateConfig, result: dict[str, Any]) -> GateResult:
                                            f"{forgetting['tuned']['token_f1']:.4f} on {forgetting['n']} items: "
                                            f"drop {drop:+.4f}, allowed {gate.max_forgetting:.4f}"))
     return GateResult(passed=all(r.passed for r in rules), reference=reference, rules=rules)
+
+
+class GateRules(NamedTuple):
+    task: str
+    gate: GateConfig
+    source: str  # where the rules come from: the project file's path, or "run snapshot"
+
+
+def choose_gate_rules(run_dir: Path, project: Project | None = None) -> GateRules:
+    """The rules to gate a run by: `project`'s current rules for the run's task when it has that task
+    (rules may be tightened after training), else the rules the run was trained with (its snapshot)."""
+    task = read_snapshot(run_dir).task_config()
+    if project is not None and task.name in project.config.task_names():
+        return GateRules(task.name, project.config.task(task.name).gate, str(project.path))
+    return GateRules(task.name, task.gate, "run snapshot")

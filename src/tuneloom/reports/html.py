@@ -11,7 +11,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from tuneloom.artifacts import read_eval, read_manifest, read_snapshot, read_summary
 from tuneloom.reports import plots
 from tuneloom.tasks import lower_is_better
-from tuneloom.workspace import read_jsonl, write_text_atomic
+from tuneloom.atomic import read_jsonl, write_text_atomic
 
 
 def _task_section(run: Path) -> dict[str, Any]:

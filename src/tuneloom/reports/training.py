@@ -10,7 +10,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from tuneloom.artifacts import read_snapshot, read_summary
 from tuneloom.reports import plots
-from tuneloom.workspace import read_jsonl, write_text_atomic
+from tuneloom.atomic import read_jsonl, write_text_atomic
 
 
 def _render(template: str, path: Path, **context: Any) -> Path:

@@ -15,7 +15,7 @@ import yaml
 
 from tuneloom.config import parse_project
 from tuneloom.errors import ProjectFileError
-from tuneloom.workspace import write_text_atomic
+from tuneloom.atomic import write_text_atomic
 
 _PLAIN = re.compile(r"^[A-Za-z0-9_./~-][A-Za-z0-9_./~@+-]*$")
 

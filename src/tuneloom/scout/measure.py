@@ -23,7 +23,7 @@ from typing import Any, Iterator
 from pydantic import BaseModel
 
 from tuneloom.config import ScoutPrecision
-from tuneloom.workspace import write_json_atomic
+from tuneloom.atomic import write_json_atomic
 
 MB = 1024**2
 SPEED_TOKENS = 32  # new tokens per decode-speed measurement

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from tuneloom.reports import plots
 from tuneloom.reports.html import render_to
 from tuneloom.scout import rank
-from tuneloom.workspace import write_json_atomic
+from tuneloom.atomic import write_json_atomic
 
 if TYPE_CHECKING:
     from tuneloom.scout import ScoutResult, TaskScout

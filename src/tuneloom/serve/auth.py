@@ -18,7 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from tuneloom.errors import TuneloomError
-from tuneloom.workspace import write_json_atomic
+from tuneloom.atomic import write_json_atomic
 
 ALL_MODELS = "*"
 

@@ -20,6 +20,7 @@ from tuneloom.artifacts import (
     DatasetManifest,
     DatasetRef,
     RunSnapshot,
+    TrainResult,
     TrainingSummary,
     read_manifest,
     read_snapshot,
@@ -33,7 +34,6 @@ from tuneloom.reports.training import write_run_report
 from tuneloom.train.common import (
     RunLogger,
     TaskParts,
-    TrainResult,
     choose_precision,
     count_parameters,
     longest_example,
@@ -44,7 +44,8 @@ from tuneloom.train.memory import check_training_memory
 from tuneloom.train.speed import speed_up_lora
 from tuneloom.train.distributed import gather, is_main, shared_run_dir, world_size
 from tuneloom.train.tracking import start_tracking
-from tuneloom.workspace import Workspace, read_jsonl, run_state, set_status, write_json_atomic, write_jsonl_atomic
+from tuneloom.atomic import read_jsonl, write_jsonl_atomic
+from tuneloom.workspace import Workspace, run_state, set_status
 
 __all__ = ["ResumeError", "TrainResult", "resume_run", "train_task"]
 

@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
-from tuneloom.artifacts import DatasetManifest, TrainResult
+from tuneloom.artifacts import DatasetManifest
 from tuneloom.config import MethodConfig, TaskConfig
 from tuneloom.errors import ProjectFileError
 from tuneloom.workspace import append_jsonl

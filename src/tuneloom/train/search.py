@@ -24,7 +24,8 @@ from tuneloom.config import Project, SearchConfig, TaskConfig, apply_overrides
 from tuneloom.data import prepare_dataset
 from tuneloom.errors import ProjectFileError, TuneloomError
 from tuneloom.reports.training import write_search_report
-from tuneloom.workspace import set_status, write_json_atomic
+from tuneloom.atomic import write_json_atomic
+from tuneloom.workspace import set_status
 
 # Where each searchable setting lives in a task (the `--set` path).
 PATHS = {

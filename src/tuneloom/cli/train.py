@@ -1,22 +1,23 @@
-"""`tuneloom train --search N` and `tuneloom train --processes N | --launcher accelerate`: options and output.
-
-Kept outside `tuneloom.train` so that importing the CLI does not import torch and transformers.
-"""
+"""`tuneloom train`: one task or every task, resumed, searched with Optuna, or launched in N processes."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Iterable, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from tuneloom.config import Project
+from tuneloom.cli.common import DEFAULT_CONFIG, ConfigOpt, SetOpt, TaskOpt, err, load, out, quiet_libraries, user_errors
 from tuneloom.errors import TuneloomError
 
+if TYPE_CHECKING:
+    from tuneloom.artifacts import TrainResult
+    from tuneloom.config import Project
+
+ResumeOpt = Annotated[Optional[str], typer.Option(
+    "--resume", help="Continue an interrupted run (id or folder) from its last checkpoint.")]
 SearchOpt = Annotated[Optional[int], typer.Option(
     "--search", help="Run N Optuna trials over the task's search: space (minimising validation loss).")]
 ProcessesOpt = Annotated[Optional[int], typer.Option(
@@ -27,7 +28,45 @@ AccelerateConfigOpt = Annotated[Optional[str], typer.Option(
     "--accelerate-config", help="accelerate config file, or a shipped one: fsdp, deepspeed-zero2, deepspeed-zero3.")]
 
 
-def wants_launcher(processes: int | None, launcher: str | None, accelerate_config: str | None, search: int | None = None) -> bool:
+def train(
+    config: ConfigOpt = DEFAULT_CONFIG, task: TaskOpt = None, set_: SetOpt = None, resume: ResumeOpt = None,
+    search: SearchOpt = None, processes: ProcessesOpt = None, launcher: LauncherOpt = None,
+    accelerate_config: AccelerateConfigOpt = None,
+) -> None:
+    """Train one task (full, LoRA, DoRA or QLoRA); prepares its data first when the data settings changed.
+
+    Example: tuneloom train -c tuneloom.yaml --task helpdesk-qa --set train.epochs=2
+    """
+    quiet_libraries()
+    from tuneloom.train import resume_run, train_task
+
+    results: Iterable[TrainResult]
+    with user_errors(FileNotFoundError):
+        if resume:  # the run's own settings: --task and --set do not apply
+            from tuneloom.workspace import locate_run
+
+            results = [resume_run(locate_run(resume, config)[0], console=err)]
+        else:
+            project = load(config, set_)
+            if wants_launcher(processes, launcher, accelerate_config, search):
+                return run_launched(project, config, task, set_, processes, accelerate_config)
+            if search is not None:
+                return run_search(project, task, search)
+            names = [project.config.task(task).name] if task else project.config.task_names()
+            results = (train_task(project, name, console=err) for name in names)
+        for result in results:
+            _print_result(result)
+
+
+def _print_result(result: TrainResult) -> None:
+    out.print(f"[green]✓[/] {result.task}: {result.steps} steps, train loss {result.train_loss:.4f}"
+              + (f", validation loss {result.eval_loss:.4f}" if result.eval_loss is not None else "")
+              + f", {result.tokens_per_s:.0f} tokens/s")
+    out.print(f"  run: {result.run_dir}\n  next: tuneloom eval {Path(result.run_dir).name}")
+
+
+def wants_launcher(processes: int | None, launcher: str | None, accelerate_config: str | None,
+                   search: int | None = None) -> bool:
     """Whether the options ask for accelerate launch; raises on combinations that cannot work."""
     launched = bool(launcher or processes or accelerate_config)
     if launched and search is not None:
@@ -39,12 +78,14 @@ def wants_launcher(processes: int | None, launcher: str | None, accelerate_confi
     return launched
 
 
-def run_search(project: Project, task: str | None, n_trials: int, out: Console, err: Console) -> None:
+def run_search(project: Project, task: str | None, n_trials: int) -> None:
     """Run the trials, print the table of every trial in the study and the best run."""
     from tuneloom.train.search import search_task
 
     result = search_task(project, task, n_trials, console=err)
-    params = project.config.task(result.task).search.params()  # type: ignore[union-attr]
+    search = project.config.task(result.task).search
+    assert search is not None  # search_task refuses a task without a `search:` section
+    params = search.params()
     table = Table(title=f"{result.task}: Optuna study {result.study}, validation loss (lower is better)")
     for col in ("trial", "state", "validation loss", *params, "steps", "run"):
         table.add_column(col, justify="left" if col in ("state", "run") else "right")
@@ -57,7 +98,8 @@ def run_search(project: Project, task: str | None, n_trials: int, out: Console, 
     if result.best is None:
         out.print("[yellow]no trial completed: see the messages above")
     else:
-        out.print(f"[green]✓[/] best run: {result.best.run} (trial {result.best.number}, validation loss {result.best.value:.4f})")
+        out.print(f"[green]✓[/] best run: {result.best.run} (trial {result.best.number}, "
+                  f"validation loss {result.best.value:.4f})")
     out.print(f"  study: {result.storage}", soft_wrap=True)
     out.print(f"  report: {result.report}", soft_wrap=True)
 
@@ -68,9 +110,10 @@ def _fmt(value: float | int | None) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def run_launched(project: Project, config: Path, task: str | None, overrides: list[str] | None, processes: int | None,
-                 accelerate_config: str | None, out: Console, err: Console) -> None:
+def run_launched(project: Project, config: Path, task: str | None, overrides: list[str] | None,
+                 processes: int | None, accelerate_config: str | None) -> None:
     """Prepare the data once, train through accelerate launch, print what rank 0 wrote."""
+    from tuneloom.artifacts import read_summary
     from tuneloom.data import prepare_dataset
     from tuneloom.train.distributed import launch
     from tuneloom.workspace import Workspace
@@ -83,7 +126,7 @@ def run_launched(project: Project, config: Path, task: str | None, overrides: li
         sys.stdout.flush()
         launch(args, processes, accelerate_config)
         run_dir = Workspace(project.workspace).run_dir(f"latest:{name}")
-        train = json.loads((run_dir / "summary.json").read_text())["train"]
-        out.print(f"[green]✓[/] {name}: {train['processes']} processes, global batch {train['global_batch_size']}, "
-                  f"{train['steps']} steps, train loss {train['train_loss']:.4f}")
+        trained = read_summary(run_dir).train
+        out.print(f"[green]✓[/] {name}: {trained.processes} processes, global batch {trained.global_batch_size}, "
+                  f"{trained.steps} steps, train loss {trained.train_loss:.4f}")
         out.print(f"  run: {run_dir}")

@@ -1,0 +1,62 @@
+"""The `tuneloom` command: a thin Typer layer over the Python API, rendered with Rich.
+
+One module per stage holds its commands as plain functions (`project`, `data`, `catalog`, `train`,
+`evaluate`, `registry`, `run`, `scout`, `serve`); `common` holds what they share. This module only
+wires them into command groups. Every command imports the heavy stack (torch, transformers, MLflow)
+inside its body, so `tuneloom --help` and `tuneloom config check` answer at once.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from tuneloom.cli import catalog, data, evaluate, project, registry, run, scout, serve, train
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(help="Fine-tune open models into specialists for your company's work, on your own machines.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+config_app = typer.Typer(help="Validate and describe project files.", no_args_is_help=True)
+schema_app = typer.Typer(help="JSON schemas of the workspace files (the project file's: `tuneloom config schema`).",
+                         no_args_is_help=True)
+data_app = typer.Typer(help="Prepare training data.", no_args_is_help=True)
+models_app = typer.Typer(help="Base models (catalog, local folders, hub ids) and the registry of tuned versions.",
+                         no_args_is_help=True)
+keys_app = typer.Typer(help="API keys for `tuneloom serve` (stored hashed in the workspace).", no_args_is_help=True)
+
+app.command("init")(project.init)
+app.command("scout")(scout.scout)
+app.command("train")(train.train)
+app.command("eval")(evaluate.eval_)
+app.command("gate")(evaluate.gate)
+app.command("run")(run.run)
+app.command("serve")(serve.serve)
+
+app.add_typer(config_app, name="config")
+config_app.command("check")(project.config_check)
+config_app.command("schema")(project.config_schema)
+
+app.add_typer(schema_app, name="schema")
+schema_app.command("artifacts")(project.schema_artifacts)
+
+app.add_typer(data_app, name="data")
+data_app.command("prepare")(data.prepare)
+
+app.add_typer(models_app, name="models")
+models_app.command("list")(catalog.models_list)
+models_app.command("pull")(catalog.models_pull)
+models_app.command("info")(catalog.models_info)
+models_app.command("register")(registry.register)
+models_app.command("promote")(registry.promote)
+models_app.command("rollback")(registry.rollback)
+models_app.command("history")(registry.history)
+models_app.command("versions")(registry.versions)
+
+app.add_typer(keys_app, name="keys")
+keys_app.command("create")(serve.keys_create)
+keys_app.command("revoke")(serve.keys_revoke)
+keys_app.command("list")(serve.keys_list)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

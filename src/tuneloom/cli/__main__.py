@@ -1,0 +1,5 @@
+"""`python -m tuneloom.cli`: the same as the `tuneloom` command."""
+
+from tuneloom.cli import main
+
+main()

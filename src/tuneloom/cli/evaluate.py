@@ -1,0 +1,115 @@
+"""`tuneloom eval` and `tuneloom gate`: score a run against its base (and production), then check the gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+
+from tuneloom.cli.common import (
+    DEFAULT_CONFIG,
+    ConfigOpt,
+    RunArg,
+    err,
+    load,
+    out,
+    project_file_exists,
+    quiet_libraries,
+    user_errors,
+)
+from tuneloom.errors import TuneloomError
+
+if TYPE_CHECKING:
+    from tuneloom.artifacts import EvalResult
+    from tuneloom.evaluate.gate import GateResult
+
+TestDataOpt = Annotated[Optional[str], typer.Option(
+    "--test-data", help="Test split of another prepared dataset folder, or 'production' for the production "
+                        "version's dataset (default: the run's own test split).")]
+
+
+def eval_(run: RunArg = "latest", config: ConfigOpt = DEFAULT_CONFIG, test_data: TestDataOpt = None) -> None:
+    """Evaluate base, tuned and production on the held-out test split; writes eval.json and a report.
+
+    Example: tuneloom eval latest:helpdesk-qa -c tuneloom.yaml --test-data production
+    """
+    quiet_libraries()
+    from tuneloom.artifacts import EvalResult
+    from tuneloom.evaluate import evaluate_run
+    from tuneloom.evaluate.inputs import find_production, resolve_test_data
+    from tuneloom.reports import write_report
+    from tuneloom.workspace import locate_run
+
+    with user_errors(FileNotFoundError):
+        run_dir, ws = locate_run(run, config)
+        production = find_production(run_dir, load(config) if project_file_exists(config) else None)
+        if production is not None:
+            err.print(f"comparing with production: {production.name}:{production.version}")
+        dataset = resolve_test_data(test_data, production)
+        result = EvalResult.model_validate(evaluate_run(run_dir, err, production=production, test_data=dataset))
+        report = write_report([run_dir], run_dir, f"{result.task}: base vs tuned", ws.root)
+    _print_eval(result)
+    out.print(f"report: {report}")
+
+
+def _print_eval(result: EvalResult) -> None:
+    """The base vs tuned table, tuned vs production when scored, and the forgetting check."""
+    out.print(comparison_table(f"{result.task} on {result.n_examples} test examples",
+                               [(result.task, m, c) for m, c in result.comparison.items()]))
+    if result.comparison_production is not None:
+        rows = [(result.task, m, {**c, "base": c["production"]}) for m, c in result.comparison_production.items()]
+        out.print(comparison_table(
+            f"tuned vs production {result.production_version} (the 'base' column is production)", rows))
+    forgetting = getattr(result, "forgetting", None)
+    if forgetting:
+        out.print(f"forgetting check ({forgetting['n']} general items): token F1 "
+                  f"{forgetting['base']['token_f1']:.3f} -> {forgetting['tuned']['token_f1']:.3f}")
+
+
+def comparison_table(title: str, rows: list[tuple[str, str, dict[str, Any]]]) -> Table:
+    """One row per (task, metric): base, tuned, the change (green when better) and its 95% interval."""
+    from tuneloom.config import LOWER_IS_BETTER
+
+    table = Table(title=title)
+    for col in ("task", "metric", "base", "tuned", "change", "95% CI of change"):
+        table.add_column(col, justify="left" if col in ("task", "metric") else "right")
+    for task, metric, c in rows:
+        better = c["delta"] < 0 if metric in LOWER_IS_BETTER else c["delta"] > 0
+        colour = "green" if better else ("red" if c["delta"] else "white")
+        ci = f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]" if "ci_low" in c else ""
+        table.add_row(task, metric, f"{c['base']:.4f}", f"{c['tuned']:.4f}", f"[{colour}]{c['delta']:+.4f}[/]", ci)
+    return table
+
+
+def gate(run: RunArg = "latest", config: ConfigOpt = DEFAULT_CONFIG) -> None:
+    """Check an evaluated run against the task's gate rules; exit code 1 when a rule fails.
+
+    Example: tuneloom gate latest:ticket-triage -c tuneloom.yaml
+    """
+    from tuneloom.evaluate.gate import choose_gate_rules, gate_run
+    from tuneloom.workspace import locate_run
+
+    with user_errors(FileNotFoundError):
+        run_dir, _ = locate_run(run, config)
+        if not (run_dir / "eval.json").is_file():
+            raise TuneloomError(f"{run_dir} has not been evaluated: run `tuneloom eval {run_dir.name}` first")
+        # a run named by its folder keeps the rules it was trained with; an id or `latest` takes the project's
+        project = load(config) if project_file_exists(config) and not Path(run).is_dir() else None
+        rules = choose_gate_rules(run_dir, project)
+        result = gate_run(run_dir, rules.gate, rules.source)
+    _print_gate(run_dir, rules.task, result)
+    raise typer.Exit(0 if result.passed else 1)
+
+
+def _print_gate(run_dir: Path, task: str, result: GateResult) -> None:
+    table = Table(title=f"gate for {run_dir.name} (drops measured against {result.reference})")
+    for col in ("rule", "result", "detail"):
+        table.add_column(col)
+    for r in result.rules:
+        table.add_row(r.rule, "[green]pass[/]" if r.passed else "[red]FAIL[/]", r.detail)
+    out.print(table)
+    if not result.rules:
+        out.print(f"[yellow]no gate rules configured for task {task}: add a `gate:` section to the project file")
+    out.print("[green]gate passed[/]" if result.passed else "[bold red]gate failed[/]")
