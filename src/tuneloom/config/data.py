@@ -65,9 +65,13 @@ class ColumnsConfig(Strict):
 
 
 class SplitConfig(Strict):
-    validation: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
-    test: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.15
-    seed: int = 42
+    validation: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+        0.1, description="Share of the rows (or groups) held out for validation; 0: none."
+    )
+    test: Annotated[float, Field(gt=0.0, lt=1.0)] = Field(
+        0.15, description="Share of the rows (or groups) held out for the test set used by evaluation."
+    )
+    seed: int = Field(42, description="Random seed of the split (also of evaluation's max_examples sample).")
 
     @model_validator(mode="after")
     def _fractions(self) -> SplitConfig:
@@ -118,10 +122,12 @@ class CleanConfig(Strict):
 
 
 class DedupConfig(Strict):
-    exact: bool = True
+    exact: bool = Field(True, description="Drop exact duplicates (ignoring case and whitespace).")
     near: bool = Field(True, description="Near duplicates by MinHash LSH (datasketch).")
     threshold: Annotated[float, Field(gt=0, lt=1)] = Field(0.8, description="Estimated Jaccard similarity of word 5-grams.")
-    num_perm: Annotated[int, Field(ge=16, le=512)] = 128
+    num_perm: Annotated[int, Field(ge=16, le=512)] = Field(
+        128, description="MinHash permutations: more is more accurate and slower."
+    )
     shingle: Annotated[int, Field(ge=1, le=10)] = Field(5, description="Words per shingle.")
 
 

@@ -44,11 +44,13 @@ class EvalConfig(Strict):
     metrics: list[str] | None = Field(
         None, description="Subset of the task's metrics to show (default: all of them)."
     )
-    max_new_tokens: Annotated[int, Field(gt=0, le=4096)] = 96
+    max_new_tokens: Annotated[int, Field(gt=0, le=4096)] = Field(
+        96, description="Chat tasks: longest generated answer in tokens."
+    )
     max_examples: Annotated[int, Field(gt=0)] | None = Field(
         None, description="Evaluate on at most N test examples (sampled with the split seed)."
     )
-    batch_size: Annotated[int, Field(gt=0)] = 8
+    batch_size: Annotated[int, Field(gt=0)] = Field(8, description="Test examples per forward pass (or generation batch).")
     forgetting_check: bool = Field(
         True, description="Chat tasks: also score base and tuned on Tuneloom's general-ability set (48 items)."
     )

@@ -15,9 +15,9 @@ class MethodConfig(Strict):
     kind: Literal["full", "lora", "dora", "qlora"] = Field(
         "lora", description="full, lora, dora (LoRA with weight decomposition) or qlora (LoRA on an NF4 base)."
     )
-    r: Annotated[int, Field(gt=0, le=1024)] = 16
-    alpha: Annotated[float, Field(gt=0)] = 32
-    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    r: Annotated[int, Field(gt=0, le=1024)] = Field(16, description="Adapters: LoRA rank (size of the low-rank update).")
+    alpha: Annotated[float, Field(gt=0)] = Field(32, description="Adapters: LoRA scaling; the update is scaled by alpha/r.")
+    dropout: Annotated[float, Field(ge=0, lt=1)] = Field(0.05, description="Adapters: dropout on the LoRA input.")
     rslora: bool = Field(False, description="Rank-stabilised LoRA: scale adapters by alpha/sqrt(r) instead of alpha/r.")
     target_modules: str | list[str] = Field(
         "all-linear", description="Module names to adapt, or 'all-linear'."
@@ -34,16 +34,26 @@ class MethodConfig(Strict):
 
 
 class TrainConfig(Strict):
-    epochs: Annotated[float, Field(gt=0)] = 3
+    epochs: Annotated[float, Field(gt=0)] = Field(3, description="Passes over the training split (may be fractional).")
     max_steps: Annotated[int, Field(gt=0)] | None = None
-    lr: Annotated[float, Field(gt=0, lt=1)] = 2e-4
-    batch_size: Annotated[int, Field(gt=0)] = 8
-    grad_accum: Annotated[int, Field(gt=0)] = 1
-    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.05
-    scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
-    weight_decay: Annotated[float, Field(ge=0)] = 0.0
-    max_length: Annotated[int, Field(gt=8)] = 512
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    lr: Annotated[float, Field(gt=0, lt=1)] = Field(2e-4, description="Peak learning rate.")
+    batch_size: Annotated[int, Field(gt=0)] = Field(8, description="Examples per forward pass on each process.")
+    grad_accum: Annotated[int, Field(gt=0)] = Field(
+        1, description="Forward passes per optimizer step; the effective batch is batch_size x grad_accum x processes."
+    )
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = Field(
+        0.05, description="Share of the optimizer steps over which the learning rate rises from 0 to lr."
+    )
+    scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
+        "cosine", description="How the learning rate changes after warmup."
+    )
+    weight_decay: Annotated[float, Field(ge=0)] = Field(0.0, description="AdamW weight decay.")
+    max_length: Annotated[int, Field(gt=8)] = Field(
+        512, description="Longest example in tokens; longer ones are truncated (or rejected: data.over_length)."
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="Training dtype; auto: bf16 where the hardware computes it natively, else fp32."
+    )
     packing: bool | None = Field(
         None,
         description="chat_sft/pretrain: padding-free batches (examples concatenated, positions restart per example); "
@@ -71,7 +81,7 @@ class TrainConfig(Strict):
         0.0, description="How much lower the validation loss must be to count as better."
     )
     keep_best: bool = Field(False, description="At the end, keep the weights of the checkpoint with the lowest validation loss.")
-    seed: int = 42
+    seed: int = Field(42, description="Random seed for weight initialisation, shuffling and dropout.")
     class_weights: Literal["balanced", "none"] = Field(
         "balanced", description="Classification: weight the loss by inverse class frequency (rare queues count)."
     )
