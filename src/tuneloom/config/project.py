@@ -1,0 +1,84 @@
+"""The whole project file (`ProjectConfig`) and a loaded project (`Project`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tuneloom.config.base import Strict
+from tuneloom.config.data import SourceConfig
+from tuneloom.config.messages import did_you_mean
+from tuneloom.config.scout import ScoutConfig
+from tuneloom.config.serve import ServeConfig
+from tuneloom.config.task import TaskConfig
+from tuneloom.config.tracking import RegistryConfig, TrackingConfig
+from tuneloom.errors import ProjectFileError
+
+
+class ProjectConfig(Strict):
+    """A Tuneloom project: where outputs go and the tasks to tune."""
+
+    project: str = Field(description="Project name, shown in reports.")
+    workspace: str = Field("workspace", description="Output folder, relative to the project file.")
+    registry: RegistryConfig = RegistryConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    serve: ServeConfig = ServeConfig()
+    scout: ScoutConfig = ScoutConfig()
+    tasks: list[TaskConfig] = Field(min_length=1)
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique_names(cls, tasks: list[TaskConfig]) -> list[TaskConfig]:
+        names = [t.name for t in tasks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"task names must be unique; repeated: {dupes}")
+        return tasks
+
+    @model_validator(mode="after")
+    def _scout_tasks(self) -> ProjectConfig:
+        unknown = sorted(set(self.scout.tasks) - set(self.task_names()))
+        if unknown:
+            raise ValueError(f"scout.tasks: no task named {unknown}; tasks: {self.task_names()}")
+        return self
+
+    def task(self, name: str | None) -> TaskConfig:
+        if name is None:
+            if len(self.tasks) == 1:
+                return self.tasks[0]
+            raise ProjectFileError(f"this project has several tasks; choose one with --task: {self.task_names()}")
+        for t in self.tasks:
+            if t.name == name:
+                return t
+        hint = did_you_mean(name, self.task_names())
+        raise ProjectFileError(f"no task named '{name}'{hint}; tasks: {self.task_names()}")
+
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+
+class Project(BaseModel):
+    """A loaded project file: the validated config plus where it lives."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    config: ProjectConfig
+    path: Path
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    @property
+    def workspace(self) -> Path:
+        return (self.root / self.config.workspace).resolve()
+
+    def source_path(self, source: SourceConfig) -> Path:
+        return (self.root / source.path).resolve()
+
+
+def project_schema() -> dict[str, Any]:
+    """The JSON schema of the project file (`tuneloom config schema`)."""
+    return ProjectConfig.model_json_schema()
