@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
@@ -91,20 +92,170 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def prepare_dataset(
-    project: Project, task_name: str | None = None, log: Callable[[str], None] = lambda _msg: None
-) -> PreparedDataset:
-    """Prepare one task's data; reuses the existing version when inputs and settings are unchanged."""
-    task = project.config.task(task_name)
+@dataclass
+class SourceTally:
+    """One source's counts while its rows are sorted into kept, rejected and duplicate."""
+
+    read: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    duplicates: int = 0
+    near_duplicates: int = 0
+    redacted: Counter[str] = field(default_factory=Counter)
+
+    def account(self, path: Path, sha256: str, files: dict[str, str]) -> SourceAccount:
+        kept = self.read - sum(self.rejected.values()) - self.duplicates
+        return SourceAccount(path=str(path), sha256=sha256, files=files, read=self.read, kept=kept,
+                             rejected=dict(self.rejected), duplicates=self.duplicates,
+                             near_duplicates=self.near_duplicates, redacted={k: v for k, v in self.redacted.items() if v})
+
+
+@dataclass
+class SortedRows:
+    """Every row read, sorted: kept examples, rejects (with reasons), near duplicates and redaction originals."""
+
+    kept: list[dict[str, Any]] = field(default_factory=list)
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+    near_dups: list[dict[str, Any]] = field(default_factory=list)
+    originals: list[dict[str, Any]] = field(default_factory=list)
+    by_location: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _read_rows(project: Project, task: TaskConfig, paths: list[Path], stage: RowStage) -> tuple[list[Any], list[int]]:
+    """(rows, index of the source each row came from), checking the mapped columns exist."""
+    rows, owner = [], []
+    for i, (source, path) in enumerate(zip(task.data.sources, paths)):
+        source_rows = read_source(path, source)
+        if source_rows:
+            _columns_present(path, source_rows[0][1], stage.required)
+        rows.extend(source_rows)
+        owner.extend([i] * len(source_rows))
+    return rows, owner
+
+
+def _sort_rows(task: TaskConfig, results: list[Any], owner: list[int], tallies: list[SourceTally]) -> SortedRows:
+    """Reject, deduplicate (exact, then near) and number the formatted rows; tallies count per source."""
+    data, out = task.data, SortedRows()
+    seen: dict[str, str] = {}
+    near = NearDuplicates(data.dedup) if data.dedup.near else None
+    for src, r in zip(owner, results):
+        tally = tallies[src]
+        tally.read += 1
+        if r.example is None:
+            tally.rejected[r.reason] += 1
+            out.rejects.append({"location": r.location, "reason": r.reason})
+            continue
+        if data.dedup.exact and r.key in seen:
+            tally.duplicates += 1
+            out.rejects.append({"location": r.location, "reason": "exact_duplicate", "duplicate_of": seen[r.key]})
+            continue
+        match = near.check(r.location, r.signature) if near is not None and r.signature is not None else None
+        if match is not None:
+            tally.duplicates += 1
+            tally.near_duplicates += 1
+            entry = {"location": r.location, "reason": "near_duplicate", "duplicate_of": match[0], "similarity": round(match[1], 3)}
+            out.rejects.append(entry)
+            out.near_dups.append({**entry, "text": _preview(r.example)})
+            continue
+        seen[r.key] = r.location
+        _keep(task, r, src, tally, out)
+    return out
+
+
+def _keep(task: TaskConfig, r: Any, src: int, tally: SourceTally, out: SortedRows) -> None:
+    ex = r.example
+    ex["id"] = f"{task.name}-{len(out.kept):06d}"
+    ex["source"] = r.location
+    ex["_src"] = src
+    if r.redacted:
+        ex["_redacted"] = r.redacted
+        tally.redacted.update(r.redacted)
+        if task.data.redact.keep_originals and r.originals:
+            out.originals.append({"id": ex["id"], "source": r.location, "replaced": r.originals})
+    out.by_location[r.location] = ex
+    out.kept.append(ex)
+
+
+def _token_lengths(task: TaskConfig, rows: SortedRows, tallies: list[SourceTally],
+                   warnings: list[str]) -> tuple[Any, int | None]:
+    """Measure token lengths with the model's tokenizer; reject or warn about over-long examples.
+
+    Returns (tokenizer or None, context window); appends to `warnings`, may shrink `rows.kept`.
+    """
     data = task.data
-    ws = Workspace(project.workspace)
-    paths = [project.source_path(s) for s in data.sources]
+    tokenizer, window, why_not = tokens.load_tokenizer(task) if data.token_stats and rows.kept else (None, None, None)
+    if why_not:
+        warnings.append(f"token statistics skipped: {why_not}")
+    if tokenizer is None:
+        return None, window
+    kind_of(task.type).measure_tokens(rows.kept, tokenizer)
+    max_length = task.train.max_length
+    if window and max_length > window:
+        warnings.append(f"train.max_length {max_length} exceeds the model's context window of {window} tokens")
+    long = [e for e in rows.kept if tokens.over_length(e, max_length)]
+    if long and data.over_length == "reject":
+        for e in long:
+            tallies[e["_src"]].rejected["over_max_tokens"] += 1
+            tallies[e["_src"]].redacted.subtract(e.get("_redacted", {}))
+            rows.rejects.append({"location": e["source"], "reason": "over_max_tokens", "tokens": e["_tokens"]})
+        drop = {id(e) for e in long}
+        rows.kept = [e for e in rows.kept if id(e) not in drop]
+    elif long:
+        warnings.append(f"{len(long)} example(s) exceed train.max_length {max_length} tokens and will be truncated "
+                        f"in training (data.over_length: reject drops them instead)")
+    return tokenizer, window
+
+
+def _manifest(task: TaskConfig, result: PreparedDataset, label_counts: Any, token_stats: Any) -> DatasetManifest:
+    return DatasetManifest(
+        result=ManifestResult(**result.model_dump(exclude={"reused"})), task_type=task.type,
+        data_config=task.data.model_dump(mode="json"), model=task.model, label_counts=label_counts,
+        tokens=token_stats, libraries=_versions(), prep_version=PREP_VERSION,
+    )
+
+
+def _write_version(folder: Path, task: TaskConfig, splits: dict[str, list[dict[str, Any]]], rows: SortedRows,
+                   manifest: DatasetManifest) -> None:
+    """The dataset folder, whole or not at all: splits, rejects, originals (on request), manifest, report."""
+    with atomic_dir(folder) as tmp:
+        for split, split_rows in splits.items():
+            write_jsonl_atomic(tmp / f"{split}.jsonl", [_public(e) for e in split_rows])
+        write_jsonl_atomic(tmp / "rejects.jsonl", rows.rejects)
+        if task.data.redact.keep_originals:
+            write_jsonl_atomic(tmp / "redactions.jsonl", rows.originals)
+        write_manifest(tmp, manifest)
+        near = clusters(_with_kept(rows.near_dups, rows.by_location))
+        write_data_report(tmp / "report.html", manifest.model_dump(mode="json"), splits, rows.rejects, near)
+
+
+def _source_paths(project: Project, task: TaskConfig) -> list[Path]:
+    paths = [project.source_path(s) for s in task.data.sources]
     for p in paths:
         if not p.exists():
             raise DataError(
                 f"data source not found: {p}. Check `data.sources[].path` in {project.path} "
                 f"(paths are relative to the project file)."
             )
+    return paths
+
+
+def _accounts(hashed: list[tuple[str, dict[str, str]]], paths: list[Path], tallies: list[SourceTally],
+              log: Callable[[str], None]) -> list[SourceAccount]:
+    accounts = []
+    for (source_hash, files), path, tally in zip(hashed, paths, tallies):
+        account = tally.account(path, source_hash, files)
+        accounts.append(account)
+        log(f"{path.name}: read {account.read}, kept {account.kept}, rejected {sum(account.rejected.values())}, "
+            f"duplicates {account.duplicates} ({account.near_duplicates} near)")
+    return accounts
+
+
+def prepare_dataset(
+    project: Project, task_name: str | None = None, log: Callable[[str], None] = lambda _msg: None
+) -> PreparedDataset:
+    """Prepare one task's data; reuses the existing version when inputs and settings are unchanged."""
+    task = project.config.task(task_name)
+    data, ws = task.data, Workspace(project.workspace)
+    paths = _source_paths(project, task)
     hashed = [_hash_source(p) for p in paths]
     version = dataset_version(task, [h for h, _ in hashed])
     folder = ws.dataset_dir(task.name, version)
@@ -116,92 +267,17 @@ def prepare_dataset(
 
     person = load_person_finder(data.redact.ner_model) if data.redact.enabled and "person" in data.redact.types else None
     stage = RowStage(task.type, data, person)
-    rows, owner = [], []
-    for i, (source, path) in enumerate(zip(data.sources, paths)):
-        source_rows = read_source(path, source)
-        if source_rows:
-            _columns_present(path, source_rows[0][1], stage.required)
-        rows.extend(source_rows)
-        owner.extend([i] * len(source_rows))
-    results = run_rows(stage, rows, data.workers)
-
-    kept: list[dict[str, Any]] = []
-    rejects: list[dict[str, Any]] = []
-    near_dups: list[dict[str, Any]] = []
-    originals: list[dict[str, Any]] = []
-    tallies = [{"read": 0, "rejected": Counter(), "dups": 0, "near": 0, "redacted": Counter()} for _ in paths]
-    seen: dict[str, str] = {}
-    near = NearDuplicates(data.dedup) if data.dedup.near else None
-    by_location: dict[str, dict[str, Any]] = {}
-    for src, r in zip(owner, results):
-        tally = tallies[src]
-        tally["read"] += 1
-        if r.example is None:
-            tally["rejected"][r.reason] += 1
-            rejects.append({"location": r.location, "reason": r.reason})
-            continue
-        if data.dedup.exact and r.key in seen:
-            tally["dups"] += 1
-            rejects.append({"location": r.location, "reason": "exact_duplicate", "duplicate_of": seen[r.key]})
-            continue
-        match = near.check(r.location, r.signature) if near is not None and r.signature is not None else None
-        if match is not None:
-            tally["dups"] += 1
-            tally["near"] += 1
-            entry = {"location": r.location, "reason": "near_duplicate", "duplicate_of": match[0], "similarity": round(match[1], 3)}
-            rejects.append(entry)
-            near_dups.append({**entry, "text": _preview(r.example)})
-            continue
-        seen[r.key] = r.location
-        ex = r.example
-        ex["id"] = f"{task.name}-{len(kept):06d}"
-        ex["source"] = r.location
-        ex["_src"] = src
-        if r.redacted:
-            ex["_redacted"] = r.redacted
-            tally["redacted"].update(r.redacted)
-            if data.redact.keep_originals and r.originals:
-                originals.append({"id": ex["id"], "source": r.location, "replaced": r.originals})
-        by_location[r.location] = ex
-        kept.append(ex)
-
+    raw, owner = _read_rows(project, task, paths, stage)
+    tallies = [SourceTally() for _ in paths]
+    rows = _sort_rows(task, run_rows(stage, raw, data.workers), owner, tallies)
     warnings: list[str] = []
-    tokenizer, window, why_not = tokens.load_tokenizer(task) if data.token_stats and kept else (None, None, None)
-    if why_not:
-        warnings.append(f"token statistics skipped: {why_not}")
-    if tokenizer is not None:
-        kind_of(task.type).measure_tokens(kept, tokenizer)
-        max_length = task.train.max_length
-        if window and max_length > window:
-            warnings.append(f"train.max_length {max_length} exceeds the model's context window of {window} tokens")
-        long = [e for e in kept if tokens.over_length(e, max_length)]
-        if long and data.over_length == "reject":
-            for e in long:
-                tallies[e["_src"]]["rejected"]["over_max_tokens"] += 1
-                tallies[e["_src"]]["redacted"].subtract(e.get("_redacted", {}))
-                rejects.append({"location": e["source"], "reason": "over_max_tokens", "tokens": e["_tokens"]})
-            drop = {id(e) for e in long}
-            kept = [e for e in kept if id(e) not in drop]
-        elif long:
-            warnings.append(f"{len(long)} example(s) exceed train.max_length {max_length} tokens and will be truncated "
-                            f"in training (data.over_length: reject drops them instead)")
-    if not kept:
+    tokenizer, window = _token_lengths(task, rows, tallies, warnings)
+    if not rows.kept:
         raise DataError(f"task '{task.name}': no usable rows in {[str(p) for p in paths]}; see the reasons above")
-
-    accounts = []
-    for (source_hash, files), path, tally in zip(hashed, paths, tallies):
-        account = SourceAccount(
-            path=str(path), sha256=source_hash, files=files, read=tally["read"],
-            kept=tally["read"] - sum(tally["rejected"].values()) - tally["dups"], rejected=dict(tally["rejected"]),
-            duplicates=tally["dups"], near_duplicates=tally["near"], redacted={k: v for k, v in tally["redacted"].items() if v},
-        )
-        accounts.append(account)
-        log(f"{path.name}: read {account.read}, kept {account.kept}, rejected {sum(account.rejected.values())}, "
-            f"duplicates {account.duplicates} ({account.near_duplicates} near)")
-
-    splits = split_examples(kept, data.split)
-    labels = kind_of(task.type).labels(kept)
-    label_counts = kind_of(task.type).label_counts(splits)
+    accounts = _accounts(hashed, paths, tallies, log)
+    splits = split_examples(rows.kept, data.split)
+    kind = kind_of(task.type)
+    label_counts = kind.label_counts(splits)
     if label_counts:
         warnings.extend(_label_warnings(label_counts, data.rare_class_min))
     token_stats = {s: tokens.summary(v, task.train.max_length, window) for s, v in splits.items()} if tokenizer else None
@@ -209,32 +285,14 @@ def prepare_dataset(
         n = sum(t.get("misaligned_entities", 0) for t in token_stats.values())
         warnings.append(f"{n} entity span(s) do not start or end on a token boundary of {task.model}'s tokenizer; "
                         f"their BIO tags will cover the whole tokens they touch")
-    redacted = sum((Counter(a.redacted) for a in accounts), Counter())
     for w in warnings:
         log(f"warning: {w}")
     result = PreparedDataset(
-        task=task.name, version=version, path=str(folder), reused=False,
-        counts={s: len(v) for s, v in splits.items()}, labels=labels, sources=accounts,
-        redacted=dict(redacted), warnings=warnings,
+        task=task.name, version=version, path=str(folder), reused=False, counts={s: len(v) for s, v in splits.items()},
+        labels=kind.labels(rows.kept), sources=accounts, redacted=dict(sum((Counter(a.redacted) for a in accounts), Counter())),
+        warnings=warnings,
     )
-    manifest = DatasetManifest(
-        result=ManifestResult(**result.model_dump(exclude={"reused"})),
-        task_type=task.type,
-        data_config=data.model_dump(mode="json"),
-        model=task.model,
-        label_counts=label_counts,
-        tokens=token_stats,
-        libraries=_versions(),
-        prep_version=PREP_VERSION,
-    )
-    with atomic_dir(folder) as tmp:
-        for split, split_rows in splits.items():
-            write_jsonl_atomic(tmp / f"{split}.jsonl", [_public(e) for e in split_rows])
-        write_jsonl_atomic(tmp / "rejects.jsonl", rejects)
-        if data.redact.keep_originals:
-            write_jsonl_atomic(tmp / "redactions.jsonl", originals)
-        write_manifest(tmp, manifest)
-        write_data_report(tmp / "report.html", manifest.model_dump(mode="json"), splits, rejects, clusters(_with_kept(near_dups, by_location)))
+    _write_version(folder, task, splits, rows, _manifest(task, result, label_counts, token_stats))
     ws.set_latest_dataset(task.name, version)
     return result
 
