@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.tuneloom-installed
 
-.PHONY: setup models demo test test-fast clean
+.PHONY: setup models demo lint test test-fast clean
 
 $(STAMP): pyproject.toml Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -32,7 +32,13 @@ models: setup
 demo: models
 	cd examples/acme-support && ../../$(VENV)/bin/tuneloom run
 
-test: models
+# Lint, format check and type check first (seconds), then the whole suite (the strict docs build is a test).
+lint: setup
+	$(PY) -m ruff check src tests bench docs
+	$(PY) -m ruff format --check src tests bench docs
+	$(PY) -m mypy
+
+test: models lint
 	$(PY) -m pytest -q
 
 test-fast: setup
