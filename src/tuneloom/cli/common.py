@@ -47,9 +47,10 @@ def fail(exc: BaseException) -> NoReturn:
 @contextmanager
 def user_errors(*also: type[BaseException]) -> Iterator[None]:
     """Turn a `TuneloomError` (and the exception types in `also`) raised inside the block into `fail`."""
+    caught: tuple[type[BaseException], ...] = (TuneloomError, *also)
     try:
         yield
-    except (TuneloomError, *also) as exc:
+    except caught as exc:
         fail(exc)
 
 

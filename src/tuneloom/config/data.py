@@ -132,6 +132,7 @@ class DedupConfig(Strict):
 
 
 PiiType = Literal["email", "phone", "iban", "card", "ip", "postal_code", "id_number", "person"]
+_DEFAULT_PII: tuple[PiiType, ...] = ("email", "phone", "iban", "card", "ip", "postal_code", "id_number")
 
 
 class RedactConfig(Strict):
@@ -139,7 +140,7 @@ class RedactConfig(Strict):
 
     enabled: bool = False
     types: list[PiiType] = Field(
-        default_factory=lambda: ["email", "phone", "iban", "card", "ip", "postal_code", "id_number"],
+        default_factory=lambda: list(_DEFAULT_PII),
         description="What to redact; 'person' needs ner_model.",
     )
     ner_model: str | None = Field(

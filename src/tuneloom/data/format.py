@@ -7,13 +7,21 @@ NER text, which stays verbatim so that the character spans keep pointing at the 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypedDict
 
 from tuneloom.config import DataConfig
 from tuneloom.data.clean import Cleaner
 
 Example = dict[str, Any]
 ROLES = ("system", "user", "assistant")
+
+
+class Span(TypedDict):
+    """One NER entity: a character span (end exclusive) and its label."""
+
+    start: int
+    end: int
+    label: str
 
 
 def _parsed(value: Any) -> Any:
@@ -26,6 +34,13 @@ def _parsed(value: Any) -> Any:
     return value
 
 
+def _cell(record: dict[str, Any], column: str | None) -> Any:
+    """The record's value in a column role the task kind requires (so validation has set it)."""
+    if column is None:
+        raise KeyError(column)  # what record[None] raised before; unreachable after config validation
+    return record[column]
+
+
 def _length_problem(data: DataConfig, texts: list[str]) -> str | None:
     total = sum(len(t) for t in texts)
     if total > data.max_chars:
@@ -36,7 +51,7 @@ def _length_problem(data: DataConfig, texts: list[str]) -> str | None:
 def chat_example(data: DataConfig, record: dict[str, Any], clean: Cleaner) -> tuple[Example | None, str | None]:
     cols = data.columns
     if cols.messages:
-        messages = _parsed(record[cols.messages])
+        messages = _parsed(_cell(record, cols.messages))
         if not isinstance(messages, list) or not messages:
             return None, "invalid_messages"
         out = []
@@ -49,7 +64,7 @@ def chat_example(data: DataConfig, record: dict[str, Any], clean: Cleaner) -> tu
         if any(len(m["content"]) < data.min_chars for m in out if m["role"] == "user"):
             return None, "empty_or_short_prompt"
     else:
-        prompt, response = clean.text(record[cols.prompt]), clean.text(record[cols.response])
+        prompt, response = clean.text(_cell(record, cols.prompt)), clean.text(_cell(record, cols.response))
         if len(prompt) < data.min_chars:
             return None, "empty_or_short_prompt"
         if len(response) < data.min_chars:
@@ -74,11 +89,11 @@ def _labels(data: DataConfig, value: Any) -> list[str]:
 
 def classification_example(data: DataConfig, record: dict[str, Any], clean: Cleaner) -> tuple[Example | None, str | None]:
     text = "\n\n".join(t for t in (clean.text(record[c]) for c in data.columns.text_columns()) if t)
-    labels = _labels(data, record[data.columns.label])
+    labels = _labels(data, _cell(record, data.columns.label))
     if not labels:
         return None, "missing_label"
     if len(labels) > 1 and not data.multi_label:
-        labels = [" ".join(str(record[data.columns.label]).split())]
+        labels = [" ".join(str(_cell(record, data.columns.label)).split())]
     if len(text) < data.min_chars:
         return None, "empty_or_short_text"
     reason = _length_problem(data, [text])
@@ -94,12 +109,12 @@ def ner_example(data: DataConfig, record: dict[str, Any], clean: Cleaner) -> tup
     reason = _length_problem(data, [text])
     if reason:
         return None, reason
-    raw = _parsed(record[data.columns.entities])
+    raw = _parsed(_cell(record, data.columns.entities))
     if raw == "" or raw is None:
         raw = []
     if not isinstance(raw, list):
         return None, "invalid_entities"
-    spans = []
+    spans: list[Span] = []
     for item in raw:
         if isinstance(item, dict):
             start, end, label = item.get("start"), item.get("end"), item.get("label")
@@ -142,10 +157,10 @@ def _answer(value: Any, clean: Cleaner) -> str:
 
 def preference_example(data: DataConfig, record: dict[str, Any], clean: Cleaner) -> tuple[Example | None, str | None]:
     cols = data.columns
-    prompt = _prompt_messages(data, record[cols.prompt], clean)
+    prompt = _prompt_messages(data, _cell(record, cols.prompt), clean)
     if prompt is None:
         return None, "empty_or_invalid_prompt"
-    chosen, rejected = _answer(record[cols.chosen], clean), _answer(record[cols.rejected], clean)
+    chosen, rejected = _answer(_cell(record, cols.chosen), clean), _answer(_cell(record, cols.rejected), clean)
     if len(chosen) < data.min_chars or len(rejected) < data.min_chars:
         return None, "empty_or_short_answer"
     if chosen == rejected:

@@ -265,7 +265,8 @@ def prepare_dataset(
         log(f"{task.name}: inputs unchanged, reusing dataset {version}")
         return PreparedDataset(**previous.result.model_dump(exclude={"reused"}), reused=True)
 
-    person = load_person_finder(data.redact.ner_model) if data.redact.enabled and "person" in data.redact.types else None
+    ner_model = data.redact.ner_model  # set whenever person redaction is on (RedactConfig validates it)
+    person = load_person_finder(ner_model) if data.redact.enabled and "person" in data.redact.types and ner_model else None
     stage = RowStage(task.type, data, person)
     raw, owner = _read_rows(project, task, paths, stage)
     tallies = [SourceTally() for _ in paths]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -128,7 +129,7 @@ class Redactor:
                 if self.types & {"iban", "card"}:
                     text = _CARD_OR_IBAN.sub(lambda m: self._number(m, mapping, counts), text)
             elif kind in self.types:
-                text = PATTERNS[name].sub(lambda m, k=kind: self._match(k, m, mapping, counts), text)
+                text = PATTERNS[name].sub(partial(self._match, kind, mapping=mapping, counts=counts), text)
         return text
 
     def _number(self, match: re.Match[str], mapping: dict[tuple[str, str], str], counts: Counter[str]) -> str:
@@ -192,16 +193,21 @@ def redact_example(ex: dict[str, Any], redactor: Redactor) -> tuple[Counter[str]
     return counts, pairs
 
 
+def _slot(holder: dict[str, Any], key: str) -> tuple[Callable[[], str], Callable[[str], None]]:
+    """A getter/setter pair for one text held in `holder[key]`."""
+    return (lambda: holder[key]), (lambda v: holder.__setitem__(key, v))
+
+
 def _text_slots(ex: dict[str, Any]) -> list[tuple[Callable[[], str], Callable[[str], None]]]:
     """Getter/setter pairs for every text an example holds (message contents included)."""
     slots: list[tuple[Callable[[], str], Callable[[str], None]]] = []
     for key in ("text",):
         if key in ex:
-            slots.append((lambda k=key: ex[k], lambda v, k=key: ex.__setitem__(k, v)))
+            slots.append(_slot(ex, key))
     for key in ("messages", "prompt", "chosen", "rejected"):
         for msg in ex.get(key, []) or []:
             if msg.get("role") != "system":
-                slots.append((lambda m=msg: m["content"], lambda v, m=msg: m.__setitem__("content", v)))
+                slots.append(_slot(msg, "content"))
     return slots
 
 

@@ -158,6 +158,7 @@ def _judge_one(
         wait = _wait_s(response, attempt, backoff_s)
         log.info("judge item %d: %s; retrying in %.2fs", index, _redact(problem, key), wait)
         time.sleep(wait)
+    assert response is not None  # the loop only ends without returning on a successful response
     try:
         content = response.json()["choices"][0]["message"]["content"]
         if content is not None and not isinstance(content, str):

@@ -111,9 +111,10 @@ def calibration(y_true_idx: Any, probs: Any, bins: int = 10) -> dict[str, Any]:
     for b in range(bins):
         mask = which == b
         count = int(mask.sum())
-        conf_b = float(confidence[mask].mean()) if count else None
-        acc_b = float(correct[mask].mean()) if count else None
+        conf_b: float | None = None
+        acc_b: float | None = None
         if count:
+            conf_b, acc_b = float(confidence[mask].mean()), float(correct[mask].mean())
             ece += count / n * abs(acc_b - conf_b)
         reliability.append(
             {"bin_low": float(edges[b]), "bin_high": float(edges[b + 1]), "confidence": conf_b, "accuracy": acc_b, "count": count}

@@ -9,7 +9,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt  # after matplotlib.use: the backend is chosen before pyplot loads
 
 BASE, TUNED = "#9aa5b1", "#2563eb"
 

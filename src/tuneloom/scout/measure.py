@@ -200,7 +200,7 @@ def _loading_report() -> Iterator[list[str]]:
 
     lines: list[str] = []
     handler = logging.Handler(logging.WARNING)
-    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]  # a one-off handler, no subclass needed
     logger = logging.getLogger("transformers")
     level = logger.level
     logger.addHandler(handler)

@@ -68,12 +68,12 @@ def rank_rows(rows: list[ScoutRow], metric: str, scout: ScoutConfig) -> tuple[Sc
     if not eligible:
         reasons = "; ".join(f"{r.name}: {r.error or ', '.join(r.violations) or 'no quality score'}" for r in rows)
         return None, f"No candidate can be recommended: {reasons}."
-    eligible.sort(key=lambda r: (-r.quality, r.measurement.peak_memory_mb, r.measurement.latency_ms))  # type: ignore[operator,union-attr]
+    eligible.sort(key=lambda r: (-r.quality, r.measurement.peak_memory_mb, r.measurement.latency_ms))  # type: ignore[operator,union-attr]  # eligible rows have quality and measurement
     for i, row in enumerate(eligible, 1):
         row.rank = i
     best = eligible[0]
-    pool = [r for r in eligible if r.quality >= best.quality - scout.quality_tolerance]  # type: ignore[operator]
-    chosen = min(pool, key=lambda r: (r.measurement.peak_memory_mb, r.measurement.latency_ms))  # type: ignore[union-attr]
+    pool = [r for r in eligible if r.quality >= best.quality - scout.quality_tolerance]  # type: ignore[operator]  # eligible rows have a quality
+    chosen = min(pool, key=lambda r: (r.measurement.peak_memory_mb, r.measurement.latency_ms))  # type: ignore[union-attr]  # eligible rows have a measurement
     chosen.recommended = True
     return chosen, explain(chosen, best, eligible, metric, scout.quality_tolerance)
 
@@ -99,13 +99,13 @@ def _versus(a: ScoutRow, b: ScoutRow) -> str:
 
 def explain(chosen: ScoutRow, best: ScoutRow, ranked: list[ScoutRow], metric: str, tolerance: float) -> str:
     if chosen is not best:
-        gap = 100 * (best.quality - chosen.quality)  # type: ignore[operator]
+        gap = 100 * (best.quality - chosen.quality)  # type: ignore[operator]  # ranked rows have a quality
         return (f"{chosen.name}: within {gap:.1f} points of {best.name}'s {metric} ({chosen.quality:.3f} vs "
                 f"{best.quality:.3f}) at {_versus(chosen, best)}.")
     if len(ranked) == 1:
         return f"{chosen.name}: the only candidate that was measured and meets the constraints ({metric} {chosen.quality:.3f})."
     second = ranked[1]
-    gap = 100 * (chosen.quality - second.quality)  # type: ignore[operator]
+    gap = 100 * (chosen.quality - second.quality)  # type: ignore[operator]  # ranked rows have a quality
     if gap <= 100 * tolerance:
         return (f"{chosen.name}: the best {metric} ({chosen.quality:.3f}) and the least memory of the candidates "
                 f"within {100 * tolerance:.0f} points of it; against {second.name} ({second.quality:.3f}) it runs at "

@@ -138,7 +138,7 @@ class TransformersBackend:
             chat.engine.submit(seqs)
         except Overloaded:
             for _ in range(n if adapter is not None else 0):
-                chat.adapters.release(adapter)  # type: ignore[arg-type]
+                chat.adapters.release(adapter)  # type: ignore[arg-type]  # loops only when adapter is not None
             raise
         return generation
 

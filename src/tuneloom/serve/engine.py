@@ -199,7 +199,7 @@ class BatchEngine:
     def _admit_locked(self) -> list[Sequence]:
         if self._running and not self._joinable():
             return []
-        admitted = []
+        admitted: list[Sequence] = []
         now = time.monotonic()
         while self._waiting and len(self._running) + len(admitted) < self.max_batch_size:
             s = self._waiting.popleft()
@@ -247,7 +247,7 @@ class BatchEngine:
 
     def _join(self, seqs: list[Sequence], cache: Any, mask: torch.Tensor) -> None:
         """Append prefilled sequences to the running batch, left-padding whichever cache is shorter."""
-        if self._cache is None or not self._running:
+        if self._cache is None or self._mask is None or not self._running:  # the mask is set whenever the cache is
             self._running, self._cache, self._mask = list(seqs), cache, mask
             return
         old, new = self._mask.shape[1], mask.shape[1]
@@ -260,6 +260,7 @@ class BatchEngine:
 
     @torch.inference_mode()
     def _decode(self) -> None:
+        assert self._mask is not None  # set whenever sequences are running
         last = torch.tensor([[s.out_ids[-1]] for s in self._running], device=self.device)
         positions = self._mask.sum(-1, keepdim=True)
         self._mask = torch.cat([self._mask, torch.ones((len(self._running), 1), dtype=torch.long, device=self.device)], dim=1)
@@ -315,6 +316,7 @@ class BatchEngine:
         if not keep:
             self._cache, self._mask = None, None
             return
+        assert self._mask is not None  # set whenever sequences are running
         index = torch.tensor(keep, device=self.device)
         self._mask = self._mask[index]
         start = int((self._mask.sum(0) > 0).nonzero()[0])

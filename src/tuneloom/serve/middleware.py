@@ -57,7 +57,7 @@ async def log_and_measure(request: Request, call_next: Callable[[Request], Await
     if body is None:
         done()
         return response
-    response.body_iterator = measured(body, done)  # type: ignore[attr-defined]
+    response.body_iterator = measured(body, done)  # type: ignore[attr-defined]  # only streaming responses have a body_iterator (checked above)
     return response
 
 

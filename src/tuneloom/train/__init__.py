@@ -28,7 +28,7 @@ from tuneloom.artifacts import (
 )
 from tuneloom.catalog import resolve_model
 from tuneloom.config import Project, TaskConfig
-from tuneloom.data import load_split, prepare_dataset
+from tuneloom.data.prepare import load_split, prepare_dataset
 from tuneloom.errors import TuneloomError
 from tuneloom.reports.training import write_run_report
 from tuneloom.train.common import (

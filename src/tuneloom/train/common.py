@@ -152,7 +152,7 @@ class RunLogger(TrainerCallback):
         self.started = 0.0
         self.last_loss: float | None = None
 
-    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001 (Trainer callback API)
+    def on_train_begin(self, args, state, control, **kwargs):  # Trainer callback API
         self.started = time.time()
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
@@ -167,14 +167,14 @@ class RunLogger(TrainerCallback):
         self.progress.start()
         self.bar = self.progress.add_task(self.title, total=state.max_steps, stats="")
 
-    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+    def on_step_end(self, args, state, control, **kwargs):
         elapsed = max(time.time() - self.started, 1e-9)
         loss = f"loss {self.last_loss:.3f} " if self.last_loss is not None else ""
         stats = f"{loss}{state.num_input_tokens_seen / elapsed:.0f} tok/s"
         if self.progress:
             self.progress.update(self.bar, completed=state.global_step, stats=stats)
 
-    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+    def on_log(self, args, state, control, logs=None, **kwargs):
         logs = dict(logs or {})
         if "loss" in logs:
             self.last_loss = float(logs["loss"])
@@ -183,7 +183,7 @@ class RunLogger(TrainerCallback):
         row.update({k: (float(v) if isinstance(v, (int, float)) else v) for k, v in logs.items()})
         append_jsonl(self.metrics, row)
 
-    def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
+    def on_train_end(self, args, state, control, **kwargs):
         if self.progress:
             self.progress.update(self.bar, completed=state.global_step)
             self.progress.stop()

@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -123,7 +123,7 @@ def model_shape(path: str | Path, trust_remote_code: bool = False) -> ModelShape
     # on the meta device the tie is not made, so it is read from the config
     tied = head is not None and bool(getattr(config, "tie_word_embeddings", False))
     params = sum(p.numel() for p in model.parameters())
-    if tied and head.weight is not embed.weight:
+    if tied and head is not None and head.weight is not embed.weight:
         params -= head.weight.numel()
     hidden = int(getattr(config, "hidden_size", 0) or embed.weight.shape[1])
     heads = int(getattr(config, "num_attention_heads", 1) or 1)
@@ -277,11 +277,11 @@ def fit_advice(
         return None
 
     def replan(**changes: object) -> MemoryPlan:
-        settings = dict(mode=plan.mode, precision=plan.precision, seq_len=plan.seq_len, batch_size=plan.batch_size,
+        settings: dict[str, Any] = dict(mode=plan.mode, precision=plan.precision, seq_len=plan.seq_len, batch_size=plan.batch_size,
                         gradient_checkpointing=plan.gradient_checkpointing, lora_r=lora_r, device=plan.device,
                         attention=plan.attention)
         settings.update(changes)
-        return plan_memory(shape, **settings)  # type: ignore[arg-type]
+        return plan_memory(shape, **settings)
 
     options: list[tuple[str, MemoryPlan]] = []
     batch = plan.batch_size // 2
@@ -328,9 +328,9 @@ def check_training_memory(task: TaskConfig, model_path: Path, precision: str, la
         shape, precision = shape.model_copy(update={"vocab_size": max(labels, 2)}), "fp32"
     mode = "lora" if task.method.kind == "dora" else task.method.kind  # DoRA's magnitude vectors are tiny next to LoRA's A and B
     seq = min(longest or task.train.max_length, task.train.max_length)
-    plan = plan_memory(shape, mode, "nf4" if mode == "qlora" else precision,  # type: ignore[arg-type]
+    plan = plan_memory(shape, mode, "nf4" if mode == "qlora" else precision,  # type: ignore[arg-type]  # precision comes in as str (choose_precision's values)
                        seq, task.train.batch_size, gradient_checkpointing=task.train.gradient_checkpointing,
-                       lora_r=task.method.r, attention=attention_for(task, seq))  # type: ignore[arg-type]
+                       lora_r=task.method.r, attention=attention_for(task, seq))  # type: ignore[arg-type]  # attention_for returns "eager" or "sdpa" as str
     available, where = available_memory()
     advice = fit_advice(shape, plan, available, task.method.r, shape.decoder)
     if advice:

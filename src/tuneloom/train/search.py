@@ -64,7 +64,7 @@ class PruningCallback(TrainerCallback):
         self.pruned_at: int | None = None
         self.last_step = -1
 
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # noqa: ANN001 (Trainer callback API)
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # Trainer callback API
         loss = (metrics or {}).get("eval_loss")
         # the final evaluation after training repeats the last step's: report each step once
         if loss is None or not state.is_world_process_zero or self.pruned_at is not None or state.global_step <= self.last_step:
@@ -148,7 +148,7 @@ def search_task(project: Project, task_name: str | None, n_trials: int, console:
             study_name=study_name, storage=study_storage(url), direction="minimize", load_if_exists=True,
             pruner=optuna.pruners.MedianPruner(n_startup_trials=2) if space.pruning else optuna.pruners.NopPruner(),
         )
-    except Exception as exc:  # noqa: BLE001 - a bad URL, an unreachable server, a missing driver
+    except Exception as exc:  # a bad URL, an unreachable server, a missing driver
         raise TuneloomError(f"search storage {_redact(url)}: {type(exc).__name__}: {exc}") from None
 
     # Reproducible on one machine, without repeating the trials a study already has; machines sharing
@@ -201,7 +201,7 @@ def _importances(study: Any) -> dict[str, float]:
 def _write_report(project: Project, task: TaskConfig, study: Any, url: str, new_trials: int) -> SearchResult:
     trials = [_row(t) for t in study.trials]
     done = [t for t in trials if t.state == "COMPLETE"]
-    best = min(done, key=lambda t: t.value) if done else None  # type: ignore[arg-type, return-value]
+    best = min(done, key=lambda t: t.value) if done else None  # type: ignore[arg-type, return-value]  # COMPLETE trials have a value
     folder = project.workspace / "searches" / f"{study.study_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     data = {
         "task": task.name, "study": study.study_name, "storage": _redact(url), "new_trials": new_trials,

@@ -57,7 +57,7 @@ class MlflowTracker(TrainerCallback):
     def display_uri(self) -> str:  # named as in ModelRegistry: `mlflow_errors` puts it in messages
         return self.registry.display_uri
 
-    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001 (Trainer callback API)
+    def on_log(self, args, state, control, logs=None, **kwargs):  # Trainer callback API
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -67,10 +67,10 @@ class MlflowTracker(TrainerCallback):
         if len(self.buffer) >= _FLUSH_EVERY:
             self.flush()
 
-    def on_evaluate(self, args, state, control, **kwargs):  # noqa: ANN001
+    def on_evaluate(self, args, state, control, **kwargs):
         self.flush()
 
-    def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
+    def on_train_end(self, args, state, control, **kwargs):
         self.flush()
 
     def flush(self) -> None:
@@ -81,7 +81,7 @@ class MlflowTracker(TrainerCallback):
         try:
             for i in range(0, len(batch), 1000):
                 self.registry.client.log_batch(self.run_id, metrics=batch[i:i + 1000])
-        except Exception as exc:  # noqa: BLE001 - the run folder's metrics.jsonl still has every value
+        except Exception as exc:  # the run folder's metrics.jsonl still has every value
             log.warning("MLflow tracking: could not log %d metric values: %s", len(batch), exc)
 
     @mlflow_errors
