@@ -59,6 +59,7 @@ class EvalContext:
 
 
 InferenceHead = Literal["causal_lm", "sequence_classification", "token_classification"]
+ScoutQuality = Literal["generation", "probe"]  # scout scores a base model by its answers, or by a linear probe
 
 
 class TaskKind(Protocol):
@@ -73,6 +74,7 @@ class TaskKind(Protocol):
     packs_by_default: bool  # default of train.packing
     head: InferenceHead  # what loads its trained model for inference
     serve_as: str | None  # the /v1 capability a registered version offers ("chat", "classification") or None
+    scout_quality: ScoutQuality  # how `tuneloom scout` scores a candidate base model on the task's data
     can_pack: bool  # train.packing is allowed
     multi_label: bool  # data.multi_label is allowed
     takes_system_prompt: bool  # data.system_prompt is allowed
@@ -119,6 +121,7 @@ class KindDefaults:
     causal_lm = False
     packs_by_default = False
     serve_as: str | None = None
+    scout_quality: ScoutQuality = "generation"
     can_pack = False
     multi_label = False
     takes_system_prompt = False
