@@ -52,7 +52,7 @@ def classifier_head(path: Path | str, labels: list[str], trust_remote_code: bool
     """`path`'s model with a sequence-classification head over `labels` (fp32 unless `dtype=` says otherwise)."""
     from transformers import AutoModelForSequenceClassification
 
-    kwargs.setdefault("dtype", _fp32())
+    kwargs.setdefault("dtype", model_dtype("fp32"))
     model = AutoModelForSequenceClassification.from_pretrained(
         path, **_label_maps(labels), trust_remote_code=trust_remote_code,
         problem_type="multi_label_classification" if multi_label else "single_label_classification", **kwargs,
@@ -65,7 +65,7 @@ def tagger_head(path: Path | str, tags: list[str], trust_remote_code: bool, pad_
     from transformers import AutoModelForTokenClassification
 
     model = AutoModelForTokenClassification.from_pretrained(
-        path, **_label_maps(tags), dtype=_fp32(), trust_remote_code=trust_remote_code,
+        path, **_label_maps(tags), dtype=model_dtype("fp32"), trust_remote_code=trust_remote_code,
     )
     return _set_pad(model, pad_token_id)
 
@@ -84,12 +84,6 @@ def attach_adapter(base: Any, adapter_dir: Path | str) -> Any:
     from peft import PeftModel
 
     return PeftModel.from_pretrained(base, str(adapter_dir)).eval()
-
-
-def _fp32() -> torch.dtype:
-    import torch
-
-    return torch.float32
 
 
 def _full(head: InferenceHead, model_dir: Path, dtype: torch.dtype, trust_remote_code: bool) -> Any:
@@ -129,7 +123,7 @@ def load_trained(
     causal LM). `pad_token_id`: set on a classification base whose config has none.
     """
     if method == "full":
-        dtype = model_dtype(precision) if head == "causal_lm" else _fp32()
+        dtype = model_dtype(precision if head == "causal_lm" else "fp32")
         return _full(head, Path(model_dir), dtype, trust_remote_code)
     base = load_base(head, base_path, precision, labels, trust_remote_code, multi_label, pad_token_id)
     return attach_adapter(base, model_dir)
