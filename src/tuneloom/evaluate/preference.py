@@ -7,7 +7,8 @@ reference, has reward 0 for every answer: accuracy 0 and margin 0 (the floor to 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 

@@ -12,8 +12,9 @@ import importlib.util
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import torch
 
