@@ -95,7 +95,7 @@ def test_ner_trains_evaluates_and_reports_from_the_cli(tmp_path, tiny_bert_dir):
 
 
 def test_multilabel_classification_trains_on_multi_hot_targets_and_merges(tmp_path, tiny_bert_dir):
-    from tuneloom.evaluate.classify import load_classifier
+    from tuneloom.inference import load_trained
 
     config = write_task_project(tmp_path, "classification", tiny_bert_dir, method={"merge": True})
     result = train_task(load_project(config))
@@ -107,7 +107,8 @@ def test_multilabel_classification_trains_on_multi_hot_targets_and_merges(tmp_pa
 
     merged = AutoModelForSequenceClassification.from_pretrained(Path(result.run_dir) / "model-merged").eval()
     assert merged.config.problem_type == "multi_label_classification" and merged.config.num_labels == 3
-    tuned = load_classifier(Path(result.model_dir), tiny_bert_dir, "lora", ev.labels, 0, False, multi_label=True).eval()
+    tuned = load_trained("sequence_classification", Path(result.model_dir), tiny_bert_dir, "lora", "fp32", ev.labels, False,
+                         multi_label=True, pad_token_id=0)
     batch = AutoTokenizer.from_pretrained(tiny_bert_dir)(["Charged twice for order 12"], return_tensors="pt")
     with torch.no_grad():
         assert torch.allclose(merged(**batch).logits, tuned(**batch).logits, atol=1e-5)

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from tuneloom.evaluate.metrics import mean_scores, per_example_scores
 from tuneloom.evaluate.stats import mean_metric, paired_bootstrap, ratio_metric
+from tuneloom.inference import load_base, load_trained
 from tuneloom.train import sft
+
+if TYPE_CHECKING:
+    from tuneloom.tasks.base import EvalContext
 
 
 @torch.inference_mode()
@@ -37,8 +41,20 @@ def answer_losses(model: Any, tokenizer: Any, rows: list[dict[str, Any]], max_le
 def generate_answers(
     model: Any, tokenizer: Any, rows: list[dict[str, Any]], max_new_tokens: int, batch_size: int, tick: Callable[[int], None]
 ) -> tuple[list[str], int, float]:
-    """Greedy answers to each row's conversation minus its last assistant turn; (answers, new tokens, seconds)."""
-    tokenizer.padding_side = "left"
+    """Greedy answers to each row's conversation minus its last assistant turn; (answers, new tokens, seconds).
+
+    Pads on the left while generating; the tokenizer's padding side is restored afterwards.
+    """
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
+        return _generate(model, tokenizer, rows, max_new_tokens, batch_size, tick)
+    finally:
+        tokenizer.padding_side = side
+
+
+def _generate(
+    model: Any, tokenizer: Any, rows: list[dict[str, Any]], max_new_tokens: int, batch_size: int, tick: Callable[[int], None]
+) -> tuple[list[str], int, float]:
     answers: list[str] = []
     new_tokens, started = 0, time.time()
     for i in range(0, len(rows), batch_size):
@@ -58,7 +74,6 @@ def generate_answers(
             new_tokens += len(seq)
             answers.append(tokenizer.decode(seq, skip_special_tokens=True).strip())
         tick(len(chunk))
-    tokenizer.padding_side = "right"
     return answers, new_tokens, time.time() - started
 
 
@@ -77,18 +92,6 @@ def score_model(
     return metrics, answers, per_example
 
 
-def load_tuned(model_dir: Path, base_path: Path, method: str, dtype: torch.dtype, trust_remote_code: bool) -> Any:
-    """A trained model: full weights, or the base with its LoRA adapter (QLoRA adapters load on a bf16/fp32 base)."""
-    from transformers import AutoModelForCausalLM
-
-    if method == "full":
-        return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, trust_remote_code=trust_remote_code).eval()
-    from peft import PeftModel
-
-    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype, trust_remote_code=trust_remote_code)
-    return PeftModel.from_pretrained(base, model_dir).eval()
-
-
 def _intervals(a: dict[str, list[Any]], b: dict[str, list[Any]], n: int) -> dict[str, tuple[float, float]]:
     return {
         "loss": paired_bootstrap(n, ratio_metric(a["answer_nll"], b["answer_nll"])),
@@ -96,26 +99,24 @@ def _intervals(a: dict[str, list[Any]], b: dict[str, list[Any]], n: int) -> dict
     }
 
 
-def evaluate_chat(
-    model_dir: Path, base_path: Path, method: str, precision: str, rows: list[dict[str, Any]],
-    max_length: int, max_new_tokens: int, batch_size: int, trust_remote_code: bool, tick: Callable[[int], None],
-    production: Any = None, general: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
+def evaluate_chat(ctx: EvalContext) -> dict[str, Any]:
     """Base, tuned and (when given) the production version, scored on the same rows.
 
-    `general`: the general-ability rows of the forgetting check, scored for base and tuned too.
+    `ctx.general`: the general-ability rows of the forgetting check, scored for base and tuned too.
     """
-    from transformers import AutoModelForCausalLM
+    task, rows, general = ctx.task, ctx.rows, ctx.general
+    tokenizer = sft.load_tokenizer(ctx.model_dir, task.trust_remote_code)
 
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    tokenizer = sft.load_tokenizer(model_dir, trust_remote_code)
-    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype, trust_remote_code=trust_remote_code).eval()
-    base_metrics, base_answers, base_each = score_model(base, tokenizer, rows, max_length, max_new_tokens, batch_size, tick)
-    general_base = score_model(base, tokenizer, general, max_length, max_new_tokens, batch_size, tick) if general else None
+    def score(model: Any, on: list[dict[str, Any]]) -> tuple[dict[str, float], list[str], dict[str, list[Any]]]:
+        return score_model(model, tokenizer, on, task.train.max_length, task.eval.max_new_tokens, task.eval.batch_size, ctx.tick)
+
+    base = load_base("causal_lm", ctx.base_path, ctx.precision, [], task.trust_remote_code)
+    base_metrics, base_answers, base_each = score(base, rows)
+    general_base = score(base, general) if general else None
     del base
-    tuned = load_tuned(model_dir, base_path, method, dtype, trust_remote_code)
-    tuned_metrics, tuned_answers, tuned_each = score_model(tuned, tokenizer, rows, max_length, max_new_tokens, batch_size, tick)
-    general_tuned = score_model(tuned, tokenizer, general, max_length, max_new_tokens, batch_size, tick) if general else None
+    tuned = load_trained("causal_lm", ctx.model_dir, ctx.base_path, ctx.method, ctx.precision, [], task.trust_remote_code)
+    tuned_metrics, tuned_answers, tuned_each = score(tuned, rows)
+    general_tuned = score(tuned, general) if general else None
     del tuned
     examples = [
         {
@@ -131,23 +132,30 @@ def evaluate_chat(
     ]
     result = {"base": base_metrics, "tuned": tuned_metrics, "examples": examples,
               "intervals": _intervals(base_each, tuned_each, len(rows))}
-    if general_base and general_tuned:
-        result["forgetting"] = {
-            "n": len(general),
-            "base": general_base[0],
-            "tuned": general_tuned[0],
-            "token_f1_drop": general_base[0]["token_f1"] - general_tuned[0]["token_f1"],
-            "rouge_l_drop": general_base[0]["rouge_l"] - general_tuned[0]["rouge_l"],
-            "examples": [
-                {"id": r["id"], "category": r.get("category"), "question": r["messages"][-2]["content"],
-                 "reference": r["messages"][-1]["content"], "base": b, "tuned": t}
-                for r, b, t in zip(general, general_base[1], general_tuned[1])
-            ],
-        }
-    if production is not None:
-        model = load_tuned(production.path, Path(production.base_model_path), production.method, dtype, trust_remote_code)
-        prod_metrics, prod_answers, prod_each = score_model(model, tokenizer, rows, max_length, max_new_tokens, batch_size, tick)
+    if general and general_base and general_tuned:
+        result["forgetting"] = _forgetting(general, general_base, general_tuned)
+    if ctx.production is not None:
+        prod = ctx.production
+        model = load_trained("causal_lm", prod.path, prod.base_model_path, prod.method, ctx.precision, [], task.trust_remote_code)
+        prod_metrics, prod_answers, prod_each = score(model, rows)
         for e, a in zip(examples, prod_answers):
             e["production"] = a
         result.update(production=prod_metrics, intervals_production=_intervals(prod_each, tuned_each, len(rows)))
     return result
+
+
+def _forgetting(general: list[dict[str, Any]], base: tuple[dict[str, float], list[str], Any],
+                tuned: tuple[dict[str, float], list[str], Any]) -> dict[str, Any]:
+    """The forgetting check's section: base and tuned scores on the general-ability set, and the drops."""
+    return {
+        "n": len(general),
+        "base": base[0],
+        "tuned": tuned[0],
+        "token_f1_drop": base[0]["token_f1"] - tuned[0]["token_f1"],
+        "rouge_l_drop": base[0]["rouge_l"] - tuned[0]["rouge_l"],
+        "examples": [
+            {"id": r["id"], "category": r.get("category"), "question": r["messages"][-2]["content"],
+             "reference": r["messages"][-1]["content"], "base": b, "tuned": t}
+            for r, b, t in zip(general, base[1], tuned[1])
+        ],
+    }

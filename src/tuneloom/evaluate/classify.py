@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from tuneloom.evaluate.metrics import calibration, classification_scores
 from tuneloom.evaluate.stats import mean_metric, paired_bootstrap
+from tuneloom.inference import load_trained
 from tuneloom.train import classify
+
+if TYPE_CHECKING:
+    from tuneloom.tasks.base import EvalContext
 
 
 def _batches(items: list[Any], size: int) -> Any:
@@ -81,17 +86,30 @@ def classification_intervals(truth: list[str], base: list[str], tuned: list[str]
     return out
 
 
-def evaluate_classification(
-    model_dir: Path, base_path: Path, method: str, labels: list[str], rows: list[dict[str, Any]],
-    descriptions: dict[str, str], max_length: int, batch_size: int, trust_remote_code: bool, tick: Callable[[int], None],
-    production: Any = None,
-) -> dict[str, Any]:
-    tokenizer = classify.load_tokenizer(model_dir, trust_remote_code)
-    texts, truth = [r["text"] for r in rows], [r["label"] for r in rows]
-    base_preds = zero_shot(base_path, tokenizer, texts, labels, descriptions, max_length, batch_size, trust_remote_code)
-    model = load_classifier(model_dir, base_path, method, labels, tokenizer.pad_token_id, trust_remote_code)
+def _setup(ctx: EvalContext, multi_label: bool) -> tuple[Any, list[str], list[str], Any]:
+    """(tokenizer, texts, zero-shot base predictions, a loader of trained classifiers) for `ctx`."""
+    task = ctx.task
+    tokenizer = classify.load_tokenizer(ctx.model_dir, task.trust_remote_code)
+    texts = [r["text"] for r in ctx.rows]
+    base = zero_shot(ctx.base_path, tokenizer, texts, ctx.labels, task.label_descriptions or {}, task.train.max_length,
+                     task.eval.batch_size, task.trust_remote_code)
+
+    def load(model_dir: Path, base_path: Path | str, method: str) -> Any:
+        return load_trained("sequence_classification", model_dir, base_path, method, ctx.precision, ctx.labels,
+                            task.trust_remote_code, multi_label, tokenizer.pad_token_id)
+
+    return tokenizer, texts, base, load
+
+
+def evaluate_classification(ctx: EvalContext) -> dict[str, Any]:
+    """The zero-shot base vs the tuned classifier (and the production version when given)."""
+    task, rows, labels = ctx.task, ctx.rows, ctx.labels
+    max_length, batch_size = task.train.max_length, task.eval.batch_size
+    tokenizer, texts, base_preds, load = _setup(ctx, multi_label=False)
+    truth = [r["label"] for r in rows]
+    model = load(ctx.model_dir, ctx.base_path, ctx.method)
     started = time.perf_counter()
-    tuned_preds, tuned_probs = predict(model.eval(), tokenizer, texts, labels, max_length, batch_size, tick)
+    tuned_preds, tuned_probs = predict(model, tokenizer, texts, labels, max_length, batch_size, ctx.tick)
     confidence = tuned_probs.max(-1).tolist() if len(tuned_probs) else []
     latency_ms = 1000 * (time.perf_counter() - started) / max(len(texts), 1)
     examples = [
@@ -106,10 +124,9 @@ def evaluate_classification(
         "base_method": "zero-shot: cosine similarity of mean-pooled embeddings to label descriptions",
         "examples": examples,
     }
-    if production is not None:
-        prod = load_classifier(production.path, Path(production.base_model_path), production.method, labels,
-                               tokenizer.pad_token_id, trust_remote_code)
-        prod_preds, prod_probs = predict(prod.eval(), tokenizer, texts, labels, max_length, batch_size, tick)
+    if ctx.production is not None:
+        prod = load(ctx.production.path, ctx.production.base_model_path, ctx.production.method)
+        prod_preds, prod_probs = predict(prod, tokenizer, texts, labels, max_length, batch_size, ctx.tick)
         for e, p in zip(examples, prod_preds):
             e["production"] = p
         result.update(production=_scores_with_calibration(truth, prod_preds, prod_probs, labels),
@@ -117,28 +134,13 @@ def evaluate_classification(
     return result
 
 
-def load_classifier(model_dir: Path, base_path: Path, method: str, labels: list[str], pad_token_id: int,
-                    trust_remote_code: bool, multi_label: bool = False) -> Any:
-    """A trained classifier: full weights, or the base with its LoRA adapter and head."""
-    from transformers import AutoModelForSequenceClassification
-
-    if method == "full":
-        return AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
-    from peft import PeftModel
-
-    base = AutoModelForSequenceClassification.from_pretrained(
-        base_path, num_labels=len(labels), id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)}, trust_remote_code=trust_remote_code,
-        problem_type="multi_label_classification" if multi_label else "single_label_classification",
-    )
-    if base.config.pad_token_id is None:
-        base.config.pad_token_id = pad_token_id
-    return PeftModel.from_pretrained(base, model_dir)
-
-
 def multilabel_scores(truth: list[list[str]], preds: list[list[str]], labels: list[str]) -> dict[str, Any]:
     """Exact-set accuracy, macro/weighted F1 and per-class scores over label sets (scikit-learn, indicator form)."""
-    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+    from sklearn.metrics import (
+        accuracy_score,
+        f1_score,
+        precision_recall_fscore_support,
+    )
     from sklearn.preprocessing import MultiLabelBinarizer
 
     binarize = MultiLabelBinarizer(classes=labels)
@@ -168,18 +170,15 @@ def predict_sets(model: Any, tokenizer: Any, texts: list[str], labels: list[str]
     return out
 
 
-def evaluate_multilabel(
-    model_dir: Path, base_path: Path, method: str, labels: list[str], rows: list[dict[str, Any]],
-    descriptions: dict[str, str], max_length: int, batch_size: int, trust_remote_code: bool, tick: Callable[[int], None],
-    production: Any = None,
-) -> dict[str, Any]:
+def evaluate_multilabel(ctx: EvalContext) -> dict[str, Any]:
     """Multi-label classification: the zero-shot base (its closest label) vs the tuned classifier's label sets."""
-    tokenizer = classify.load_tokenizer(model_dir, trust_remote_code)
-    texts, truth = [r["text"] for r in rows], [r["labels"] for r in rows]
-    base = [[p] for p in zero_shot(base_path, tokenizer, texts, labels, descriptions, max_length, batch_size, trust_remote_code)]
-    model = load_classifier(model_dir, base_path, method, labels, tokenizer.pad_token_id, trust_remote_code, multi_label=True)
+    task, rows, labels = ctx.task, ctx.rows, ctx.labels
+    max_length, batch_size = task.train.max_length, task.eval.batch_size
+    tokenizer, texts, zero, load = _setup(ctx, multi_label=True)
+    truth, base = [r["labels"] for r in rows], [[p] for p in zero]
+    model = load(ctx.model_dir, ctx.base_path, ctx.method)
     started = time.perf_counter()
-    tuned = predict_sets(model.eval(), tokenizer, texts, labels, max_length, batch_size, tick)
+    tuned = predict_sets(model, tokenizer, texts, labels, max_length, batch_size, ctx.tick)
     latency_ms = 1000 * (time.perf_counter() - started) / max(len(texts), 1)
     examples = [
         {"id": r["id"], "text": r["text"][:300], "labels": t, "base": b, "tuned": u,
@@ -195,8 +194,7 @@ def evaluate_multilabel(
         "example_metric": "exact label set",
         "examples": examples,
     }
-    if production is not None:
-        prod = load_classifier(production.path, Path(production.base_model_path), production.method, labels,
-                               tokenizer.pad_token_id, trust_remote_code, multi_label=True)
-        result["production"] = multilabel_scores(truth, predict_sets(prod.eval(), tokenizer, texts, labels, max_length, batch_size, tick), labels)
+    if ctx.production is not None:
+        prod = load(ctx.production.path, ctx.production.base_model_path, ctx.production.method)
+        result["production"] = multilabel_scores(truth, predict_sets(prod, tokenizer, texts, labels, max_length, batch_size, ctx.tick), labels)
     return result

@@ -3,35 +3,17 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from tuneloom.evaluate.metrics import ner_scores
+from tuneloom.inference import load_base, load_trained
 from tuneloom.train import ner
 
-
-def load_tagger(model_dir: Path, base_path: Path, method: str, tags: list[str], trust_remote_code: bool) -> Any:
-    """A trained tagger: full weights, or the base with its adapter and tagging head."""
-    from transformers import AutoModelForTokenClassification
-
-    if method == "full":
-        return AutoModelForTokenClassification.from_pretrained(model_dir, trust_remote_code=trust_remote_code).eval()
-    from peft import PeftModel
-
-    return PeftModel.from_pretrained(base_tagger(base_path, tags, trust_remote_code), model_dir).eval()
-
-
-def base_tagger(base_path: Path, tags: list[str], trust_remote_code: bool) -> Any:
-    """The base encoder with an untrained tagging head (seeded): what the base gives before tuning."""
-    from transformers import AutoModelForTokenClassification
-
-    torch.manual_seed(0)
-    return AutoModelForTokenClassification.from_pretrained(
-        base_path, num_labels=len(tags), id2label=dict(enumerate(tags)), label2id={t: i for i, t in enumerate(tags)},
-        dtype=torch.float32, trust_remote_code=trust_remote_code,
-    ).eval()
+if TYPE_CHECKING:
+    from tuneloom.tasks.base import EvalContext
 
 
 @torch.inference_mode()
@@ -58,31 +40,34 @@ def _metrics(truth: list[list[str]], preds: list[list[str]]) -> dict[str, Any]:
             "per_type": scores["per_type"]}
 
 
-def evaluate_ner(
-    model_dir: Path, base_path: Path, method: str, entity_types: list[str], rows: list[dict[str, Any]], max_length: int,
-    batch_size: int, trust_remote_code: bool, tick: Callable[[int], None], production: Any = None,
-) -> dict[str, Any]:
-    tags = ner.tag_names(entity_types)
-    tokenizer = ner.load_tokenizer(model_dir, trust_remote_code)
-    truth, base_preds = tag(base_tagger(base_path, tags, trust_remote_code), tokenizer, rows, tags, max_length, batch_size, tick)
-    tuned = load_tagger(model_dir, base_path, method, tags, trust_remote_code)
+def evaluate_ner(ctx: EvalContext) -> dict[str, Any]:
+    """The base encoder with a seeded untrained head vs the tuned tagger (and the production version when given)."""
+    task, rows, trust = ctx.task, ctx.rows, ctx.task.trust_remote_code
+    tags = ner.tag_names(ctx.labels)
+    tokenizer = ner.load_tokenizer(ctx.model_dir, trust)
+
+    def run(model: Any) -> tuple[list[list[str]], list[list[str]]]:
+        return tag(model, tokenizer, rows, tags, task.train.max_length, task.eval.batch_size, ctx.tick)
+
+    truth, base_preds = run(load_base("token_classification", ctx.base_path, ctx.precision, tags, trust))
+    tuned = load_trained("token_classification", ctx.model_dir, ctx.base_path, ctx.method, ctx.precision, tags, trust)
     started = time.perf_counter()
-    _, tuned_preds = tag(tuned, tokenizer, rows, tags, max_length, batch_size, tick)
+    _, tuned_preds = run(tuned)
     latency_ms = 1000 * (time.perf_counter() - started) / max(len(rows), 1)
     examples = [
         {"id": r["id"], "text": r["text"][:300], "score_base": float(b == t), "score_tuned": float(u == t)}
         for r, t, b, u in zip(rows, truth, base_preds, tuned_preds)
     ]
     result = {
-        "labels": entity_types,
+        "labels": ctx.labels,
         "base": _metrics(truth, base_preds),
         "tuned": {**_metrics(truth, tuned_preds), "latency_ms_per_example": latency_ms},
         "base_method": "the base encoder with an untrained (seeded) tagging head",
         "example_metric": "sentence tagged exactly right",
         "examples": examples,
     }
-    if production is not None:
-        prod = load_tagger(production.path, Path(production.base_model_path), production.method, tags, trust_remote_code)
-        _, prod_preds = tag(prod, tokenizer, rows, tags, max_length, batch_size, tick)
-        result["production"] = _metrics(truth, prod_preds)
+    if ctx.production is not None:
+        prod = ctx.production
+        model = load_trained("token_classification", prod.path, prod.base_model_path, prod.method, ctx.precision, tags, trust)
+        result["production"] = _metrics(truth, run(model)[1])
     return result

@@ -7,14 +7,17 @@ reference, has reward 0 for every answer: accuracy 0 and margin 0 (the floor to 
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from tuneloom.evaluate.chat import load_tuned
 from tuneloom.evaluate.stats import mean_metric, paired_bootstrap
+from tuneloom.inference import load_base, load_trained
 from tuneloom.train import sft
+
+if TYPE_CHECKING:
+    from tuneloom.tasks.base import EvalContext
 
 
 @torch.inference_mode()
@@ -52,18 +55,15 @@ def _metrics(chosen: list[float], rejected: list[float]) -> dict[str, float]:
     }
 
 
-def evaluate_preference(
-    model_dir: Path, base_path: Path, method: str, precision: str, rows: list[dict[str, Any]], beta: float, max_length: int,
-    batch_size: int, trust_remote_code: bool, tick: Callable[[int], None], production: Any = None,
-) -> dict[str, Any]:
-    from transformers import AutoModelForCausalLM
-
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    tokenizer = sft.load_tokenizer(model_dir, trust_remote_code)
-    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype, trust_remote_code=trust_remote_code).eval()
+def evaluate_preference(ctx: EvalContext) -> dict[str, Any]:
+    """The base as its own reference (reward 0) vs the tuned policy's implicit reward (and production's)."""
+    task, rows, trust = ctx.task, ctx.rows, ctx.task.trust_remote_code
+    beta, max_length, batch_size, tick = task.train.beta, task.train.max_length, task.eval.batch_size, ctx.tick
+    tokenizer = sft.load_tokenizer(ctx.model_dir, trust)
+    base = load_base("causal_lm", ctx.base_path, ctx.precision, [], trust)
     reference = {side: answer_logps(base, tokenizer, rows, side, max_length, batch_size, tick) for side in ("chosen", "rejected")}
     del base
-    tuned = load_tuned(model_dir, base_path, method, dtype, trust_remote_code)
+    tuned = load_trained("causal_lm", ctx.model_dir, ctx.base_path, ctx.method, ctx.precision, [], trust)
     chosen, rejected = _rewards(tuned, reference, tokenizer, rows, beta, max_length, batch_size, tick)
     right = [float(c > r) for c, r in zip(chosen, rejected)]
     examples = [
@@ -84,7 +84,8 @@ def evaluate_preference(
         "beta": beta,
         "examples": examples,
     }
-    if production is not None:
-        prod = load_tuned(production.path, Path(production.base_model_path), production.method, dtype, trust_remote_code)
+    if ctx.production is not None:
+        production = ctx.production
+        prod = load_trained("causal_lm", production.path, production.base_model_path, production.method, ctx.precision, [], trust)
         result["production"] = _metrics(*_rewards(prod, reference, tokenizer, rows, beta, max_length, batch_size, tick))
     return result

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from tuneloom.evaluate.chat import load_tuned
 from tuneloom.evaluate.stats import paired_bootstrap, ratio_metric
+from tuneloom.inference import load_base, load_trained
 from tuneloom.train import pretrain, sft
+
+if TYPE_CHECKING:
+    from tuneloom.tasks.base import EvalContext
 
 
 @torch.inference_mode()
@@ -38,18 +41,16 @@ def _metrics(losses: list[tuple[float, int]]) -> dict[str, float]:
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "tokens": sum(c for _, c in losses)}
 
 
-def evaluate_pretrain(
-    model_dir: Path, base_path: Path, method: str, precision: str, rows: list[dict[str, Any]], max_length: int,
-    batch_size: int, trust_remote_code: bool, tick: Callable[[int], None], production: Any = None,
-) -> dict[str, Any]:
-    from transformers import AutoModelForCausalLM
+def evaluate_pretrain(ctx: EvalContext) -> dict[str, Any]:
+    """Loss and perplexity of base, tuned and (when given) production on held-out text."""
+    task, rows, trust = ctx.task, ctx.rows, ctx.task.trust_remote_code
+    tokenizer = pretrain.load_tokenizer(ctx.model_dir, trust)
 
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    tokenizer = pretrain.load_tokenizer(model_dir, trust_remote_code)
-    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype, trust_remote_code=trust_remote_code).eval()
-    base_losses = text_losses(base, tokenizer, rows, max_length, batch_size, tick)
-    del base
-    tuned_losses = text_losses(load_tuned(model_dir, base_path, method, dtype, trust_remote_code), tokenizer, rows, max_length, batch_size, tick)
+    def losses(model: Any) -> list[tuple[float, int]]:
+        return text_losses(model, tokenizer, rows, task.train.max_length, task.eval.batch_size, ctx.tick)
+
+    base_losses = losses(load_base("causal_lm", ctx.base_path, ctx.precision, [], trust))
+    tuned_losses = losses(load_trained("causal_lm", ctx.model_dir, ctx.base_path, ctx.method, ctx.precision, [], trust))
     examples = [
         {"id": r["id"], "text": r["text"][:300], "score_base": -b[0] / max(b[1], 1), "score_tuned": -t[0] / max(t[1], 1)}
         for r, b, t in zip(rows, base_losses, tuned_losses)
@@ -61,9 +62,9 @@ def evaluate_pretrain(
         "example_metric": "minus the loss per token",
         "examples": examples,
     }
-    if production is not None:
-        prod = load_tuned(production.path, Path(production.base_model_path), production.method, dtype, trust_remote_code)
-        prod_losses = text_losses(prod, tokenizer, rows, max_length, batch_size, tick)
+    if ctx.production is not None:
+        prod = ctx.production
+        prod_losses = losses(load_trained("causal_lm", prod.path, prod.base_model_path, prod.method, ctx.precision, [], trust))
         result.update(production=_metrics(prod_losses),
                       intervals_production={"loss": paired_bootstrap(len(rows), ratio_metric(prod_losses, tuned_losses))})
     return result

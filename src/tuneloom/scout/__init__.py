@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 from rich.console import Console
 
+from tuneloom.artifacts import Artifact
 from tuneloom.catalog import CATALOG
 from tuneloom.config import Project, TaskConfig
 from tuneloom.data import load_split, prepare_dataset
@@ -27,6 +28,7 @@ from tuneloom.scout.facts import model_facts
 from tuneloom.scout.measure import MeasureJob, run_measurement
 from tuneloom.scout.rank import ScoutRow, quality_metric, rank_rows
 from tuneloom.scout.report import write_scout_report
+from tuneloom.tasks import kind_of
 from tuneloom.train.memory import GB, available_memory, model_shape
 
 __all__ = ["ScoutResult", "ScoutRow", "TaskScout", "scout_models"]
@@ -50,7 +52,9 @@ class TaskScout(BaseModel):
     reason: str
 
 
-class ScoutResult(BaseModel):
+class ScoutResult(Artifact):
+    """`scout/<time>/scout.json`: every scouted task's candidates, measurements and recommendation."""
+
     project: str
     machine: str
     available_gb: float
@@ -63,7 +67,7 @@ class ScoutResult(BaseModel):
 
 
 def _task_text(task: TaskConfig, row: dict[str, Any]) -> str:
-    if task.type == "classification":
+    if kind_of(task.type).scout_quality == "probe":
         return row["text"]
     return "\n".join(m["content"] for m in row["messages"] if m["role"] != "system")
 
@@ -85,8 +89,9 @@ def _task_data(project: Project, task: TaskConfig) -> _Data:
     scout = project.config.scout
     rng = random.Random(task.data.split.seed)
     sample = rng.sample(validation, min(scout.sample_size, len(validation)))
-    shots = rng.sample(train, min(scout.few_shot, len(train))) if task.type == "chat_sft" else []
-    probe = rng.sample(train, min(scout.probe_train_size, len(train))) if task.type == "classification" else []
+    quality = kind_of(task.type).scout_quality
+    shots = rng.sample(train, min(scout.few_shot, len(train))) if quality == "generation" else []
+    probe = rng.sample(train, min(scout.probe_train_size, len(train))) if quality == "probe" else []
     return _Data(validation=validation, sample=sample, shots=shots, probe=probe, labels=dataset.labels)
 
 
@@ -108,7 +113,7 @@ def _scout_row(project: Project, task: TaskConfig, cand: Candidate, data: _Data,
         row.error = f"cannot read the model's config: {type(exc).__name__}: {exc}"
         return row
     quantizable = CATALOG[cand.model].quantizable if cand.model in CATALOG else shape.decoder
-    if task.type == "classification":  # training puts a classification head on the model: its logits are the classes
+    if kind_of(task.type).head == "sequence_classification":  # training puts a head on the model: its logits are the classes
         shape = shape.model_copy(update={"vocab_size": max(len(data.labels or []), 2)})
     context = scout.context_length or task.train.max_length
     row.estimates = candidate_estimates(shape, task, cand.precision, context, available, quantizable)
@@ -143,7 +148,7 @@ def scout_models(project: Project, task_name: str | None = None, apply: bool = F
     left = sum(len(c) for _, c in plan)
     results = []
     for task, cands in plan:
-        metric = quality_metric(task.type, scout)
+        metric = quality_metric(kind_of(task.type).scout_quality, scout)
         rows = []
         for cand in cands:
             share = (scout.time_budget_s - (time.time() - started)) / left

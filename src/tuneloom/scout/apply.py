@@ -13,9 +13,9 @@ from pathlib import Path
 
 import yaml
 
+from tuneloom.atomic import write_text_atomic
 from tuneloom.config import parse_project
 from tuneloom.errors import ProjectFileError
-from tuneloom.atomic import write_text_atomic
 
 _PLAIN = re.compile(r"^[A-Za-z0-9_./~-][A-Za-z0-9_./~@+-]*$")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from tuneloom.config import ScoutPrecision, TaskConfig
+from tuneloom.tasks import kind_of
 from tuneloom.train.memory import GB, ModelShape, fit_advice, plan_memory
 
 
@@ -21,7 +22,8 @@ def candidate_estimates(
     """Inference at `context` tokens (batch 1) at the candidate's precision; full, LoRA and QLoRA
     training at the task's max_length and batch size (bf16/fp32 weights as the candidate's precision
     allows; QLoRA on NF4 weights)."""
-    train_precision = "fp32" if precision == "fp32" or task.type == "classification" else "bf16"  # as train_task does
+    head = kind_of(task.type).head == "sequence_classification"  # heads train with fp32 weights
+    train_precision = "fp32" if precision == "fp32" or head else "bf16"
     plans = {"inference": plan_memory(shape, "inference", precision, context, 1)}
     for mode in ("full", "lora", "qlora"):
         if mode == "qlora" and not (shape.decoder and quantizable):

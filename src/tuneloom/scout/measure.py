@@ -16,14 +16,17 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from pydantic import BaseModel
 
-from tuneloom.config import ScoutPrecision
 from tuneloom.atomic import write_json_atomic
+from tuneloom.config import ScoutPrecision
+from tuneloom.inference import load_tokenizer, model_dtype
+from tuneloom.tasks import kind_of
 
 MB = 1024**2
 SPEED_TOKENS = 32  # new tokens per decode-speed measurement
@@ -108,7 +111,7 @@ def _load(job: MeasureJob, decoder: bool, device: str) -> Any:
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16,
         )
         return factory.from_pretrained(job.path, **kwargs).eval()
-    kwargs["dtype"] = torch.bfloat16 if job.precision == "bf16" else torch.float32
+    kwargs["dtype"] = model_dtype(job.precision)
     model = factory.from_pretrained(job.path, **kwargs).eval()
     if job.precision == "int8":
         if device != "cpu":
@@ -122,7 +125,7 @@ def _prompts(job: MeasureJob, tokenizer: Any, decoder: bool) -> list[str]:
     from tuneloom.scout.quality import zero_shot_prompt
 
     rows = (job.rows * 8)[:8]
-    if job.task_type == "chat_sft":
+    if kind_of(job.task_type).scout_quality == "generation":
         return [tokenizer.apply_chat_template(r["messages"][:-1], add_generation_prompt=True, tokenize=False) for r in rows]
     if decoder and job.labels:
         return [zero_shot_prompt(tokenizer, r["text"], job.labels) for r in rows]
@@ -214,7 +217,7 @@ def _loading_report() -> Iterator[list[str]]:
 
 def measure(job: MeasureJob) -> Measurement:
     import torch
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
 
     from tuneloom.scout import quality
     from tuneloom.train.memory import rss_bytes
@@ -223,10 +226,9 @@ def measure(job: MeasureJob) -> Measurement:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     config = AutoConfig.from_pretrained(job.path, trust_remote_code=job.trust_remote_code)
     decoder = any(a.endswith("ForCausalLM") for a in (config.architectures or []))
-    tokenizer = AutoTokenizer.from_pretrained(job.path, trust_remote_code=job.trust_remote_code)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    if job.task_type == "chat_sft" and not (decoder and tokenizer.chat_template):
+    tokenizer = load_tokenizer(job.path, job.trust_remote_code)
+    generation = kind_of(job.task_type).scout_quality == "generation"
+    if generation and not (decoder and tokenizer.chat_template):
         raise RuntimeError("chat tasks need a causal LM with a chat template; this model has none")
     stats = _tokenizer_stats(tokenizer, job.texts, job.context_window, job.max_length)
     base_rss = rss_bytes() if device == "cpu" else 0
@@ -241,7 +243,7 @@ def measure(job: MeasureJob) -> Measurement:
     prompts = _prompts(job, tokenizer, decoder)
     speed = _decoder_speed(model, tokenizer, prompts, job.max_new_tokens) if decoder else _encoder_speed(model, tokenizer, prompts, job.max_length)
     serving_peak = _peak(device) - base_rss
-    if job.task_type == "chat_sft":
+    if generation:
         scores = quality.chat_quality(model, tokenizer, job.rows, job.shots, job.max_length, job.max_new_tokens, job.batch_size)
     else:
         scores = quality.classification_quality(model, tokenizer, decoder, job.rows, job.probe_rows, job.labels or [],

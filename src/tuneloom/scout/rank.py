@@ -15,6 +15,7 @@ from tuneloom.catalog import ModelInfo
 from tuneloom.config import ScoutConfig, ScoutConstraints
 from tuneloom.scout.estimates import Estimate
 from tuneloom.scout.measure import Measurement
+from tuneloom.tasks.base import ScoutQuality
 
 
 class ScoutRow(BaseModel):
@@ -38,8 +39,9 @@ class ScoutRow(BaseModel):
         return f"{self.label} @ {self.precision}"
 
 
-def quality_metric(task_type: str, scout: ScoutConfig) -> str:
-    if task_type == "classification":
+def quality_metric(quality: ScoutQuality, scout: ScoutConfig) -> str:
+    """The score candidates are ranked by: the probe's macro F1, or the answers' token F1."""
+    if quality == "probe":
         return "probe_macro_f1"
     return "few_shot_token_f1" if scout.few_shot > 0 else "zero_shot_token_f1"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tuneloom.artifacts import write_scout
 from tuneloom.reports import plots
 from tuneloom.reports.html import render_to
 from tuneloom.scout import rank
-from tuneloom.atomic import write_json_atomic
 
 if TYPE_CHECKING:
     from tuneloom.scout import ScoutResult, TaskScout
@@ -32,8 +32,7 @@ def _plots(task: TaskScout) -> list[str]:
 
 def write_scout_report(result: ScoutResult, out_dir: Path) -> tuple[Path, Path]:
     """Write `scout.json` and `report.html` into `out_dir`; returns their paths (HTML, JSON)."""
-    json_path = out_dir / "scout.json"
-    write_json_atomic(json_path, result.model_dump(mode="json"))
+    json_path = write_scout(out_dir, result)
     tasks = []
     for t in result.tasks:
         names = sorted({k for r in t.rows if r.measurement for k in r.measurement.quality})

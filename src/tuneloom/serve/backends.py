@@ -12,8 +12,9 @@ import importlib.util
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import torch
 
@@ -77,14 +78,13 @@ class _ChatModel:
     """One base model in memory: tokenizer, adapters, and its batching engine."""
 
     def __init__(self, target: Target, settings: ServeConfig, metrics: ServeMetrics) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
+        from tuneloom.inference import load_tokenizer, model_dtype
         from tuneloom.train.common import choose_precision
 
-        dtype = torch.bfloat16 if choose_precision(settings.precision) == "bf16" else torch.float32
-        self.tokenizer = AutoTokenizer.from_pretrained(target.base_path, trust_remote_code=target.trust_remote_code)
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        dtype = model_dtype(choose_precision(settings.precision))
+        self.tokenizer = load_tokenizer(target.base_path, target.trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(target.base_path, dtype=dtype, use_safetensors=True,
                                                      trust_remote_code=target.trust_remote_code).eval()
         if torch.cuda.is_available():
@@ -150,27 +150,23 @@ class TransformersBackend:
     # -- encoders: embeddings and classification (small models; one call at a time) ------------
 
     def _encoder(self, target: Target) -> tuple[Any, Any]:
-        from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModel, AutoTokenizer
+
+        from tuneloom.inference import attach_adapter, classifier_head
 
         key = (target.base_path, target.adapter_path)
         if key in self._encoders:
             self._encoders.move_to_end(key)
             return self._encoders[key]
         tokenizer = AutoTokenizer.from_pretrained(target.base_path, trust_remote_code=target.trust_remote_code)
-        kwargs: dict[str, Any] = {"trust_remote_code": target.trust_remote_code, "use_safetensors": True}
         if target.kind == "embedding":
-            model = AutoModel.from_pretrained(target.base_path, **kwargs)
+            model = AutoModel.from_pretrained(target.base_path, trust_remote_code=target.trust_remote_code,
+                                              use_safetensors=True)
         else:
-            labels = list(target.labels)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                target.base_path, num_labels=len(labels), id2label=dict(enumerate(labels)),
-                label2id={label: i for i, label in enumerate(labels)}, **kwargs)
-            if model.config.pad_token_id is None:
-                model.config.pad_token_id = tokenizer.pad_token_id
+            model = classifier_head(target.base_path, list(target.labels), target.trust_remote_code,
+                                    pad_token_id=tokenizer.pad_token_id, use_safetensors=True)
         if target.adapter_path is not None:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, str(target.adapter_path))
+            model = attach_adapter(model, target.adapter_path)
         self._encoders[key] = (tokenizer, model.eval())
         while len(self._encoders) > 4:
             self._encoders.popitem(last=False)

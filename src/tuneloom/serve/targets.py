@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
+from tuneloom.artifacts import manifest_path, read_manifest, read_snapshot
 from tuneloom.catalog import CATALOG, resolve_model
 from tuneloom.config import Project, ServeConfig
 from tuneloom.errors import TuneloomError
+from tuneloom.tasks import kinds
 
 Kind = Literal["chat", "embedding", "classification"]
 _REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}(?::[A-Za-z0-9_.-]{1,64}|@[A-Za-z0-9_.-]{1,64})?$")
@@ -155,10 +155,10 @@ class TargetResolver:
 
     def _registered_target(self, version: Any) -> Target:
         lineage, path = version.lineage, Path(version.path)
-        snapshot_file = path.parent / "run" / "config.yaml"
-        snapshot = yaml.safe_load(snapshot_file.read_text()) if snapshot_file.is_file() else {}
-        task = snapshot.get("task") or {}
-        kind: Kind = "classification" if lineage.get("task_type") == "classification" else "chat"
+        snapshot_dir = path.parent / "run"
+        task = read_snapshot(snapshot_dir).task if (snapshot_dir / "config.yaml").is_file() else {}
+        task_kind = kinds().get(lineage.get("task_type") or "")
+        kind: Kind = "classification" if task_kind is not None and task_kind.serve_as == "classification" else "chat"
         adapter = (path / "adapter_config.json").is_file()
         base = path
         if adapter:
@@ -166,8 +166,8 @@ class TargetResolver:
             base = Path(local) if local and Path(local).is_dir() else resolve_model(lineage["base_model"])
         labels: tuple[str, ...] = ()
         if kind == "classification":
-            manifest = Path(lineage.get("dataset_path", "")) / "manifest.json"
-            labels = tuple(json.loads(manifest.read_text())["result"]["labels"]) if manifest.is_file() else _labels_of_folder(path)
+            manifest = manifest_path(lineage.get("dataset_path", ""))
+            labels = tuple(read_manifest(manifest.parent).labels) if manifest.is_file() else _labels_of_folder(path)
             if not labels:
                 raise TuneloomError(f"{version.name}:{version.version}: its class labels are unknown "
                                     f"(dataset {manifest.parent} is gone)")

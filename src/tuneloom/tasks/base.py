@@ -9,9 +9,10 @@ imported inside the methods that need them, so the CLI stays fast.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from tuneloom.artifacts import DatasetManifest
@@ -59,6 +60,7 @@ class EvalContext:
 
 
 InferenceHead = Literal["causal_lm", "sequence_classification", "token_classification"]
+ScoutQuality = Literal["generation", "probe"]  # scout scores a base model by its answers, or by a linear probe
 
 
 class TaskKind(Protocol):
@@ -73,6 +75,7 @@ class TaskKind(Protocol):
     packs_by_default: bool  # default of train.packing
     head: InferenceHead  # what loads its trained model for inference
     serve_as: str | None  # the /v1 capability a registered version offers ("chat", "classification") or None
+    scout_quality: ScoutQuality  # how `tuneloom scout` scores a candidate base model on the task's data
     can_pack: bool  # train.packing is allowed
     multi_label: bool  # data.multi_label is allowed
     takes_system_prompt: bool  # data.system_prompt is allowed
@@ -119,6 +122,7 @@ class KindDefaults:
     causal_lm = False
     packs_by_default = False
     serve_as: str | None = None
+    scout_quality: ScoutQuality = "generation"
     can_pack = False
     multi_label = False
     takes_system_prompt = False

@@ -59,14 +59,11 @@ class ChatSft(KindDefaults):
     def evaluate(self, ctx: EvalContext) -> dict[str, Any]:
         from tuneloom.evaluate.chat import evaluate_chat
 
-        task = ctx.task
-        result = evaluate_chat(ctx.model_dir, ctx.base_path, ctx.method, ctx.precision, ctx.rows, task.train.max_length,
-                               task.eval.max_new_tokens, task.eval.batch_size, task.trust_remote_code, ctx.tick,
-                               ctx.production, ctx.general)
-        if task.eval.judge:
+        result = evaluate_chat(ctx)
+        if ctx.task.eval.judge:
             from tuneloom.evaluate.judge import judge_sides
 
-            result["judge"] = judge_sides(result, task.eval.judge)
+            result["judge"] = judge_sides(result, ctx.task.eval.judge)
         return result
 
 

@@ -27,6 +27,7 @@ class Classification(KindDefaults):
     metrics = ("accuracy", "macro_f1", "weighted_f1")
     head = "sequence_classification"
     serve_as = "classification"
+    scout_quality = "probe"
     multi_label = True
     per_class_f1 = True
 
@@ -56,12 +57,12 @@ class Classification(KindDefaults):
         return 1 + int(with_production)
 
     def evaluate(self, ctx: EvalContext) -> dict[str, Any]:
-        from tuneloom.evaluate.classify import evaluate_classification, evaluate_multilabel
+        from tuneloom.evaluate.classify import (
+            evaluate_classification,
+            evaluate_multilabel,
+        )
 
-        task = ctx.task
-        run = evaluate_multilabel if task.data.multi_label else evaluate_classification
-        return run(ctx.model_dir, ctx.base_path, ctx.method, ctx.labels, ctx.rows, task.label_descriptions or {},
-                   task.train.max_length, task.eval.batch_size, task.trust_remote_code, ctx.tick, ctx.production)
+        return (evaluate_multilabel if ctx.task.data.multi_label else evaluate_classification)(ctx)
 
     def slice_key(self, row: Example) -> str | None:
         return row.get("label")

@@ -51,9 +51,7 @@ class Ner(KindDefaults):
     def evaluate(self, ctx: EvalContext) -> dict[str, Any]:
         from tuneloom.evaluate.ner import evaluate_ner
 
-        task = ctx.task
-        return evaluate_ner(ctx.model_dir, ctx.base_path, ctx.method, ctx.labels, ctx.rows, task.train.max_length,
-                            task.eval.batch_size, task.trust_remote_code, ctx.tick, ctx.production)
+        return evaluate_ner(ctx)
 
 
 KIND = Ner()

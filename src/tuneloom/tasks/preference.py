@@ -47,10 +47,7 @@ class Preference(KindDefaults):
     def evaluate(self, ctx: EvalContext) -> dict[str, Any]:
         from tuneloom.evaluate.preference import evaluate_preference
 
-        task = ctx.task
-        return evaluate_preference(ctx.model_dir, ctx.base_path, ctx.method, ctx.precision, ctx.rows, task.train.beta,
-                                   task.train.max_length, task.eval.batch_size, task.trust_remote_code, ctx.tick,
-                                   ctx.production)
+        return evaluate_preference(ctx)
 
 
 KIND = Preference()

@@ -48,9 +48,7 @@ class Pretrain(KindDefaults):
     def evaluate(self, ctx: EvalContext) -> dict[str, Any]:
         from tuneloom.evaluate.pretrain import evaluate_pretrain
 
-        task = ctx.task
-        return evaluate_pretrain(ctx.model_dir, ctx.base_path, ctx.method, ctx.precision, ctx.rows, task.train.max_length,
-                                 task.eval.batch_size, task.trust_remote_code, ctx.tick, ctx.production)
+        return evaluate_pretrain(ctx)
 
 
 KIND = Pretrain()

@@ -231,21 +231,20 @@ def merge_adapter(task: TaskConfig, adapter_dir: Path, precision: str, out_dir: 
 
     `trained_config`: the trained model's config, whose label names and head size the base must share.
     """
-    import torch
     from peft import AutoPeftModelForCausalLM, AutoPeftModelForSequenceClassification, AutoPeftModelForTokenClassification
 
+    from tuneloom.inference import model_dtype
     from tuneloom.train.common import save_merged
 
     heads = {"causal_lm": AutoPeftModelForCausalLM, "sequence_classification": AutoPeftModelForSequenceClassification,
              "token_classification": AutoPeftModelForTokenClassification}
     head = kind_of(task.type).head
-    kwargs: dict[str, Any] = {"trust_remote_code": task.trust_remote_code}
+    kwargs: dict[str, Any] = {"trust_remote_code": task.trust_remote_code,  # heads keep fp32 weights, as in training
+                              "dtype": model_dtype(precision if head == "causal_lm" else "fp32")}
     if head != "causal_lm":
-        kwargs.update(dtype=torch.float32, num_labels=trained_config.num_labels, id2label=trained_config.id2label,
+        kwargs.update(num_labels=trained_config.num_labels, id2label=trained_config.id2label,
                       label2id=trained_config.label2id, problem_type=trained_config.problem_type,
                       pad_token_id=trained_config.pad_token_id)
-    else:
-        kwargs["dtype"] = torch.bfloat16 if precision == "bf16" else torch.float32
     model = heads[head].from_pretrained(adapter_dir, **kwargs)
     return save_merged(model, out_dir)
 

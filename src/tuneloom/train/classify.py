@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, PreTrainedTokenizerBase
+from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from tuneloom.artifacts import DatasetManifest
 from tuneloom.config import TaskConfig
+from tuneloom.inference import classifier_head, load_tokenizer
 from tuneloom.train.common import TaskParts, lora_config
-
-
-def load_tokenizer(model_path: Path | str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
-    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
 
 
 def prepare(task: TaskConfig, model_path: Path, precision: str, manifest: DatasetManifest,
@@ -58,17 +53,7 @@ def encode_split(
 
 def build_model(task: TaskConfig, model_path: Path, labels: list[str], pad_token_id: int) -> Any:
     # Small heads and adapters train badly in pure bf16: keep fp32 weights, autocast does the rest.
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_path,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)},
-        dtype=torch.float32,
-        problem_type="multi_label_classification" if task.data.multi_label else "single_label_classification",
-        trust_remote_code=task.trust_remote_code,
-    )
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = pad_token_id
+    model = classifier_head(model_path, labels, task.trust_remote_code, task.data.multi_label, pad_token_id)
     if task.method.kind == "full":
         return model
     from peft import get_peft_model

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-from transformers import AutoModelForTokenClassification, AutoTokenizer, DataCollatorForTokenClassification, PreTrainedTokenizerBase
+from transformers import DataCollatorForTokenClassification, PreTrainedTokenizerBase
 
+from tuneloom import inference
 from tuneloom.artifacts import DatasetManifest
 from tuneloom.config import TaskConfig
 from tuneloom.errors import ModelNotAvailable
@@ -22,11 +22,10 @@ def tag_names(entity_types: list[str]) -> list[str]:
 
 
 def load_tokenizer(model_path: Path | str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
-    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+    """The inference tokenizer (see `tuneloom.inference.load_tokenizer`), which must be a fast one."""
+    tokenizer = inference.load_tokenizer(model_path, trust_remote_code)
     if not tokenizer.is_fast:
         raise ModelNotAvailable(f"{model_path}: ner needs a fast tokenizer (tokenizer.json) for character offsets")
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
@@ -72,16 +71,7 @@ def encode_split(tokenizer: PreTrainedTokenizerBase, rows: list[dict[str, Any]],
 
 def build_model(task: TaskConfig, model_path: Path | str, tags: list[str], pad_token_id: int) -> Any:
     # fp32 weights like classification: a fresh head trains badly in pure bf16
-    model = AutoModelForTokenClassification.from_pretrained(
-        model_path,
-        num_labels=len(tags),
-        id2label=dict(enumerate(tags)),
-        label2id={t: i for i, t in enumerate(tags)},
-        dtype=torch.float32,
-        trust_remote_code=task.trust_remote_code,
-    )
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = pad_token_id
+    model = inference.tagger_head(model_path, tags, task.trust_remote_code, pad_token_id)
     if task.method.kind == "full":
         return model
     from peft import get_peft_model

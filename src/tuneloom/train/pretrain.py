@@ -5,20 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
 from tuneloom.artifacts import DatasetManifest
 from tuneloom.config import TaskConfig
+from tuneloom.inference import load_tokenizer
 from tuneloom.train import sft
 from tuneloom.train.common import TaskParts, longest_example
 from tuneloom.train.speed import attention_for
-
-
-def load_tokenizer(model_path: Path | str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
-    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
 
 
 def encode_split(tokenizer: PreTrainedTokenizerBase, rows: list[dict[str, Any]], max_length: int) -> list[dict[str, Any]]:

@@ -8,12 +8,12 @@ from typing import Any
 import torch
 from transformers import (
     AutoModelForCausalLM,
-    AutoTokenizer,
     DataCollatorForSeq2Seq,
     DataCollatorWithFlattening,
     PreTrainedTokenizerBase,
 )
 
+from tuneloom import inference
 from tuneloom.artifacts import DatasetManifest
 from tuneloom.config import TaskConfig
 from tuneloom.errors import ModelNotAvailable
@@ -24,9 +24,8 @@ IGNORE = -100
 
 
 def load_tokenizer(model_path: Path | str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
-    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    """The inference tokenizer (see `tuneloom.inference.load_tokenizer`), which must have a chat template."""
+    tokenizer = inference.load_tokenizer(model_path, trust_remote_code)
     if not tokenizer.chat_template:
         raise ModelNotAvailable(
             f"{model_path}: the tokenizer has no chat template, which chat_sft needs; "
@@ -87,7 +86,7 @@ def prepare(task: TaskConfig, model_path: Path, precision: str, manifest: Datase
 
 def build_model(task: TaskConfig, model_path: Path, precision: str, attention: str | None = None) -> Any:
     """The base model (NF4 for QLoRA) with its adapter; `attention`: see `speed.attention_for` (None: transformers' default)."""
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    dtype = inference.model_dtype(precision)
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": task.trust_remote_code}
     if attention:
         kwargs["attn_implementation"] = attention
