@@ -27,11 +27,11 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from tuneloom.config import CleanConfig, DataConfig, load_project  # noqa: E402
-from tuneloom.data import prepare_dataset  # noqa: E402
-from tuneloom.data.clean import Cleaner, dedup_key  # noqa: E402
-from tuneloom.data.redact import Redactor, luhn_ok  # noqa: E402
-from tuneloom.workspace import read_jsonl  # noqa: E402
+from tuneloom.config import CleanConfig, DataConfig, load_project
+from tuneloom.data import prepare_dataset
+from tuneloom.data.clean import Cleaner, dedup_key
+from tuneloom.data.redact import Redactor, luhn_ok
+from tuneloom.workspace import read_jsonl
 
 QUEUES = ["tech_support", "billing", "shipping", "returns", "account_access", "sales", "warranty", "privacy"]
 PRODUCTS = ["Cam Outdoor", "Doorbell Pro", "Hub 2", "Thermo", "Smart Plug", "Motion Sensor", "Chime Kit", "Siren"]
@@ -79,11 +79,19 @@ def _pii(rng: random.Random, first: str, last: str) -> tuple[str, str]:
         "iban": lambda: _iban(rng),
         "card": lambda: _card(rng),
         "ip": lambda: f"{rng.randrange(1, 223)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}",
-        "postcode": lambda: f"{rng.choice(['LS', 'M', 'EH', 'BS', 'SW'])}{rng.randrange(1, 20)} {rng.randrange(10)}{rng.choice('ABDEFGHJ')}{rng.choice('LNPQRSTU')}",
+        "postcode": lambda: (
+            f"{rng.choice(['LS', 'M', 'EH', 'BS', 'SW'])}{rng.randrange(1, 20)} {rng.randrange(10)}{rng.choice('ABDEFGHJ')}{rng.choice('LNPQRSTU')}"
+        ),
     }[kind]()
-    phrase = {"email": "You can reach me at {v}.", "phone": "Call me on {v} please.", "intl_phone": "My number is {v}.",
-              "iban": "Refund to my account {v} please.", "card": "The card I used is {v}.",
-              "ip": "My public IP is {v} if that helps.", "postcode": "I live in Leeds {v} near the station."}[kind]
+    phrase = {
+        "email": "You can reach me at {v}.",
+        "phone": "Call me on {v} please.",
+        "intl_phone": "My number is {v}.",
+        "iban": "Refund to my account {v} please.",
+        "card": "The card I used is {v}.",
+        "ip": "My public IP is {v} if that helps.",
+        "postcode": "I live in Leeds {v} near the station.",
+    }[kind]
     return phrase.format(v=value), value
 
 
@@ -96,7 +104,8 @@ def generate(n: int, seed: int = 7) -> tuple[pd.DataFrame, list[int], list[list[
         if texts and r < 0.03:  # exact duplicate: case and spacing changed
             i = rng.randrange(len(texts))
             texts.append("  " + texts[i].upper().replace(" ", "  "))
-            labels.append(labels[i]); pii.append(pii[i])
+            labels.append(labels[i])
+            pii.append(pii[i])
             continue
         if texts and r < 0.08:  # near duplicate: re-sent with another greeting and sign-off
             i = rng.randrange(len(texts))
@@ -104,13 +113,20 @@ def generate(n: int, seed: int = 7) -> tuple[pd.DataFrame, list[int], list[list[
             words[0] = rng.choice([o for o in OPENERS if o.split()[0] != words[0]]).split()[0] + ","
             words[-1] = rng.choice(FIRST) + "!"
             near.append(len(texts))
-            texts.append(" ".join(words)); labels.append(labels[i]); pii.append(pii[i])
+            texts.append(" ".join(words))
+            labels.append(labels[i])
+            pii.append(pii[i])
             continue
         first, last = rng.choice(FIRST), rng.choice(LAST)
         product = rng.choice(PRODUCTS)
         body = " ".join(
-            s.format(p=product, d=f"{rng.randrange(1, 28)} March", c=rng.choice(COLORS), n=rng.randrange(10**5, 10**6),
-                     k=rng.randrange(2, 60))
+            s.format(
+                p=product,
+                d=f"{rng.randrange(1, 28)} March",
+                c=rng.choice(COLORS),
+                n=rng.randrange(10**5, 10**6),
+                k=rng.randrange(2, 60),
+            )
             for s in rng.sample(SENTENCES, 3)
         )
         planted = []
@@ -119,7 +135,8 @@ def generate(n: int, seed: int = 7) -> tuple[pd.DataFrame, list[int], list[list[
             body += " " + phrase
             planted.append(value)
         texts.append(f"{rng.choice(OPENERS)}, {body} {rng.choice(CLOSERS)}, {first} {last}")
-        labels.append(rng.choice(QUEUES)); pii.append(planted)
+        labels.append(rng.choice(QUEUES))
+        pii.append(planted)
     return pd.DataFrame({"text": texts, "queue": labels}), near, pii
 
 
@@ -152,16 +169,19 @@ def baseline(csv_path: Path, data: DataConfig, out: Path) -> int:
     for i, row in frame.iterrows():
         text = cleaner.text(row["text"])
         if not text or cleaner.problem(text):
-            rejects.append(i); continue
+            rejects.append(i)
+            continue
         key = dedup_key(text)
         if key in seen:
-            rejects.append(i); continue
+            rejects.append(i)
+            continue
         m = MinHash(num_perm=data.dedup.num_perm)
         words = key.split()
         for j in range(max(1, len(words) - data.dedup.shingle + 1)):
             m.update(" ".join(words[j : j + data.dedup.shingle]).encode("utf8"))
         if any(m.jaccard(other) >= data.dedup.threshold for other in (store[k] for k in lsh.query(m))):
-            rejects.append(i); continue
+            rejects.append(i)
+            continue
         seen.add(key)
         lsh.insert(str(i), m)
         store[str(i)] = m
@@ -200,14 +220,25 @@ def main() -> None:
         start = time.perf_counter()
         baseline(root / "tickets.csv", project.config.tasks[0].data, root / "baseline")
         base_seconds = time.perf_counter() - start
-    print(f"ours: {ds.counts}, near-duplicates planted {len(near)}, personal data planted in kept rows {len(planted)}",
-          file=sys.stderr)
-    print(json.dumps({
-        "rows": args.rows, "workers": args.workers, "seconds": round(seconds, 2), "rows_per_s": round(args.rows / seconds),
-        "near_dup_recall": round(caught / max(len(near), 1), 4), "pii_recall": round(redacted / max(len(planted), 1), 4),
-        "baseline_seconds": round(base_seconds, 2), "baseline_rows_per_s": round(args.rows / base_seconds),
-        "ratio": round(base_seconds / seconds, 2),
-    }))
+    print(
+        f"ours: {ds.counts}, near-duplicates planted {len(near)}, personal data planted in kept rows {len(planted)}",
+        file=sys.stderr,
+    )
+    print(
+        json.dumps(
+            {
+                "rows": args.rows,
+                "workers": args.workers,
+                "seconds": round(seconds, 2),
+                "rows_per_s": round(args.rows / seconds),
+                "near_dup_recall": round(caught / max(len(near), 1), 4),
+                "pii_recall": round(redacted / max(len(planted), 1), 4),
+                "baseline_seconds": round(base_seconds, 2),
+                "baseline_rows_per_s": round(args.rows / base_seconds),
+                "ratio": round(base_seconds / seconds, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -32,10 +32,18 @@ import yaml
 
 LEVELS = (1, 4, 8, 16)
 PROMPTS = [
-    "How do I reset my Doorbell Pro?", "What is the warranty on the Smart Plug?", "Can I return the Thermostat after 30 days?",
-    "Does the Cam Outdoor work without Wi-Fi?", "How much does the Home Hub cost?", "Is the Motion Sensor waterproof?",
-    "Where is the serial number of my camera?", "Can two people control the thermostat?", "My hub is offline, what now?",
-    "Do you ship to France?", "How do I cancel my Protect subscription?", "Why was I charged twice this month?",
+    "How do I reset my Doorbell Pro?",
+    "What is the warranty on the Smart Plug?",
+    "Can I return the Thermostat after 30 days?",
+    "Does the Cam Outdoor work without Wi-Fi?",
+    "How much does the Home Hub cost?",
+    "Is the Motion Sensor waterproof?",
+    "Where is the serial number of my camera?",
+    "Can two people control the thermostat?",
+    "My hub is offline, what now?",
+    "Do you ship to France?",
+    "How do I cancel my Protect subscription?",
+    "Why was I charged twice this month?",
 ]
 
 
@@ -47,8 +55,10 @@ def make_adapters(base: Path, out: Path) -> list[Path]:
     paths = []
     for seed in (1, 2):
         torch.manual_seed(seed)
-        model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
-                               LoraConfig(r=8, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+        model = get_peft_model(
+            AutoModelForCausalLM.from_pretrained(base),
+            LoraConfig(r=8, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+        )
         model.save_pretrained(out / f"adapter-{seed}")
         paths.append(out / f"adapter-{seed}")
     return paths
@@ -77,17 +87,26 @@ def drive(url: str, key: str, jobs: list[tuple[str, str]], concurrency: int, max
         model, prompt = job
         started, first = time.perf_counter(), None
         try:
-            stream = client.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}],
-                                                    max_tokens=max_tokens, temperature=0, stream=True,
-                                                    stream_options={"include_usage": True})
+            stream = client.chat.completions.create(
+                model=model,
+                messages=[{"role": "user", "content": prompt}],
+                max_tokens=max_tokens,
+                temperature=0,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
             tokens = 0
             for chunk in stream:
                 if first is None and chunk.choices and chunk.choices[0].delta.content:
                     first = time.perf_counter()
                 if chunk.usage is not None:
                     tokens = chunk.usage.completion_tokens
-            row = {"ok": True, "tokens": tokens, "ms": (time.perf_counter() - started) * 1000,
-                   "ttft_ms": ((first or time.perf_counter()) - started) * 1000}
+            row = {
+                "ok": True,
+                "tokens": tokens,
+                "ms": (time.perf_counter() - started) * 1000,
+                "ttft_ms": ((first or time.perf_counter()) - started) * 1000,
+            }
         except Exception as exc:  # counted as failed; the JSON says how many
             row = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
         with lock:
@@ -99,10 +118,17 @@ def drive(url: str, key: str, jobs: list[tuple[str, str]], concurrency: int, max
     wall = time.perf_counter() - started
     ok = [r for r in results if r["ok"]]
     errors = sorted({r["error"] for r in results if not r["ok"]})
-    return {"requests": len(jobs), "failed": len(results) - len(ok), "tokens": sum(r["tokens"] for r in ok),
-            "seconds": round(wall, 2), "tokens_per_s": round(sum(r["tokens"] for r in ok) / wall, 1),
-            "p50_ms": round(percentile([r["ms"] for r in ok], 0.5)), "p95_ms": round(percentile([r["ms"] for r in ok], 0.95)),
-            "ttft_p50_ms": round(percentile([r["ttft_ms"] for r in ok], 0.5)), **({"errors": errors[:3]} if errors else {})}
+    return {
+        "requests": len(jobs),
+        "failed": len(results) - len(ok),
+        "tokens": sum(r["tokens"] for r in ok),
+        "seconds": round(wall, 2),
+        "tokens_per_s": round(sum(r["tokens"] for r in ok) / wall, 1),
+        "p50_ms": round(percentile([r["ms"] for r in ok], 0.5)),
+        "p95_ms": round(percentile([r["ms"] for r in ok], 0.95)),
+        "ttft_p50_ms": round(percentile([r["ttft_ms"] for r in ok], 0.5)),
+        **({"errors": errors[:3]} if errors else {}),
+    }
 
 
 def baseline(base: Path, adapters: list[Path], jobs_by_level: dict[int, list[tuple[str, str]]], max_tokens: int) -> dict:
@@ -115,24 +141,35 @@ def baseline(base: Path, adapters: list[Path], jobs_by_level: dict[int, list[tup
 
     dtype = torch.bfloat16 if choose_precision("auto") == "bf16" else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=dtype), str(adapters[0]),
-                                      adapter_name="ad-a").eval()
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(base, dtype=dtype), str(adapters[0]), adapter_name="ad-a"
+    ).eval()
     model.load_adapter(str(adapters[1]), adapter_name="ad-b")
     out = {}
     for level, jobs in jobs_by_level.items():
         tokens, latencies, started = 0, [], time.perf_counter()
         for model_name, prompt in jobs:
             t0 = time.perf_counter()
-            ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                                tokenize=True, return_dict=True, return_tensors="pt")
+            ids = tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}],
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=True,
+                return_tensors="pt",
+            )
             model.set_adapter(model_name)
             with torch.inference_mode():
                 gen = model.generate(**ids, max_new_tokens=max_tokens, do_sample=False, pad_token_id=tokenizer.eos_token_id)
-            tokens += int((gen[0, ids["input_ids"].shape[1]:] != tokenizer.eos_token_id).sum())
+            tokens += int((gen[0, ids["input_ids"].shape[1] :] != tokenizer.eos_token_id).sum())
             latencies.append((time.perf_counter() - t0) * 1000)
         wall = time.perf_counter() - started
-        out[str(level)] = {"requests": len(jobs), "tokens": tokens, "seconds": round(wall, 2),
-                           "tokens_per_s": round(tokens / wall, 1), "p50_ms": round(percentile(latencies, 0.5))}
+        out[str(level)] = {
+            "requests": len(jobs),
+            "tokens": tokens,
+            "seconds": round(wall, 2),
+            "tokens_per_s": round(tokens / wall, 1),
+            "p50_ms": round(percentile(latencies, 0.5)),
+        }
         print(f"baseline c={level}: {out[str(level)]}", file=sys.stderr, flush=True)
     return out
 
@@ -160,22 +197,39 @@ def main() -> None:
         adapters = make_adapters(base, root)
         project = {
             "project": "serve-bench",
-            "tasks": [{"name": "qa", "type": "chat_sft", "model": "smollm2-135m-instruct",
-                       "data": {"sources": [{"path": "qa.jsonl"}], "columns": {"prompt": "q", "response": "a"}}}],
-            "serve": {"models": [{"name": "ad-a", "path": str(adapters[0]), "base": "smollm2-135m-instruct"},
-                                 {"name": "ad-b", "path": str(adapters[1]), "base": "smollm2-135m-instruct"}],
-                      "max_batch_size": 16, "max_queue": 64, "torch_threads": args.threads,
-                      "limits": {"max_tokens": args.max_tokens}},
+            "tasks": [
+                {
+                    "name": "qa",
+                    "type": "chat_sft",
+                    "model": "smollm2-135m-instruct",
+                    "data": {"sources": [{"path": "qa.jsonl"}], "columns": {"prompt": "q", "response": "a"}},
+                }
+            ],
+            "serve": {
+                "models": [
+                    {"name": "ad-a", "path": str(adapters[0]), "base": "smollm2-135m-instruct"},
+                    {"name": "ad-b", "path": str(adapters[1]), "base": "smollm2-135m-instruct"},
+                ],
+                "max_batch_size": 16,
+                "max_queue": 64,
+                "torch_threads": args.threads,
+                "limits": {"max_tokens": args.max_tokens},
+            },
         }
         (root / "tuneloom.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
         _, key = KeyStore(keys_path(root / "workspace")).create(["*"], "bench")
-        jobs_by_level = {level: [("ad-a" if i % 2 == 0 else "ad-b", PROMPTS[i % len(PROMPTS)]) for i in range(n)]
-                         for level, n in zip(LEVELS, counts)}
+        jobs_by_level = {
+            level: [("ad-a" if i % 2 == 0 else "ad-b", PROMPTS[i % len(PROMPTS)]) for i in range(n)]
+            for level, n in zip(LEVELS, counts)
+        }
 
         port = free_port()
         tuneloom = Path(sys.executable).with_name("tuneloom")
-        server = subprocess.Popen([str(tuneloom), "serve", "-c", str(root / "tuneloom.yaml"), "--port", str(port)],
-                                  stdout=subprocess.DEVNULL, stderr=open(root / "server.log", "w"))
+        server = subprocess.Popen(
+            [str(tuneloom), "serve", "-c", str(root / "tuneloom.yaml"), "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=open(root / "server.log", "w"),
+        )
         ours: dict[str, dict] = {}
         try:
             import httpx2
@@ -201,16 +255,23 @@ def main() -> None:
 
     at8 = ours["8"]
     summary = {
-        "bench": "serve_load", "model": "smollm2-135m-instruct", "adapters": 2, "max_tokens": args.max_tokens,
+        "bench": "serve_load",
+        "model": "smollm2-135m-instruct",
+        "adapters": 2,
+        "max_tokens": args.max_tokens,
         "torch_threads": args.threads,
         "ours_tokens_per_s": {k: v["tokens_per_s"] for k, v in ours.items()},
         "baseline_tokens_per_s": {k: v["tokens_per_s"] for k, v in base_results.items()},
         "ratio_at_8": round(at8["tokens_per_s"] / base_results["8"]["tokens_per_s"], 2),
-        "p50_ms": at8["p50_ms"], "p95_ms": at8["p95_ms"], "ttft_p50_ms": at8["ttft_p50_ms"],
+        "p50_ms": at8["p50_ms"],
+        "p95_ms": at8["p95_ms"],
+        "ttft_p50_ms": at8["ttft_p50_ms"],
         "failed": sum(v["failed"] for v in ours.values()),
         "mean_batch_size": _mean_batch(batch_sizes),
-        "ours": ours, "baseline": base_results,
-        "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "ours": ours,
+        "baseline": base_results,
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "cpus": os.cpu_count(),
     }
     print(json.dumps(summary))

@@ -51,9 +51,12 @@ TASK = "support-qa"
 def _project(workspace: Path, steps: int, batch_size: int, method: str = "lora") -> Any:
     from tuneloom.config import load_project
 
-    overrides = [f"{TASK}:train.max_steps={steps}", f"{TASK}:train.batch_size={batch_size}",
-                 f"{TASK}:train.eval_every={steps + 1}",  # no evaluation inside the timed loop (the baseline has none)
-                 f"{TASK}:method.kind={method}"]
+    overrides = [
+        f"{TASK}:train.max_steps={steps}",
+        f"{TASK}:train.batch_size={batch_size}",
+        f"{TASK}:train.eval_every={steps + 1}",  # no evaluation inside the timed loop (the baseline has none)
+        f"{TASK}:method.kind={method}",
+    ]
     project = load_project(EXAMPLE, overrides)
     project.config.workspace = str(workspace)
     return project
@@ -77,11 +80,12 @@ def _val_loss(model: Any, tokenizer: Any, rows: list[dict[str, Any]], max_length
     model.eval()
     with torch.no_grad():
         for i in range(0, len(enc), 8):
-            batch = pad(enc[i:i + 8])
+            batch = pad(enc[i : i + 8])
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
             targets = batch["labels"][:, 1:]
-            nll = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                                    ignore_index=-100, reduction="sum")
+            nll = torch.nn.functional.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum"
+            )
             total += float(nll)
             count += int((targets != -100).sum())
     return total / count
@@ -97,8 +101,13 @@ def _flop_terms(model: Any) -> dict[str, int]:
         if isinstance(module, torch.nn.Linear) and "lora_" not in name:
             linears.append((module.in_features, module.out_features))
     n_lora = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
-    return {"n_linear": sum(i * o for i, o in linears), "n_lora": n_lora, "d_model": base.config.hidden_size,
-            "vocab": base.config.vocab_size, "linears": linears}
+    return {
+        "n_linear": sum(i * o for i, o in linears),
+        "n_lora": n_lora,
+        "d_model": base.config.hidden_size,
+        "vocab": base.config.vocab_size,
+        "linears": linears,
+    }
 
 
 def _answer_tokens(tokenizer: Any, rows: list[dict[str, Any]], max_length: int) -> tuple[int, int]:
@@ -132,10 +141,15 @@ def child_ours(workspace: Path, steps: int, batch_size: int) -> dict[str, Any]:
     train_rows = load_split(Path(result.dataset), "train")
     per_epoch_tokens, per_epoch_answers = _answer_tokens(tokenizer, train_rows, task.train.max_length)
     return {
-        "seconds": result.seconds, "tokens": result.tokens, "peak_rss_mb": rss, "steps": result.steps,
+        "seconds": result.seconds,
+        "tokens": result.tokens,
+        "peak_rss_mb": rss,
+        "steps": result.steps,
         "answer_fraction": per_epoch_answers / per_epoch_tokens,
         "final_val_loss": _val_loss(model, tokenizer, val_rows, task.train.max_length),
-        "dataset": result.dataset, "lora_r": task.method.r, **_flop_terms(model),
+        "dataset": result.dataset,
+        "lora_r": task.method.r,
+        **_flop_terms(model),
     }
 
 
@@ -154,15 +168,31 @@ def child_baseline(workspace: Path, steps: int, batch_size: int, dataset: str) -
     model_path = resolve_model(task.model)
     train_rows = load_split(Path(dataset), "train")
     config = SFTConfig(
-        output_dir=str(workspace / "trl"), use_cpu=not torch.cuda.is_available(), max_steps=steps,
-        per_device_train_batch_size=batch_size, learning_rate=task.train.lr, lr_scheduler_type=task.train.scheduler,
-        warmup_steps=task.train.warmup_ratio, seed=task.train.seed, report_to="none", save_strategy="no",
+        output_dir=str(workspace / "trl"),
+        use_cpu=not torch.cuda.is_available(),
+        max_steps=steps,
+        per_device_train_batch_size=batch_size,
+        learning_rate=task.train.lr,
+        lr_scheduler_type=task.train.scheduler,
+        warmup_steps=task.train.warmup_ratio,
+        seed=task.train.seed,
+        report_to="none",
+        save_strategy="no",
         include_num_input_tokens_seen="non_padding",  # a counter, for tokens/s; not a speed setting
     )
-    lora = LoraConfig(r=task.method.r, lora_alpha=task.method.alpha, lora_dropout=task.method.dropout,
-                      target_modules=task.method.target_modules, task_type="CAUSAL_LM")
-    trainer = SFTTrainer(model=str(model_path), args=config, train_dataset=Dataset.from_list(
-        [{"messages": r["messages"]} for r in train_rows]), peft_config=lora)
+    lora = LoraConfig(
+        r=task.method.r,
+        lora_alpha=task.method.alpha,
+        lora_dropout=task.method.dropout,
+        target_modules=task.method.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    trainer = SFTTrainer(
+        model=str(model_path),
+        args=config,
+        train_dataset=Dataset.from_list([{"messages": r["messages"]} for r in train_rows]),
+        peft_config=lora,
+    )
     started = time.time()
     trainer.train()
     seconds = time.time() - started
@@ -170,8 +200,11 @@ def child_baseline(workspace: Path, steps: int, batch_size: int, dataset: str) -
     tokenizer = sft.load_tokenizer(model_path)
     model = trainer.model
     return {
-        "seconds": round(seconds, 2), "tokens": int(trainer.state.num_input_tokens_seen), "peak_rss_mb": rss,
-        "steps": trainer.state.global_step, "bf16": config.bf16,
+        "seconds": round(seconds, 2),
+        "tokens": int(trainer.state.num_input_tokens_seen),
+        "peak_rss_mb": rss,
+        "steps": trainer.state.global_step,
+        "bf16": config.bf16,
         "final_val_loss": _val_loss(model, tokenizer, load_split(Path(dataset), "validation"), task.train.max_length),
     }
 
@@ -212,8 +245,9 @@ def matmul_peak_gflops(dtype_name: str, shapes: list[tuple[int, int, int]]) -> f
     return max(2 * m * k * n / _matmul_seconds(m, k, n, dtype) / 1e9 for m, k, n in shapes)
 
 
-def matmul_only_step_seconds(linears: list[tuple[int, int]], lora_r: int, tokens: int, answers: int, d_model: int,
-                             vocab: int) -> float:
+def matmul_only_step_seconds(
+    linears: list[tuple[int, int]], lora_r: int, tokens: int, answers: int, d_model: int, vocab: int
+) -> float:
     """Seconds one training step would take if it did nothing but the model's own bf16 matmuls.
 
     Per base Linear (in, out): forward and the backward to its input; per adapter: A and B forward,
@@ -241,8 +275,19 @@ def matmul_only_step_seconds(linears: list[tuple[int, int]], lora_r: int, tokens
 
 
 def _run_child(kind: str, workspace: Path, args: argparse.Namespace, *extra: str) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", kind, "--workspace", str(workspace), "--steps", str(args.steps),
-           "--batch-size", str(args.batch_size), *extra]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--workspace",
+        str(workspace),
+        "--steps",
+        str(args.steps),
+        "--batch-size",
+        str(args.batch_size),
+        *extra,
+    ]
     started = time.time()
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     if args.threads:
@@ -262,8 +307,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=24, help="optimizer steps for each side")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--skip-memory", action="store_true", help="skip the full / LoRA / QLoRA peak-RSS runs")
-    parser.add_argument("--threads", type=int, help="torch threads for both sides (default: torch's, one per core); "
-                                                    "on a CPU other jobs are using, fewer threads than cores avoid stalls")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads for both sides (default: torch's, one per core); "
+        "on a CPU other jobs are using, fewer threads than cores avoid stalls",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--workspace", help=argparse.SUPPRESS)
     parser.add_argument("--dataset", help=argparse.SUPPRESS)
@@ -307,27 +356,41 @@ def main() -> None:
         return (4 * ours["n_linear"] * tokens + 6 * ours["n_lora"] * tokens + 4 * d * v * answers) / 1e9
 
     step_tokens = round(ours["tokens"] / ours["steps"])
-    matmul_only_s = matmul_only_step_seconds([tuple(x) for x in ours["linears"]], ours["lora_r"], step_tokens,
-                                             round(step_tokens * ours["answer_fraction"]), d, v)
+    matmul_only_s = matmul_only_step_seconds(
+        [tuple(x) for x in ours["linears"]], ours["lora_r"], step_tokens, round(step_tokens * ours["answer_fraction"]), d, v
+    )
     ours_tps = ours["tokens"] / ours["seconds"]
     base_tps = baseline["tokens"] / baseline["seconds"]
     line = {
-        "bench": "train_throughput", "model": "smollm2-135m-instruct", "method": "lora", "steps": args.steps,
-        "batch_size": args.batch_size, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-        "useful_tokens_per_s": round(ours_tps, 1), "baseline_useful_tokens_per_s": round(base_tps, 1),
+        "bench": "train_throughput",
+        "model": "smollm2-135m-instruct",
+        "method": "lora",
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "useful_tokens_per_s": round(ours_tps, 1),
+        "baseline_useful_tokens_per_s": round(base_tps, 1),
         "ratio": round(ours_tps / base_tps, 3),
-        "seconds": ours["seconds"], "baseline_seconds": baseline["seconds"],
-        "tokens": ours["tokens"], "baseline_tokens": baseline["tokens"],
-        "final_val_loss": round(ours["final_val_loss"], 4), "baseline_final_val_loss": round(baseline["final_val_loss"], 4),
-        "peak_rss_mb": round(ours["peak_rss_mb"]), "baseline_peak_rss_mb": round(baseline["peak_rss_mb"]),
-        "matmul_peak_gflops_bf16": round(peak_bf16, 1), "matmul_peak_gflops_fp32": round(peak_fp32, 1),
+        "seconds": ours["seconds"],
+        "baseline_seconds": baseline["seconds"],
+        "tokens": ours["tokens"],
+        "baseline_tokens": baseline["tokens"],
+        "final_val_loss": round(ours["final_val_loss"], 4),
+        "baseline_final_val_loss": round(baseline["final_val_loss"], 4),
+        "peak_rss_mb": round(ours["peak_rss_mb"]),
+        "baseline_peak_rss_mb": round(baseline["peak_rss_mb"]),
+        "matmul_peak_gflops_bf16": round(peak_bf16, 1),
+        "matmul_peak_gflops_fp32": round(peak_fp32, 1),
         "model_gflop": round(model_gflop(ours["tokens"]), 1),
         "mfu": round(model_gflop(ours["tokens"]) / (ours["seconds"] * peak_bf16), 4),
         "baseline_mfu": round(model_gflop(baseline["tokens"]) / (baseline["seconds"] * peak_bf16), 4),
-        "step_s": round(ours["seconds"] / ours["steps"], 3), "matmul_only_step_s": round(matmul_only_s, 3),
+        "step_s": round(ours["seconds"] / ours["steps"], 3),
+        "matmul_only_step_s": round(matmul_only_s, 3),
         "mfu_ceiling_matmuls_only": round(model_gflop(step_tokens) / (matmul_only_s * peak_bf16), 4),
         "peak_rss_mb_by_method": {k: round(val) for k, val in memory.items()},
-        "load_avg_1m": round(os.getloadavg()[0], 2), "wall_s": round(time.time() - started),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "wall_s": round(time.time() - started),
     }
     print(json.dumps(line))
 

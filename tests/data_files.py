@@ -10,9 +10,11 @@ import pandas as pd
 
 def write_pdf(path: Path, lines: list[str], password: str | None = None) -> Path:
     """A one-page PDF with real text (Helvetica); encrypted with `password` when given."""
-    content = "BT /F1 12 Tf 72 720 Td 14 TL " + " ".join(
-        f"({line.replace('(', '[').replace(')', ']')}) Tj T*" for line in lines
-    ) + " ET"
+    content = (
+        "BT /F1 12 Tf 72 720 Td 14 TL "
+        + " ".join(f"({line.replace('(', '[').replace(')', ']')}) Tj T*" for line in lines)
+        + " ET"
+    )
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
@@ -74,7 +76,6 @@ def write_table(path: Path, rows: list[dict]) -> Path:
 def project(root: Path, task_type: str, model: str | Path, data_yaml: str, name: str = "t") -> Path:
     """A one-task project file; `data_yaml` is the body of `data:` indented by 6 spaces."""
     (root / "tuneloom.yaml").write_text(
-        f"project: p\nworkspace: ws\ntasks:\n  - name: {name}\n    type: {task_type}\n    model: {model}\n"
-        f"    data:\n{data_yaml}"
+        f"project: p\nworkspace: ws\ntasks:\n  - name: {name}\n    type: {task_type}\n    model: {model}\n    data:\n{data_yaml}"
     )
     return root

@@ -34,20 +34,29 @@ def ner_rows(n: int = 48) -> list[dict[str, Any]]:
 def preference_rows() -> list[dict[str, str]]:
     rows = []
     for i, (p, (q, a)) in enumerate((p, qa) for qa in _QUESTIONS for p in _PRODUCTS):
-        rows.append({"question": q.format(p=p), "good": a.format(p=p, price=40 + i, ip=54 + i % 3),
-                     "bad": ["No idea, sorry.", "Please ask someone else.", "I cannot help with that."][i % 3]})
+        rows.append(
+            {
+                "question": q.format(p=p),
+                "good": a.format(p=p, price=40 + i, ip=54 + i % 3),
+                "bad": ["No idea, sorry.", "Please ask someone else.", "I cannot help with that."][i % 3],
+            }
+        )
     return rows[:40]
 
 
 def pretrain_rows() -> list[dict[str, str]]:
-    return [{"body": f"The {p} is made by Acme Home. " + a.format(p=p, price=40 + i, ip=54) * (1 + i % 3)}
-            for i, (p, (_, a)) in enumerate((p, qa) for qa in _QUESTIONS for p in _PRODUCTS)][:40]
+    return [
+        {"body": f"The {p} is made by Acme Home. " + a.format(p=p, price=40 + i, ip=54) * (1 + i % 3)}
+        for i, (p, (_, a)) in enumerate((p, qa) for qa in _QUESTIONS for p in _PRODUCTS)
+    ][:40]
 
 
 def multilabel_rows() -> list[dict[str, str]]:
     combos = ["billing", "shipping", "billing,shipping", "tech_support", "shipping,tech_support"]
-    return [{"text": f"Ticket {i}: about {combo.replace(',', ' and ')} for order ACM-{100 + i}", "labels": combo}
-            for i, combo in enumerate(combos * 8)]
+    return [
+        {"text": f"Ticket {i}: about {combo.replace(',', ' and ')} for order ACM-{100 + i}", "labels": combo}
+        for i, combo in enumerate(combos * 8)
+    ]
 
 
 TASKS = {
@@ -67,7 +76,11 @@ def write_task_project(root: Path, task_type: str, model: str | Path, max_steps:
         "name": task_type.replace("_", "-"),
         "type": task_type,
         "model": str(model),
-        "data": {"sources": [{"path": f"data/{filename}"}], "columns": columns, "split": {"validation": 0.15, "test": 0.15, "seed": 3}},
+        "data": {
+            "sources": [{"path": f"data/{filename}"}],
+            "columns": columns,
+            "split": {"validation": 0.15, "test": 0.15, "seed": 3},
+        },
         "method": {"kind": "lora", "r": 4, "alpha": 8, "dropout": 0.0},
         "train": {"max_steps": max_steps, "lr": 1e-3, "batch_size": 4, "max_length": 64, "eval_every": max_steps},
         "eval": {"max_examples": 6, "batch_size": 4},
@@ -77,18 +90,28 @@ def write_task_project(root: Path, task_type: str, model: str | Path, max_steps:
     for key, value in sections.items():
         task[key] = {**task.get(key, {}), **value}
     path = root / "tuneloom.yaml"
-    path.write_text(yaml.safe_dump({"project": f"{task_type}-project", "workspace": "workspace", "tasks": [task]}, sort_keys=False))
+    path.write_text(
+        yaml.safe_dump({"project": f"{task_type}-project", "workspace": "workspace", "tasks": [task]}, sort_keys=False)
+    )
     return path
 
 
-def write_prepared(folder: Path, task_type: str, splits: dict[str, list[dict[str, Any]]], labels: list[str] | None = None) -> Path:
+def write_prepared(
+    folder: Path, task_type: str, splits: dict[str, list[dict[str, Any]]], labels: list[str] | None = None
+) -> Path:
     """A dataset folder in the shape `prepare_dataset` writes: split JSONL files and manifest.json."""
     folder.mkdir(parents=True, exist_ok=True)
     for split, rows in splits.items():
         write_jsonl(folder / f"{split}.jsonl", [{"id": f"{split}-{i}", "source": "hand", **r} for i, r in enumerate(rows)])
     manifest = {
-        "result": {"task": task_type, "version": "hand", "path": str(folder), "counts": {s: len(r) for s, r in splits.items()},
-                   "labels": labels, "sources": []},
+        "result": {
+            "task": task_type,
+            "version": "hand",
+            "path": str(folder),
+            "counts": {s: len(r) for s, r in splits.items()},
+            "labels": labels,
+            "sources": [],
+        },
         "task_type": task_type,
         "data_config": {},
     }

@@ -52,15 +52,32 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(REPO / "mkdocs.yml"), "-d", str(out)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stdout}\n{done.stderr}"
     return out
 
 
 def test_strict_build_has_every_page(site: Path) -> None:
-    for page in ["quickstart", "scout", "data", "train", "evaluate", "registry", "serve", "project-file",
-                 "artifacts", "performance", "architecture", "adding-a-task-type", "limits"]:
+    for page in [
+        "quickstart",
+        "scout",
+        "data",
+        "train",
+        "evaluate",
+        "registry",
+        "serve",
+        "project-file",
+        "artifacts",
+        "performance",
+        "architecture",
+        "adding-a-task-type",
+        "limits",
+    ]:
         assert (site / page / "index.html").is_file(), page
     assert not (site / "hooks").exists(), "the build hook must not be published"
 

@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from tests.conftest import CLS_TASK
-from tuneloom.config import load_project
 from tuneloom.artifacts import DatasetRef, RunSnapshot, read_snapshot
 from tuneloom.atomic import atomic_dir, read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from tuneloom.config import load_project
 from tuneloom.workspace import Workspace, append_jsonl, run_state, set_status
 
 
@@ -103,8 +103,14 @@ def _fake_run(root: Path, name: str, completed: bool = True, mtime: float | None
 
 
 def _snapshot() -> RunSnapshot:
-    return RunSnapshot(project="p", project_file="/p/tuneloom.yaml", task={"name": "qa", "type": "chat_sft"},
-                       dataset=DatasetRef(path="/p/ws/datasets/qa/v1", version="v1"), base_model_path="/m", precision="fp32")
+    return RunSnapshot(
+        project="p",
+        project_file="/p/tuneloom.yaml",
+        task={"name": "qa", "type": "chat_sft"},
+        dataset=DatasetRef(path="/p/ws/datasets/qa/v1", version="v1"),
+        base_model_path="/m",
+        precision="fp32",
+    )
 
 
 def test_new_run_layout(tmp_path):

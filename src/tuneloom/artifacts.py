@@ -23,8 +23,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tuneloom.errors import TuneloomError
 from tuneloom.atomic import write_json_atomic, write_text_atomic
+from tuneloom.errors import TuneloomError
 
 SCHEMA_VERSION = 1
 

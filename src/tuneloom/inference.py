@@ -37,8 +37,11 @@ def load_tokenizer(path: Path | str, trust_remote_code: bool = False) -> Any:
 
 
 def _label_maps(labels: list[str]) -> dict[str, Any]:
-    return {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
-            "label2id": {label: i for i, label in enumerate(labels)}}
+    return {
+        "num_labels": len(labels),
+        "id2label": dict(enumerate(labels)),
+        "label2id": {label: i for i, label in enumerate(labels)},
+    }
 
 
 def _set_pad(model: Any, pad_token_id: int | None) -> Any:
@@ -47,15 +50,24 @@ def _set_pad(model: Any, pad_token_id: int | None) -> Any:
     return model
 
 
-def classifier_head(path: Path | str, labels: list[str], trust_remote_code: bool, multi_label: bool = False,
-                    pad_token_id: int | None = None, **kwargs: Any) -> Any:
+def classifier_head(
+    path: Path | str,
+    labels: list[str],
+    trust_remote_code: bool,
+    multi_label: bool = False,
+    pad_token_id: int | None = None,
+    **kwargs: Any,
+) -> Any:
     """`path`'s model with a sequence-classification head over `labels` (fp32 unless `dtype=` says otherwise)."""
     from transformers import AutoModelForSequenceClassification
 
     kwargs.setdefault("dtype", model_dtype("fp32"))
     model = AutoModelForSequenceClassification.from_pretrained(
-        path, **_label_maps(labels), trust_remote_code=trust_remote_code,
-        problem_type="multi_label_classification" if multi_label else "single_label_classification", **kwargs,
+        path,
+        **_label_maps(labels),
+        trust_remote_code=trust_remote_code,
+        problem_type="multi_label_classification" if multi_label else "single_label_classification",
+        **kwargs,
     )
     return _set_pad(model, pad_token_id)
 
@@ -65,7 +77,10 @@ def tagger_head(path: Path | str, tags: list[str], trust_remote_code: bool, pad_
     from transformers import AutoModelForTokenClassification
 
     model = AutoModelForTokenClassification.from_pretrained(
-        path, **_label_maps(tags), dtype=model_dtype("fp32"), trust_remote_code=trust_remote_code,
+        path,
+        **_label_maps(tags),
+        dtype=model_dtype("fp32"),
+        trust_remote_code=trust_remote_code,
     )
     return _set_pad(model, pad_token_id)
 
@@ -93,13 +108,23 @@ def _full(head: InferenceHead, model_dir: Path, dtype: torch.dtype, trust_remote
         AutoModelForTokenClassification,
     )
 
-    factory = {"causal_lm": AutoModelForCausalLM, "sequence_classification": AutoModelForSequenceClassification,
-               "token_classification": AutoModelForTokenClassification}[head]
+    factory = {
+        "causal_lm": AutoModelForCausalLM,
+        "sequence_classification": AutoModelForSequenceClassification,
+        "token_classification": AutoModelForTokenClassification,
+    }[head]
     return factory.from_pretrained(model_dir, dtype=dtype, trust_remote_code=trust_remote_code).eval()
 
 
-def load_base(head: InferenceHead, base_path: Path | str, precision: str, labels: list[str], trust_remote_code: bool,
-              multi_label: bool = False, pad_token_id: int | None = None) -> Any:
+def load_base(
+    head: InferenceHead,
+    base_path: Path | str,
+    precision: str,
+    labels: list[str],
+    trust_remote_code: bool,
+    multi_label: bool = False,
+    pad_token_id: int | None = None,
+) -> Any:
     """The untrained base in eval mode: a causal LM in `precision`, or the encoder with a fresh fp32 head
     (a seeded one for token classification, see `base_tagger`)."""
     if head == "sequence_classification":
@@ -114,8 +139,15 @@ def load_base(head: InferenceHead, base_path: Path | str, precision: str, labels
 
 
 def load_trained(
-    head: InferenceHead, model_dir: Path | str, base_path: Path | str, method: str, precision: str, labels: list[str],
-    trust_remote_code: bool, multi_label: bool = False, pad_token_id: int | None = None,
+    head: InferenceHead,
+    model_dir: Path | str,
+    base_path: Path | str,
+    method: str,
+    precision: str,
+    labels: list[str],
+    trust_remote_code: bool,
+    multi_label: bool = False,
+    pad_token_id: int | None = None,
 ) -> Any:
     """A trained model in eval mode: full weights from `model_dir`, or the base with the adapter in `model_dir`.
 

@@ -68,8 +68,12 @@ def _run_task(project: Project, name: str, console: Console) -> TaskOutcome:
     rules = choose_gate_rules(run_dir, project)
     gate = gate_run(run_dir, rules.gate, rules.source)
     return TaskOutcome(
-        task=name, type=project.config.task(name).type, run_dir=str(run_dir), comparison=ev.comparison,
-        gate_passed=gate.passed, gate_rules=len(gate.rules),
+        task=name,
+        type=project.config.task(name).type,
+        run_dir=str(run_dir),
+        comparison=ev.comparison,
+        gate_passed=gate.passed,
+        gate_rules=len(gate.rules),
         gate_failures=[r.detail for r in gate.rules if not r.passed],
         forgetting=_forgetting(ev),
     )

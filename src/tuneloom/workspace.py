@@ -22,7 +22,6 @@ from typing import Any
 from tuneloom.artifacts import RunSnapshot, read_status, write_snapshot, write_status
 from tuneloom.atomic import write_text_atomic
 
-
 _RUN_NAME = re.compile(r"^(.+)-(\d{8}-\d{6})(?:-(\d+))?$")
 
 

@@ -27,8 +27,11 @@ def _fake_model_folder(folder: Path, config: dict | None = None, weights: bool =
     (folder / "config.json").write_text(json.dumps(config or {"model_type": "bert", "architectures": ["BertModel"]}))
     if weights:
         save_file(
-            {"weight": torch.zeros(3, 4), "half": torch.zeros(2, 5, dtype=torch.float16),
-             "position_ids": torch.arange(7).unsqueeze(0)},
+            {
+                "weight": torch.zeros(3, 4),
+                "half": torch.zeros(2, 5, dtype=torch.float16),
+                "position_ids": torch.arange(7).unsqueeze(0),
+            },
             str(folder / "model.safetensors"),
         )
     return folder
@@ -67,8 +70,9 @@ def test_smollm2_info(smollm2_dir):
 
 
 def test_local_folder_info(tmp_path):
-    folder = _fake_model_folder(tmp_path / "m", {"model_type": "gpt2", "architectures": ["GPT2Model"],
-                                                   "n_layer": 3, "n_embd": 16, "n_positions": 64})
+    folder = _fake_model_folder(
+        tmp_path / "m", {"model_type": "gpt2", "architectures": ["GPT2Model"], "n_layer": 3, "n_embd": 16, "n_positions": 64}
+    )
     (folder / "README.md").write_text("---\nlicense: mit\n---\nA model.\n")
     info = model_info(str(folder))
     assert info.parameters == 3 * 4 + 2 * 5  # float tensors only; position_ids (int64) excluded
@@ -116,9 +120,10 @@ def test_pull_catalog_and_local_folder(smollm2_dir, tiny_bert_dir):
     assert pull_model(str(tiny_bert_dir)) == tiny_bert_dir.resolve()
 
 
-@pytest.mark.parametrize("ref, suggestion", [("smollm2-135m", "smollm2-135m-instruct"),
-                                             ("all-minilm-l6", "all-minilm-l6-v2"),
-                                             ("all_minilm_l6_v2", "all-minilm-l6-v2")])
+@pytest.mark.parametrize(
+    "ref, suggestion",
+    [("smollm2-135m", "smollm2-135m-instruct"), ("all-minilm-l6", "all-minilm-l6-v2"), ("all_minilm_l6_v2", "all-minilm-l6-v2")],
+)
 def test_unknown_name_did_you_mean(offline_hub, ref, suggestion):
     for call in (resolve_model, pull_model, model_info):
         with pytest.raises(ModelNotAvailable) as info:
@@ -178,8 +183,15 @@ def test_model_status_catalog(smollm2_dir, tmp_path, monkeypatch):
 
 def test_model_status_missing_package(monkeypatch):
     entry = CatalogEntry(
-        name="ghost-model", package="ghost-weights==1.0", module="ghost_weights_not_installed", kind="hf_folder",
-        relpath="model", tasks=frozenset({"classification"}), quantizable=False, license="mit", description="none",
+        name="ghost-model",
+        package="ghost-weights==1.0",
+        module="ghost_weights_not_installed",
+        kind="hf_folder",
+        relpath="model",
+        tasks=frozenset({"classification"}),
+        quantizable=False,
+        license="mit",
+        description="none",
     )
     monkeypatch.setitem(CATALOG, "ghost-model", entry)
     with pytest.raises(ModelNotAvailable) as info:

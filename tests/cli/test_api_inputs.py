@@ -23,10 +23,17 @@ def _run(root: Path, project: Project, task: str, gate: GateConfig | None = None
     settings = project.config.task(task).model_copy(update={"gate": gate or GateConfig()})
     run = root / "workspace" / "runs" / f"{task}-20260101-000000"
     run.mkdir(parents=True)
-    write_snapshot(run, RunSnapshot(
-        project=project.config.project, project_file=project_file if project_file is not None else str(project.path),
-        task=settings.model_dump(mode="json"), dataset=DatasetRef(path="", version=""), base_model_path="",
-        precision="fp32"))
+    write_snapshot(
+        run,
+        RunSnapshot(
+            project=project.config.project,
+            project_file=project_file if project_file is not None else str(project.path),
+            task=settings.model_dump(mode="json"),
+            dataset=DatasetRef(path="", version=""),
+            base_model_path="",
+            precision="fp32",
+        ),
+    )
     return run
 
 
@@ -69,8 +76,7 @@ def test_find_production_defaults_to_the_runs_project_file(tmp_path, project, mo
 def test_find_production_none_without_the_task_or_a_registry(tmp_path, project, monkeypatch):
     run = _run(tmp_path, project, CLS_TASK)
     assert find_production(run, project) is None  # no registry in the workspace: MLflow is not even imported
-    other = project.model_copy(update={"config": project.config.model_copy(
-        update={"tasks": [project.config.task(CHAT_TASK)]})})
+    other = project.model_copy(update={"config": project.config.model_copy(update={"tasks": [project.config.task(CHAT_TASK)]})})
     monkeypatch.setattr(inputs, "production_for", lambda *a: pytest.fail("a project without the task was asked"))
     assert find_production(run, other) is None
 
@@ -81,8 +87,7 @@ def test_gate_rules_come_from_the_project_else_the_snapshot(tmp_path, project):
     rules = choose_gate_rules(run, project)
     assert rules == (CLS_TASK, project.config.task(CLS_TASK).gate, str(project.path))
     assert choose_gate_rules(run, None) == (CLS_TASK, trained_with, "run snapshot")
-    other = project.model_copy(update={"config": project.config.model_copy(
-        update={"tasks": [project.config.task(CHAT_TASK)]})})
+    other = project.model_copy(update={"config": project.config.model_copy(update={"tasks": [project.config.task(CHAT_TASK)]})})
     assert choose_gate_rules(run, other).source == "run snapshot"
 
 

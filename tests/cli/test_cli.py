@@ -23,8 +23,10 @@ def _fails_readably(result, *needles: str) -> None:
         assert needle in result.output, f"{needle!r} not in:\n{result.output}"
 
 
-@pytest.mark.parametrize("template, task_type, model", [("chat", "chat_sft", "smollm2-135m-instruct"),
-                                                         ("classification", "classification", "all-minilm-l6-v2")])
+@pytest.mark.parametrize(
+    "template, task_type, model",
+    [("chat", "chat_sft", "smollm2-135m-instruct"), ("classification", "classification", "all-minilm-l6-v2")],
+)
 def test_init_templates_validate(tmp_path, template, task_type, model):
     folder = tmp_path / template
     result = runner.invoke(app, ["init", str(folder), "--template", template])
@@ -77,15 +79,17 @@ def test_config_check_bad_file(tmp_path):
         "    method: {kind: qlor}\n"
     )
     result = runner.invoke(app, ["config", "check", "-c", str(tmp_path / "tuneloom.yaml")])
-    _fails_readably(result, "error:", "is not a valid Tuneloom project file", "tasks[0].method.kind (line 9)",
-                    "'qlor'", "'qlora'")
+    _fails_readably(
+        result, "error:", "is not a valid Tuneloom project file", "tasks[0].method.kind (line 9)", "'qlor'", "'qlora'"
+    )
 
 
 def test_config_check_invalid_yaml_and_missing_file(tmp_path):
     (tmp_path / "tuneloom.yaml").write_text("project: [oops\n")
     _fails_readably(runner.invoke(app, ["config", "check", "-c", str(tmp_path)]), "is not valid YAML")
-    _fails_readably(runner.invoke(app, ["config", "check", "-c", str(tmp_path / "none.yaml")]),
-                    "project file not found", "tuneloom init")
+    _fails_readably(
+        runner.invoke(app, ["config", "check", "-c", str(tmp_path / "none.yaml")]), "project file not found", "tuneloom init"
+    )
 
 
 def test_config_check_missing_data_file(project_dir):
@@ -101,8 +105,12 @@ def test_config_check_wrong_column_and_unavailable_model(project_dir):
     text = cfg.read_text().replace("label: queue", "label: queues")
     cfg.write_text(text.replace(f"model: {text.split('model: ')[1].splitlines()[0]}", "model: someorg/not-here", 1))
     result = runner.invoke(app, ["config", "check", "-c", str(cfg)])
-    _fails_readably(result, "mapped column(s) ['queues'] not found",
-                    f"task {CHAT_TASK}: hub model 'someorg/not-here' is not downloaded", "not available")
+    _fails_readably(
+        result,
+        "mapped column(s) ['queues'] not found",
+        f"task {CHAT_TASK}: hub model 'someorg/not-here' is not downloaded",
+        "not available",
+    )
 
 
 def test_config_schema_prints_json():
@@ -116,9 +124,13 @@ def test_schema_artifacts_prints_every_artifact_schema():
     result = runner.invoke(app, ["schema", "artifacts"])
     assert result.exit_code == 0, result.output
     schemas = json.loads(result.stdout)
-    for place, model in [("datasets/<task>/<version>/manifest.json", "DatasetManifest"),
-                         ("runs/<run>/config.yaml", "RunSnapshot"), ("runs/<run>/eval.json", "EvalResult"),
-                         ("runs/<run>/gate.json", "GateRecord"), ("scout/<time>/scout.json", "ScoutResult")]:
+    for place, model in [
+        ("datasets/<task>/<version>/manifest.json", "DatasetManifest"),
+        ("runs/<run>/config.yaml", "RunSnapshot"),
+        ("runs/<run>/eval.json", "EvalResult"),
+        ("runs/<run>/gate.json", "GateRecord"),
+        ("scout/<time>/scout.json", "ScoutResult"),
+    ]:
         assert schemas[place]["title"] == model
     assert all("schema_version" in s["properties"] for p, s in schemas.items() if not p.endswith("scout.json"))
 

@@ -169,8 +169,10 @@ def test_duplicate_task_names():
 
 
 def test_validation_plus_test_too_large():
-    text = BASE.replace("columns: {prompt: question, response: answer}",
-                        "columns: {prompt: question, response: answer}\n      split: {validation: 0.5, test: 0.45}")
+    text = BASE.replace(
+        "columns: {prompt: question, response: answer}",
+        "columns: {prompt: question, response: answer}\n      split: {validation: 0.5, test: 0.45}",
+    )
     msg = _error(text)
     assert "tasks[1].data.split" in msg
     assert "must leave at least 10% for training" in msg

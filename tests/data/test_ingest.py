@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from tests.data_files import project, write_docx, write_pdf, write_table
+from tuneloom.atomic import read_jsonl
 from tuneloom.config import load_project
 from tuneloom.data import load_split, prepare_dataset
 from tuneloom.data.documents import html_to_text
 from tuneloom.errors import DataError
-from tuneloom.atomic import read_jsonl
 
 SPLITS = ("train", "validation", "test")
 HTML = """<html><head><title>t</title><style>p{color:red}</style><script>var x = 1;</script></head>
@@ -54,19 +54,35 @@ def _mixed_folder(folder: Path) -> None:
 
 def test_folder_mixing_every_format(tmp_path):
     _mixed_folder(tmp_path / "corpus")
-    project(tmp_path, "pretrain", "some/model",
-            "      sources: [{path: corpus}]\n      columns: {text: text}\n      token_stats: false\n"
-            "      dedup: {near: false}\n")
+    project(
+        tmp_path,
+        "pretrain",
+        "some/model",
+        "      sources: [{path: corpus}]\n      columns: {text: text}\n      token_stats: false\n      dedup: {near: false}\n",
+    )
     ds = prepare_dataset(load_project(tmp_path), "t")
     (src,) = ds.sources
     assert src.read == 6 * 2 + 6 and src.kept == 18, src
-    assert set(src.files) == {"table.csv", "table.tsv", "table.json", "table.jsonl", "table.parquet", "table.xlsx",
-                              "notes.txt", "guide.md", "policy.pdf", "contract.docx", "page.html", "sub/more.txt"}
+    assert set(src.files) == {
+        "table.csv",
+        "table.tsv",
+        "table.json",
+        "table.jsonl",
+        "table.parquet",
+        "table.xlsx",
+        "notes.txt",
+        "guide.md",
+        "policy.pdf",
+        "contract.docx",
+        "page.html",
+        "sub/more.txt",
+    }
     by_source = {r["source"]: r["text"] for r in _all_rows(ds)}
     assert "Policy number 8" in by_source["policy.pdf"] and "Second line of the PDF." in by_source["policy.pdf"]
     assert "Signed in Leeds." in by_source["contract.docx"]
-    assert by_source["page.html"] == ("Returns policy\n\nYou can return any device within 30 days of delivery.\n\n"
-                                      "Refunds reach your card in 5 working days.")
+    assert by_source["page.html"] == (
+        "Returns policy\n\nYou can return any device within 30 days of delivery.\n\nRefunds reach your card in 5 working days."
+    )
     assert by_source["table.xlsx:row 3"].endswith("(xlsx row 1)")  # the sheet's own row numbers
     assert by_source["table.csv:row 1"].endswith("(csv row 0)")
     assert "sub/more.txt" in by_source
@@ -76,17 +92,25 @@ def test_folder_mixing_every_format(tmp_path):
 
 def test_folder_labels_from_subfolders(tmp_path):
     docs = tmp_path / "docs"
-    for label, texts in {"billing": ["I was charged twice for my plan", "Invoice shows the wrong VAT amount",
-                                     "Refund my subscription fee please"],
-                         "shipping": ["My parcel never arrived", "The courier left it at the wrong door",
-                                      "Tracking says delivered but nothing here"]}.items():
+    for label, texts in {
+        "billing": ["I was charged twice for my plan", "Invoice shows the wrong VAT amount", "Refund my subscription fee please"],
+        "shipping": [
+            "My parcel never arrived",
+            "The courier left it at the wrong door",
+            "Tracking says delivered but nothing here",
+        ],
+    }.items():
         (docs / label).mkdir(parents=True)
         for i, t in enumerate(texts):
             (docs / label / f"{i}.txt").write_text(t)
     (docs / "loose.txt").write_text("A file outside any label folder")
-    project(tmp_path, "classification", "all-minilm-l6-v2",
-            "      sources: [{path: docs, label_from_folder: true}]\n      columns: {text: text, label: label}\n"
-            "      token_stats: false\n")
+    project(
+        tmp_path,
+        "classification",
+        "all-minilm-l6-v2",
+        "      sources: [{path: docs, label_from_folder: true}]\n      columns: {text: text, label: label}\n"
+        "      token_stats: false\n",
+    )
     ds = prepare_dataset(load_project(tmp_path), "t")
     assert ds.labels == ["billing", "shipping"]
     assert ds.sources[0].rejected == {"missing_label": 1}
@@ -97,8 +121,12 @@ def test_folder_labels_from_subfolders(tmp_path):
 def test_csv_delimiter_is_detected(tmp_path):
     rows = "\n".join(f"Frage {i};Antwort {i} mit Komma, und mehr" for i in range(10))
     (tmp_path / "qa.csv").write_text("question;answer\n" + rows + "\n")
-    project(tmp_path, "chat_sft", "some/model",
-            "      sources: [{path: qa.csv}]\n      columns: {prompt: question, response: answer}\n      token_stats: false\n")
+    project(
+        tmp_path,
+        "chat_sft",
+        "some/model",
+        "      sources: [{path: qa.csv}]\n      columns: {prompt: question, response: answer}\n      token_stats: false\n",
+    )
     ds = prepare_dataset(load_project(tmp_path), "t")
     assert ds.sources[0].kept == 10
     assert any(r["messages"][1]["content"] == "Antwort 3 mit Komma, und mehr" for r in _all_rows(ds))
@@ -114,9 +142,12 @@ def test_html_to_text_drops_scripts_and_navigation():
 
 
 def _cls_project(root: Path, source: str, extra: str = "") -> Path:
-    return project(root, "classification", "all-minilm-l6-v2",
-                   f"      sources: [{{path: {source}{extra}}}]\n      columns: {{text: body, label: queue}}\n"
-                   f"      token_stats: false\n")
+    return project(
+        root,
+        "classification",
+        "all-minilm-l6-v2",
+        f"      sources: [{{path: {source}{extra}}}]\n      columns: {{text: body, label: queue}}\n      token_stats: false\n",
+    )
 
 
 def _error(root: Path) -> str:

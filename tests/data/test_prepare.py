@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CHAT_TASK, CLS_TASK, write_csv, write_jsonl
+from tuneloom.atomic import read_jsonl
 from tuneloom.config import load_project
 from tuneloom.data import load_split, prepare_dataset
 from tuneloom.data.clean import dedup_key, normalize_text
 from tuneloom.errors import DataError
-from tuneloom.atomic import read_jsonl
 from tuneloom.workspace import Workspace
 
 SPLITS = ("train", "validation", "test")
@@ -105,8 +105,11 @@ def test_classification_accounting(data_project_dir):
 
 
 def test_stratified_split_covers_every_class(data_project_dir):
-    rows = [{"subject": f"s{i}", "body": f"{label} body {i}", "queue": label}
-            for label, n in (("big", 40), ("mid", 9), ("three", 3), ("two", 2), ("one", 1)) for i in range(n)]
+    rows = [
+        {"subject": f"s{i}", "body": f"{label} body {i}", "queue": label}
+        for label, n in (("big", 40), ("mid", 9), ("three", 3), ("two", 2), ("one", 1))
+        for i in range(n)
+    ]
     write_csv(data_project_dir / "data" / "tickets.csv", rows)
     ds = _prepare(data_project_dir, CLS_TASK)
     _check_accounting(ds)
@@ -129,10 +132,14 @@ def test_validation_zero_gives_empty_validation(data_project_dir):
 
 
 def test_two_sources_accounting_and_cross_source_duplicates(data_project_dir):
-    extra = [{"question": "Is there a student discount?", "answer": "No, but we run sales in November."},
-             {"question": "How do I reset the Doorbell Pro?",  # duplicate of a row in qa.jsonl
-              "answer": "Hold the button on the Doorbell Pro for ten seconds until the light blinks blue."},
-             {"question": "Blank?", "answer": ""}]
+    extra = [
+        {"question": "Is there a student discount?", "answer": "No, but we run sales in November."},
+        {
+            "question": "How do I reset the Doorbell Pro?",  # duplicate of a row in qa.jsonl
+            "answer": "Hold the button on the Doorbell Pro for ten seconds until the light blinks blue.",
+        },
+        {"question": "Blank?", "answer": ""},
+    ]
     write_csv(data_project_dir / "data" / "more.csv", extra)
     cfg = data_project_dir / "tuneloom.yaml"
     cfg.write_text(cfg.read_text().replace("- path: data/qa.jsonl", "- path: data/qa.jsonl\n        - path: data/more.csv"))
@@ -215,7 +222,8 @@ def test_no_temporary_folders_left(data_project_dir):
     siblings = [p.name for p in Path(ds.path).parent.iterdir()]
     assert sorted(siblings) == sorted([ds.version, "LATEST"])
     assert sorted(p.name for p in Path(ds.path).iterdir()) == sorted(
-        ["train.jsonl", "validation.jsonl", "test.jsonl", "rejects.jsonl", "manifest.json", "report.html"])
+        ["train.jsonl", "validation.jsonl", "test.jsonl", "rejects.jsonl", "manifest.json", "report.html"]
+    )
 
 
 # ------------------------------------------------------------------------------------- errors

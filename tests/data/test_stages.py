@@ -10,12 +10,12 @@ import pytest
 
 from tests.conftest import CHAT_TASK, CLS_TASK, write_jsonl
 from tests.data_files import project, write_table
+from tuneloom.atomic import read_jsonl
 from tuneloom.config import CleanConfig, ProjectFileError, load_project
 from tuneloom.data import load_split, prepare_dataset
 from tuneloom.data.clean import Cleaner
 from tuneloom.data.redact import Redactor, iban_ok, luhn_ok
 from tuneloom.errors import DataError
-from tuneloom.atomic import read_jsonl
 
 SPLITS = ("train", "validation", "test")
 ALL_TYPES = ["email", "phone", "iban", "card", "ip", "postal_code", "id_number"]
@@ -49,30 +49,38 @@ def test_checksums():
     assert not iban_ok("GB82 WEST 1234 5698 7654 33")
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("Mail anna.k@mail.example or ANNA.K@mail.example", "Mail <EMAIL_1> or <EMAIL_1>"),
-    ("Call 07700 900 412, or +44 20 7946 0958", "Call <PHONE_1>, or <PHONE_2>"),
-    ("Refund to GB82 WEST 1234 5698 7654 32 please", "Refund to <IBAN_1> please"),
-    ("Bad IBAN GB82 WEST 1234 5698 7654 33 stays", "Bad IBAN GB82 WEST 1234 5698 7654 33 stays"),
-    ("Card 4111 1111 1111 1111 and 4111-1111-1111-1111", "Card <CARD_1> and <CARD_1>"),
-    ("Not a card 4111 1111 1111 1112", "Not a card 4111 1111 1111 1112"),
-    ("IP 192.168.1.20, not 999.1.1.1", "IP <IP_1>, not 999.1.1.1"),
-    ("I live at 8 Heworth Green, York YO31 7TQ.", "I live at 8 Heworth Green, York <POSTAL_CODE_1>."),
-    ("Via Garibaldi 27, 20121 Milano", "Via Garibaldi 27, <POSTAL_CODE_1> Milano"),
-    ("SSN 123-45-6789, NI AB 12 34 56 C, passport no. X1234567", "SSN <ID_NUMBER_1>, NI <ID_NUMBER_2>, passport no. <ID_NUMBER_3>"),
-    ("VAT no. GB 987 6543 21)", "VAT no. <ID_NUMBER_1>)"),
-    # things that look like numbers but are not personal data stay
-    ("Order ACM-604173 on 22/01/2026 at 10:30 for £79.99 (2026-02-02)", "Order ACM-604173 on 22/01/2026 at 10:30 for £79.99 (2026-02-02)"),
-    ("Tracking JD014600004567891234, model RT-AX86U", "Tracking JD014600004567891234, model RT-AX86U"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Mail anna.k@mail.example or ANNA.K@mail.example", "Mail <EMAIL_1> or <EMAIL_1>"),
+        ("Call 07700 900 412, or +44 20 7946 0958", "Call <PHONE_1>, or <PHONE_2>"),
+        ("Refund to GB82 WEST 1234 5698 7654 32 please", "Refund to <IBAN_1> please"),
+        ("Bad IBAN GB82 WEST 1234 5698 7654 33 stays", "Bad IBAN GB82 WEST 1234 5698 7654 33 stays"),
+        ("Card 4111 1111 1111 1111 and 4111-1111-1111-1111", "Card <CARD_1> and <CARD_1>"),
+        ("Not a card 4111 1111 1111 1112", "Not a card 4111 1111 1111 1112"),
+        ("IP 192.168.1.20, not 999.1.1.1", "IP <IP_1>, not 999.1.1.1"),
+        ("I live at 8 Heworth Green, York YO31 7TQ.", "I live at 8 Heworth Green, York <POSTAL_CODE_1>."),
+        ("Via Garibaldi 27, 20121 Milano", "Via Garibaldi 27, <POSTAL_CODE_1> Milano"),
+        (
+            "SSN 123-45-6789, NI AB 12 34 56 C, passport no. X1234567",
+            "SSN <ID_NUMBER_1>, NI <ID_NUMBER_2>, passport no. <ID_NUMBER_3>",
+        ),
+        ("VAT no. GB 987 6543 21)", "VAT no. <ID_NUMBER_1>)"),
+        # things that look like numbers but are not personal data stay
+        (
+            "Order ACM-604173 on 22/01/2026 at 10:30 for £79.99 (2026-02-02)",
+            "Order ACM-604173 on 22/01/2026 at 10:30 for £79.99 (2026-02-02)",
+        ),
+        ("Tracking JD014600004567891234, model RT-AX86U", "Tracking JD014600004567891234, model RT-AX86U"),
+    ],
+)
 def test_patterns(text, expected):
     (out,), counts, _ = Redactor(ALL_TYPES).example([text])
     assert out == expected
 
 
 def test_same_value_same_placeholder_across_fields_of_one_example():
-    texts, counts, originals = Redactor(ALL_TYPES).example(
-        ["I am bo@x.example, backup al@x.example", "Write to bo@x.example"])
+    texts, counts, originals = Redactor(ALL_TYPES).example(["I am bo@x.example, backup al@x.example", "Write to bo@x.example"])
     assert texts == ["I am <EMAIL_1>, backup <EMAIL_2>", "Write to <EMAIL_1>"]
     assert counts == {"email": 3}
     assert {o["placeholder"] for o in originals} == {"<EMAIL_1>", "<EMAIL_2>"}
@@ -86,14 +94,24 @@ def test_only_configured_types():
 
 
 def _pii_project(root: Path, keep: bool = False) -> Path:
-    write_jsonl(root / "qa.jsonl", [
-        {"question": f"My card 4111 1111 1111 1111 was charged twice, order {i}?",
-         "answer": f"Sorry! We refunded it. Write to billing{i}@acme.example or call 07700 900 {100 + i}."}
-        for i in range(12)])
+    write_jsonl(
+        root / "qa.jsonl",
+        [
+            {
+                "question": f"My card 4111 1111 1111 1111 was charged twice, order {i}?",
+                "answer": f"Sorry! We refunded it. Write to billing{i}@acme.example or call 07700 900 {100 + i}.",
+            }
+            for i in range(12)
+        ],
+    )
     keep_line = "        keep_originals: true\n" if keep else ""
-    return project(root, "chat_sft", "some/model",
-                   "      sources: [{path: qa.jsonl}]\n      columns: {prompt: question, response: answer}\n"
-                   f"      token_stats: false\n      dedup: {{near: false}}\n      redact:\n        enabled: true\n{keep_line}")
+    return project(
+        root,
+        "chat_sft",
+        "some/model",
+        "      sources: [{path: qa.jsonl}]\n      columns: {prompt: question, response: answer}\n"
+        f"      token_stats: false\n      dedup: {{near: false}}\n      redact:\n        enabled: true\n{keep_line}",
+    )
 
 
 def test_redaction_in_the_pipeline_never_writes_originals(tmp_path):
@@ -118,13 +136,22 @@ def test_keep_originals_opt_in(tmp_path):
 
 
 def test_person_needs_a_model(tmp_path):
-    project(tmp_path, "pretrain", "some/model", "      sources: [{path: a.txt}]\n      columns: {text: text}\n"
-            "      redact: {enabled: true, types: [email, person]}\n")
+    project(
+        tmp_path,
+        "pretrain",
+        "some/model",
+        "      sources: [{path: a.txt}]\n      columns: {text: text}\n      redact: {enabled: true, types: [email, person]}\n",
+    )
     with pytest.raises(ProjectFileError, match="'person', which needs redact.ner_model"):
         load_project(tmp_path)
     (tmp_path / "a.txt").write_text("hello Anna")
-    project(tmp_path, "pretrain", "some/model", "      sources: [{path: a.txt}]\n      columns: {text: text}\n"
-            f"      redact: {{enabled: true, types: [person], ner_model: {tmp_path / 'nothing'}}}\n")
+    project(
+        tmp_path,
+        "pretrain",
+        "some/model",
+        "      sources: [{path: a.txt}]\n      columns: {text: text}\n"
+        f"      redact: {{enabled: true, types: [person], ner_model: {tmp_path / 'nothing'}}}\n",
+    )
     with pytest.raises(DataError, match="is not a local model folder with config.json"):
         _prepare(tmp_path)
 
@@ -133,8 +160,10 @@ def test_person_needs_a_model(tmp_path):
 
 
 def test_default_boilerplate_rules():
-    text = ("Hi,\n\nMy camera is offline since Monday.\n\nThanks,\nPriya\n\n--\nPriya Sharma\nMob: 07700 900 412\n\n"
-            "On 3 Feb 2026, Acme Support <support@acme.example> wrote:\n> Hi Priya,\n> try a restart.")
+    text = (
+        "Hi,\n\nMy camera is offline since Monday.\n\nThanks,\nPriya\n\n--\nPriya Sharma\nMob: 07700 900 412\n\n"
+        "On 3 Feb 2026, Acme Support <support@acme.example> wrote:\n> Hi Priya,\n> try a restart."
+    )
     cleaner = Cleaner(CleanConfig(default_boilerplate=True))
     assert cleaner.text(text) == "Hi,\n\nMy camera is offline since Monday.\n\nThanks,\nPriya"
     disclaimer = "Please send the invoice.\n\nThis email and any attachments are confidential and intended solely for you."
@@ -143,31 +172,55 @@ def test_default_boilerplate_rules():
 
 
 def test_custom_rules_and_invalid_regex(tmp_path):
-    cleaner = Cleaner(CleanConfig.model_validate(
-        {"boilerplate": [{"pattern": r"^Ticket ref: \S+$"}, {"pattern": r"^Best regards", "action": "cut_from"}]}))
+    cleaner = Cleaner(
+        CleanConfig.model_validate(
+            {"boilerplate": [{"pattern": r"^Ticket ref: \S+$"}, {"pattern": r"^Best regards", "action": "cut_from"}]}
+        )
+    )
     assert cleaner.text("Ticket ref: A-1\nHelp me\nBest regards\nBob") == "Help me"
-    project(tmp_path, "pretrain", "some/model", "      sources: [{path: a.txt}]\n      columns: {text: text}\n"
-            "      clean:\n        boilerplate: [{pattern: '(unclosed'}]\n")
-    with pytest.raises(ProjectFileError, match=r"data.clean.boilerplate\[0\].pattern \(line 11\).*not a valid regular expression"):
+    project(
+        tmp_path,
+        "pretrain",
+        "some/model",
+        "      sources: [{path: a.txt}]\n      columns: {text: text}\n"
+        "      clean:\n        boilerplate: [{pattern: '(unclosed'}]\n",
+    )
+    with pytest.raises(
+        ProjectFileError, match=r"data.clean.boilerplate\[0\].pattern \(line 11\).*not a valid regular expression"
+    ):
         load_project(tmp_path)
 
 
 def test_quality_filters(tmp_path):
     rows = [{"text": f"A normal sentence about the hub number {i}."} for i in range(6)]
-    rows += [{"text": "$$$ %%% ^^^ *** ### @@@ !!!"}, {"text": "same line\n" * 6},
-             {"text": "Das ist ein ganz normaler deutscher Satz über den Router und das WLAN zu Hause."}]
+    rows += [
+        {"text": "$$$ %%% ^^^ *** ### @@@ !!!"},
+        {"text": "same line\n" * 6},
+        {"text": "Das ist ein ganz normaler deutscher Satz über den Router und das WLAN zu Hause."},
+    ]
     write_jsonl(tmp_path / "a.jsonl", rows)
-    project(tmp_path, "pretrain", "some/model", "      sources: [{path: a.jsonl}]\n      columns: {text: text}\n"
-            "      token_stats: false\n      clean: {languages: [en]}\n")
+    project(
+        tmp_path,
+        "pretrain",
+        "some/model",
+        "      sources: [{path: a.jsonl}]\n      columns: {text: text}\n"
+        "      token_stats: false\n      clean: {languages: [en]}\n",
+    )
     ds = _prepare(tmp_path)
     assert ds.sources[0].rejected == {"mostly_symbols": 1, "repeated_lines": 1, "language_not_allowed": 1}
     _accounting(ds)
 
 
 def test_html_cells_become_text(tmp_path):
-    write_table(tmp_path / "t.csv", [{"body": f"<p>Hello <b>team</b>,</p><p>ticket {i}</p>", "queue": "billing"} for i in range(4)])
-    project(tmp_path, "classification", "all-minilm-l6-v2",
-            "      sources: [{path: t.csv}]\n      columns: {text: body, label: queue}\n      token_stats: false\n")
+    write_table(
+        tmp_path / "t.csv", [{"body": f"<p>Hello <b>team</b>,</p><p>ticket {i}</p>", "queue": "billing"} for i in range(4)]
+    )
+    project(
+        tmp_path,
+        "classification",
+        "all-minilm-l6-v2",
+        "      sources: [{path: t.csv}]\n      columns: {text: body, label: queue}\n      token_stats: false\n",
+    )
     assert {r["text"] for r in _rows(_prepare(tmp_path))} == {f"Hello team,\n\nticket {i}" for i in range(4)}
 
 
@@ -184,8 +237,12 @@ def test_near_duplicates_removed_within_and_across_splits(tmp_path):
     for i in range(0, 60, 4):  # re-sent with one word changed at the end: Jaccard of 5-grams ~ 0.95
         rows.append({"body": base[i].rsplit(" ", 1)[0] + " thanks", "queue": rows[i]["queue"]})
     write_table(tmp_path / "t.csv", rows)
-    project(tmp_path, "classification", "all-minilm-l6-v2",
-            "      sources: [{path: t.csv}]\n      columns: {text: body, label: queue}\n      token_stats: false\n")
+    project(
+        tmp_path,
+        "classification",
+        "all-minilm-l6-v2",
+        "      sources: [{path: t.csv}]\n      columns: {text: body, label: queue}\n      token_stats: false\n",
+    )
     ds = _prepare(tmp_path)
     (src,) = ds.sources
     assert (src.duplicates, src.near_duplicates, src.kept) == (15, 15, 60)
@@ -202,11 +259,20 @@ def test_near_duplicates_removed_within_and_across_splits(tmp_path):
 def test_near_dedup_can_be_switched_off(tmp_path):
     rows = [{"text": "the same long sentence about routers and cameras and parcels " + str(i)} for i in range(5)]
     write_jsonl(tmp_path / "a.jsonl", rows)
-    project(tmp_path, "pretrain", "some/model", "      sources: [{path: a.jsonl}]\n      columns: {text: text}\n"
-            "      token_stats: false\n      dedup: {near: false}\n")
+    project(
+        tmp_path,
+        "pretrain",
+        "some/model",
+        "      sources: [{path: a.jsonl}]\n      columns: {text: text}\n      token_stats: false\n      dedup: {near: false}\n",
+    )
     assert _prepare(tmp_path).sources[0].kept == 5
-    project(tmp_path, "pretrain", "some/model", "      sources: [{path: a.jsonl}]\n      columns: {text: text}\n"
-            "      token_stats: false\n      dedup: {threshold: 0.5}\n")
+    project(
+        tmp_path,
+        "pretrain",
+        "some/model",
+        "      sources: [{path: a.jsonl}]\n      columns: {text: text}\n"
+        "      token_stats: false\n      dedup: {threshold: 0.5}\n",
+    )
     assert _prepare(tmp_path).sources[0].near_duplicates == 4
 
 
@@ -215,14 +281,23 @@ def test_near_dedup_can_be_switched_off(tmp_path):
 
 def test_chat_messages_column_multi_turn(tmp_path):
     def good(i: int) -> list[dict[str, str]]:
-        return [{"role": "user", "content": f"Is the hub {i} waterproof?"}, {"role": "assistant", "content": "No."},
-                {"role": "user", "content": "And the camera?"}, {"role": "assistant", "content": f"Yes, IP65 ({i})."}]
+        return [
+            {"role": "user", "content": f"Is the hub {i} waterproof?"},
+            {"role": "assistant", "content": "No."},
+            {"role": "user", "content": "And the camera?"},
+            {"role": "assistant", "content": f"Yes, IP65 ({i})."},
+        ]
 
     rows = [{"conv": good(i) if i != 3 else [{"role": "robot", "content": "x"}]} for i in range(8)]
     rows.append({"conv": json.dumps([{"role": "user", "content": "only a question"}])})
     write_jsonl(tmp_path / "c.jsonl", rows)
-    project(tmp_path, "chat_sft", "some/model", "      sources: [{path: c.jsonl}]\n      columns: {messages: conv}\n"
-            "      system_prompt: Be brief.\n      token_stats: false\n")
+    project(
+        tmp_path,
+        "chat_sft",
+        "some/model",
+        "      sources: [{path: c.jsonl}]\n      columns: {messages: conv}\n"
+        "      system_prompt: Be brief.\n      token_stats: false\n",
+    )
     ds = _prepare(tmp_path)
     assert ds.sources[0].rejected == {"invalid_messages": 1, "no_assistant_turn": 1}
     row = _rows(ds)[0]
@@ -231,12 +306,18 @@ def test_chat_messages_column_multi_turn(tmp_path):
 
 
 def test_multi_label_classification(tmp_path):
-    rows = [{"text": f"ticket {i} about money and a parcel", "tags": "billing, shipping" if i % 2 else json.dumps(["billing"])}
-            for i in range(10)] + [{"text": "no tags here", "tags": ""}]
+    rows = [
+        {"text": f"ticket {i} about money and a parcel", "tags": "billing, shipping" if i % 2 else json.dumps(["billing"])}
+        for i in range(10)
+    ] + [{"text": "no tags here", "tags": ""}]
     write_jsonl(tmp_path / "m.jsonl", rows)
-    project(tmp_path, "classification", "all-minilm-l6-v2",
-            "      sources: [{path: m.jsonl}]\n      columns: {text: text, label: tags}\n      multi_label: true\n"
-            "      token_stats: false\n      dedup: {near: false}\n")
+    project(
+        tmp_path,
+        "classification",
+        "all-minilm-l6-v2",
+        "      sources: [{path: m.jsonl}]\n      columns: {text: text, label: tags}\n      multi_label: true\n"
+        "      token_stats: false\n      dedup: {near: false}\n",
+    )
     ds = _prepare(tmp_path)
     assert ds.labels == ["billing", "shipping"]
     assert ds.sources[0].rejected == {"missing_label": 1}
@@ -249,19 +330,25 @@ def test_ner_rows_and_span_validation(tmp_path, smollm2_dir):
     text = "Anna Weber ordered a Doorbell Pro in Leeds."
     ok = [{"start": 0, "end": 10, "label": "PER"}, {"start": 37, "end": 42, "label": "LOC"}]
     rows = [{"text": text + f" ({i})", "ents": ok[::-1]} for i in range(8)]
-    rows += [{"text": text, "ents": [{"start": 0, "end": 99, "label": "PER"}]},
-             {"text": text, "ents": [{"start": 0, "end": 10, "label": "PER"}, {"start": 5, "end": 12, "label": "X"}]},
-             {"text": text, "ents": "not spans"},
-             {"text": text + " (csv-style)", "ents": json.dumps([[0, 4, "PER"]])}]  # a JSON cell of triples
+    rows += [
+        {"text": text, "ents": [{"start": 0, "end": 99, "label": "PER"}]},
+        {"text": text, "ents": [{"start": 0, "end": 10, "label": "PER"}, {"start": 5, "end": 12, "label": "X"}]},
+        {"text": text, "ents": "not spans"},
+        {"text": text + " (csv-style)", "ents": json.dumps([[0, 4, "PER"]])},
+    ]  # a JSON cell of triples
     write_jsonl(tmp_path / "n.jsonl", rows)
-    project(tmp_path, "ner", smollm2_dir, "      sources: [{path: n.jsonl}]\n      columns: {text: text, entities: ents}\n"
-            "      dedup: {near: false}\n")
+    project(
+        tmp_path,
+        "ner",
+        smollm2_dir,
+        "      sources: [{path: n.jsonl}]\n      columns: {text: text, entities: ents}\n      dedup: {near: false}\n",
+    )
     ds = _prepare(tmp_path)
     assert ds.sources[0].rejected == {"entity_out_of_range": 1, "overlapping_entities": 1, "invalid_entities": 1}
     assert ds.labels == ["LOC", "PER"]
     row = next(r for r in _rows(ds) if r["source"] == "n.jsonl:1")
     assert row["entities"] == ok  # sorted by start
-    assert row["text"][row["entities"][1]["start"]:row["entities"][1]["end"]] == "Leeds"
+    assert row["text"][row["entities"][1]["start"] : row["entities"][1]["end"]] == "Leeds"
     manifest = json.loads((Path(ds.path) / "manifest.json").read_text())
     assert manifest["result"]["labels"] == ["LOC", "PER"] and manifest["task_type"] == "ner"
     assert manifest["tokens"]["train"]["n"] == ds.counts["train"]
@@ -272,9 +359,13 @@ def test_preference_rows(tmp_path):
     rows = [{"q": f"Can I return the hub {i}?", "good": "Yes, within 30 days.", "bad": "No."} for i in range(8)]
     rows.append({"q": "Same?", "good": "Same answer.", "bad": "Same answer."})
     write_jsonl(tmp_path / "p.jsonl", rows)
-    project(tmp_path, "preference", "some/model",
-            "      sources: [{path: p.jsonl}]\n      columns: {prompt: q, chosen: good, rejected: bad}\n"
-            "      system_prompt: You are Acme support.\n      token_stats: false\n      dedup: {near: false}\n")
+    project(
+        tmp_path,
+        "preference",
+        "some/model",
+        "      sources: [{path: p.jsonl}]\n      columns: {prompt: q, chosen: good, rejected: bad}\n"
+        "      system_prompt: You are Acme support.\n      token_stats: false\n      dedup: {near: false}\n",
+    )
     ds = _prepare(tmp_path)
     assert ds.sources[0].rejected == {"chosen_equals_rejected": 1}
     row = _rows(ds)[0]
@@ -284,14 +375,17 @@ def test_preference_rows(tmp_path):
     assert row["rejected"] == [{"role": "assistant", "content": "No."}]
 
 
-@pytest.mark.parametrize("task_type, columns, message", [
-    ("chat_sft", "{prompt: q, response: a, messages: m}", "either data.columns.messages or data.columns.prompt"),
-    ("chat_sft", "{prompt: q}", "chat_sft needs data.columns.prompt and data.columns.response"),
-    ("ner", "{text: t}", "ner needs data.columns.entities"),
-    ("classification", "{text: t, label: l, entities: e}", "data.columns.entities is not used by classification"),
-    ("preference", "{prompt: q, chosen: c}", "preference needs data.columns.rejected"),
-    ("pretrain", "{text: t, label: l}", "data.columns.label is not used by pretrain"),
-])
+@pytest.mark.parametrize(
+    "task_type, columns, message",
+    [
+        ("chat_sft", "{prompt: q, response: a, messages: m}", "either data.columns.messages or data.columns.prompt"),
+        ("chat_sft", "{prompt: q}", "chat_sft needs data.columns.prompt and data.columns.response"),
+        ("ner", "{text: t}", "ner needs data.columns.entities"),
+        ("classification", "{text: t, label: l, entities: e}", "data.columns.entities is not used by classification"),
+        ("preference", "{prompt: q, chosen: c}", "preference needs data.columns.rejected"),
+        ("pretrain", "{text: t, label: l}", "data.columns.label is not used by pretrain"),
+    ],
+)
 def test_column_roles_fit_the_task_type(tmp_path, task_type, columns, message):
     project(tmp_path, task_type, "some/model", f"      sources: [{{path: a.csv}}]\n      columns: {columns}\n")
     with pytest.raises(ProjectFileError, match=message):
@@ -299,7 +393,9 @@ def test_column_roles_fit_the_task_type(tmp_path, task_type, columns, message):
 
 
 def test_multi_label_only_for_classification(tmp_path):
-    project(tmp_path, "pretrain", "some/model", "      sources: [{path: a.csv}]\n      columns: {text: t}\n      multi_label: true\n")
+    project(
+        tmp_path, "pretrain", "some/model", "      sources: [{path: a.csv}]\n      columns: {text: t}\n      multi_label: true\n"
+    )
     with pytest.raises(ProjectFileError, match="multi_label applies to classification tasks only"):
         load_project(tmp_path)
 
@@ -308,12 +404,23 @@ def test_multi_label_only_for_classification(tmp_path):
 
 
 def test_group_aware_split(tmp_path):
-    rows = [{"text": f"customer {c} message {m} about a parcel that went missing", "customer": f"c{c}",
-             "queue": "shipping" if c % 2 else "billing"} for c in range(30) for m in range(c % 4 + 1)]
+    rows = [
+        {
+            "text": f"customer {c} message {m} about a parcel that went missing",
+            "customer": f"c{c}",
+            "queue": "shipping" if c % 2 else "billing",
+        }
+        for c in range(30)
+        for m in range(c % 4 + 1)
+    ]
     write_table(tmp_path / "t.csv", rows)
-    project(tmp_path, "classification", "all-minilm-l6-v2",
-            "      sources: [{path: t.csv}]\n      columns: {text: text, label: queue, group: customer}\n"
-            "      token_stats: false\n      dedup: {near: false}\n")
+    project(
+        tmp_path,
+        "classification",
+        "all-minilm-l6-v2",
+        "      sources: [{path: t.csv}]\n      columns: {text: text, label: queue, group: customer}\n"
+        "      token_stats: false\n      dedup: {near: false}\n",
+    )
     ds = _prepare(tmp_path)
     where: dict[str, set[str]] = {}
     for split in SPLITS:
@@ -328,8 +435,13 @@ def test_user_split_column(tmp_path):
     rows = [{"text": f"question number {i} about the hub", "part": ["train", "TRAIN", "dev", "test"][i % 4]} for i in range(12)]
     rows.append({"text": "a row with a bad split", "part": "holdout"})
     write_jsonl(tmp_path / "a.jsonl", rows)
-    project(tmp_path, "pretrain", "some/model", "      sources: [{path: a.jsonl}]\n      columns: {text: text, split: part}\n"
-            "      token_stats: false\n      dedup: {near: false}\n")
+    project(
+        tmp_path,
+        "pretrain",
+        "some/model",
+        "      sources: [{path: a.jsonl}]\n      columns: {text: text, split: part}\n"
+        "      token_stats: false\n      dedup: {near: false}\n",
+    )
     ds = _prepare(tmp_path)
     assert ds.counts == {"train": 6, "validation": 3, "test": 3}
     assert ds.sources[0].rejected == {"invalid_split_value": 1}
@@ -345,8 +457,10 @@ def test_token_stats_and_over_length_reject(data_project_dir):
     stats = manifest["tokens"]["train"]
     assert stats["n"] == ds.counts["train"] and stats["max_length"] == 128 and stats["context_window"] == 8192
     assert 20 < stats["mean"] < 128 and stats["over_max_length"] == 0
-    short = prepare_dataset(load_project(data_project_dir, [f"{CHAT_TASK}:train.max_length={stats['p50']}",
-                                                            f"{CHAT_TASK}:data.over_length=reject"]), CHAT_TASK)
+    short = prepare_dataset(
+        load_project(data_project_dir, [f"{CHAT_TASK}:train.max_length={stats['p50']}", f"{CHAT_TASK}:data.over_length=reject"]),
+        CHAT_TASK,
+    )
     dropped = short.sources[0].rejected["over_max_tokens"]
     assert dropped > 0 and sum(short.counts.values()) == sum(ds.counts.values()) - dropped
     _accounting(short)
@@ -362,8 +476,9 @@ def test_tokenizer_unavailable_is_a_warning(tmp_path):
     write_jsonl(tmp_path / "a.jsonl", [{"text": f"some text {i}"} for i in range(5)])
     project(tmp_path, "pretrain", "nobody/not-downloaded", "      sources: [{path: a.jsonl}]\n      columns: {text: text}\n")
     ds = _prepare(tmp_path)
-    assert any(w.startswith("token statistics skipped: tokenizer of 'nobody/not-downloaded' not available offline")
-               for w in ds.warnings)
+    assert any(
+        w.startswith("token statistics skipped: tokenizer of 'nobody/not-downloaded' not available offline") for w in ds.warnings
+    )
 
 
 def test_report_and_manifest(data_project_dir):
@@ -374,8 +489,7 @@ def test_report_and_manifest(data_project_dir):
     (src,) = manifest["result"]["sources"]
     assert src["files"] == {"tickets.csv": src["sha256"]}
     report = (folder / "report.html").read_text()
-    for needle in ("Accounting", "tickets.csv", "empty_or_short_text 1",
-                   "Token lengths", "Labels", "data:image/png;base64,"):
+    for needle in ("Accounting", "tickets.csv", "empty_or_short_text 1", "Token lengths", "Labels", "data:image/png;base64,"):
         assert needle in report, needle
     assert report.count("<img") >= 4  # tokens, characters, labels, drop reasons
 
@@ -393,9 +507,15 @@ def test_person_names_by_a_token_classification_model(tmp_path, minilm_dir):
     from tuneloom.data.redact import load_person_finder
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, id2label={0: "O", 1: "B-PER", 2: "I-PER"},
-                        label2id={"O": 0, "B-PER": 1, "I-PER": 2})
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        id2label={0: "O", 1: "B-PER", 2: "I-PER"},
+        label2id={"O": 0, "B-PER": 1, "I-PER": 2},
+    )
     model = BertForTokenClassification(config)
     with torch.no_grad():
         model.classifier.weight.zero_()

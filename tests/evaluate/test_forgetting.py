@@ -8,8 +8,17 @@ from collections import Counter
 from tuneloom.evaluate.forgetting import general_rows, load_general_set
 
 CATEGORIES = {
-    "arithmetic", "unit_conversion", "geography", "science", "rewriting", "summarising",
-    "grammar", "format", "reasoning", "refusal", "coding",
+    "arithmetic",
+    "unit_conversion",
+    "geography",
+    "science",
+    "rewriting",
+    "summarising",
+    "grammar",
+    "format",
+    "reasoning",
+    "refusal",
+    "coding",
 }
 
 

@@ -17,7 +17,9 @@ from tuneloom.evaluate.gate import check_gate
 
 def _cls(acc: float, f1s: dict[str, float], latency: float = 5.0) -> dict:
     return {
-        "accuracy": acc, "macro_f1": sum(f1s.values()) / len(f1s), "weighted_f1": acc,
+        "accuracy": acc,
+        "macro_f1": sum(f1s.values()) / len(f1s),
+        "weighted_f1": acc,
         "per_class": {k: {"precision": v, "recall": v, "f1": v, "support": 4} for k, v in f1s.items()},
         "latency_ms_per_example": latency,
     }
@@ -44,8 +46,9 @@ def test_lower_is_better_metrics_flip_the_direction():
 
 def test_drops_are_measured_against_production_when_there_is_one():
     production = _cls(0.85, {"a": 0.9, "b": 0.8})
-    result = check_gate(GateConfig(max_drop={"accuracy": 0.02}, max_class_f1_drop=0.1),
-                        {"base": BASE, "tuned": TUNED, "production": production})
+    result = check_gate(
+        GateConfig(max_drop={"accuracy": 0.02}, max_class_f1_drop=0.1), {"base": BASE, "tuned": TUNED, "production": production}
+    )
     assert result.reference == "production"
     by_rule = {r.rule: r for r in result.rules}
     assert by_rule["max drop accuracy"].value == pytest.approx(0.05) and not by_rule["max drop accuracy"].passed
@@ -88,8 +91,14 @@ def _evaluated_run(tmp_path: Path, gate: dict) -> Path:
     task = config["tasks"][0] | {"gate": gate}
     run = tmp_path / "workspace" / "runs" / "router-20260101-000000"
     run.mkdir(parents=True)
-    snapshot = {"task": task, "project": "p", "project_file": "", "dataset": {"path": "", "version": ""},
-                "base_model_path": "", "precision": "fp32"}
+    snapshot = {
+        "task": task,
+        "project": "p",
+        "project_file": "",
+        "dataset": {"path": "", "version": ""},
+        "base_model_path": "",
+        "precision": "fp32",
+    }
     (run / "config.yaml").write_text(yaml.safe_dump(snapshot))
     (run / "eval.json").write_text(json.dumps({"base": BASE, "tuned": TUNED}))
     return run

@@ -39,8 +39,17 @@ def test_causal_lm_full_and_adapter(tmp_path, tiny_llama_dir):
 def test_classifier_adapter_gets_label_maps_pad_and_fp32(tmp_path, tiny_bert_dir):
     base = load_base("sequence_classification", tiny_bert_dir, "bf16", LABELS, False, multi_label=True, pad_token_id=0)
     _save_adapter(base, tmp_path / "adapter", "SEQ_CLS", ["query", "value"])
-    model = load_trained("sequence_classification", tmp_path / "adapter", tiny_bert_dir, "qlora", "bf16", LABELS, False,
-                         multi_label=True, pad_token_id=0)
+    model = load_trained(
+        "sequence_classification",
+        tmp_path / "adapter",
+        tiny_bert_dir,
+        "qlora",
+        "bf16",
+        LABELS,
+        False,
+        multi_label=True,
+        pad_token_id=0,
+    )
     config = model.config
     assert config.id2label == dict(enumerate(LABELS)) and config.label2id == {label: i for i, label in enumerate(LABELS)}
     assert config.problem_type == "multi_label_classification" and config.pad_token_id is not None
@@ -102,5 +111,7 @@ def test_generate_answers_restores_padding_side(tiny_llama_dir, chat_rows_small,
 
 @pytest.fixture
 def chat_rows_small() -> list[dict]:
-    return [{"messages": [{"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": "Answer."}]}
-            for i in range(3)]
+    return [
+        {"messages": [{"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": "Answer."}]}
+        for i in range(3)
+    ]

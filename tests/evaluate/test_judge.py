@@ -60,10 +60,12 @@ class _Server:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
                 with server.lock:
-                    server.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
+                    server.requests.append(
+                        {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
+                    )
                     count = len(server.requests)
                 if count > MAX_REQUESTS or self.path != "/v1/chat/completions":
                     return self._send(500 if count > MAX_REQUESTS else 404, {"error": "no"})

@@ -22,17 +22,19 @@ def judge_url():
     seen: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):  # noqa: ANN002
+        def log_message(self, *args):
             pass
 
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.append(body["messages"][-1]["content"])
             if len(seen) > 20:  # bounded: the test sends 4
                 self.send_response(500)
                 self.end_headers()
                 return
-            data = json.dumps({"choices": [{"message": {"role": "assistant", "content": '{"score": 3, "reason": "ok"}'}}]}).encode()
+            data = json.dumps(
+                {"choices": [{"message": {"role": "assistant", "content": '{"score": 3, "reason": "ok"}'}}]}
+            ).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))

@@ -115,4 +115,3 @@ def test_classification_scores_label_without_examples():
     # a: P = 1/2, R = 1, F1 = 2/3; b: 0; d: 0 -> macro over 3 labels = 2/9
     assert s["macro_f1"] == pytest.approx(2 / 9)
     assert s["confusion"] == [[1, 0, 0], [1, 0, 0], [0, 0, 0]]
-

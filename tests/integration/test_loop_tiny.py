@@ -51,7 +51,10 @@ def test_run_prints_the_comparison_table(looped):
     out = result.stdout
     assert "tiny-project: base vs tuned on held-out test data" in out
     for metric in ("loss", "perplexity", "rouge_l", "token_f1", "exact_match", "accuracy", "macro_f1", "weighted_f1"):
-        assert re.search(rf"{CHAT_TASK if metric in ('loss', 'perplexity', 'rouge_l', 'token_f1', 'exact_match') else CLS_TASK}\s*│\s*{metric}\s*│", out), metric
+        assert re.search(
+            rf"{CHAT_TASK if metric in ('loss', 'perplexity', 'rouge_l', 'token_f1', 'exact_match') else CLS_TASK}\s*│\s*{metric}\s*│",
+            out,
+        ), metric
     # every row has base, tuned and a signed change
     assert len(re.findall(r"│\s*-?\d+\.\d{4}\s*│\s*-?\d+\.\d{4}\s*│\s*[+-]\d+\.\d{4}\s*│", out)) == 8
     match = re.search(r"report: (\S+report\.html)", out)
@@ -119,7 +122,7 @@ def test_run_folder_contents(looped, task):
     for side in ("base", "tuned"):
         for metric in ev.metrics_shown:
             assert math.isfinite(ev.side(side)[metric])
-    for metric, c in ev.comparison.items():
+    for c in ev.comparison.values():
         assert c["delta"] == pytest.approx(c["tuned"] - c["base"])
 
 
@@ -136,8 +139,10 @@ def test_chat_eval_details(looped):
     # random tiny model: the loss is about log(vocab size)
     assert ev.base["loss"] == pytest.approx(math.log(49152), rel=0.1)
     assert len(ev.examples) == 4
-    test_ids = {json.loads(line)["id"] for line in
-                (Path(yaml.safe_load((run / "config.yaml").read_text())["dataset"]["path"]) / "test.jsonl").open()}
+    test_ids = {
+        json.loads(line)["id"]
+        for line in (Path(yaml.safe_load((run / "config.yaml").read_text())["dataset"]["path"]) / "test.jsonl").open()
+    }
     assert {e["id"] for e in ev.examples} <= test_ids
     forgetting = ev.forgetting  # the general-ability set, scored before and after tuning
     assert forgetting["n"] == 48 and len(forgetting["examples"]) == 48
@@ -238,7 +243,7 @@ def test_train_uses_the_dataset_matching_the_current_data_settings(tmp_path, tin
     # evaluate on the other version's test split (a frozen golden set, say)
     (other,) = [v for v in versions if v != used]
     golden = tmp_path / "workspace" / "datasets" / CLS_TASK / other
-    result = _invoke("eval", str(run), "--test-data", str(golden))
+    _invoke("eval", str(run), "--test-data", str(golden))
     assert json.loads((run / "eval.json").read_text())["test_dataset"] == str(golden)
     bad = runner.invoke(app, ["eval", str(run), "--test-data", str(tmp_path)])
     assert bad.exit_code == 2 and "not a prepared dataset folder" in bad.output

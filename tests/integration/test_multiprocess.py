@@ -20,8 +20,14 @@ pytestmark = pytest.mark.timeout(600)
 
 def _tuneloom(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     cli = "import sys; sys.argv = ['tuneloom', *sys.argv[1:]]; from tuneloom.cli import app; app()"
-    return subprocess.run([sys.executable, "-c", cli, *args], cwd=cwd, capture_output=True, text=True, timeout=540,
-                          env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    return subprocess.run(
+        [sys.executable, "-c", cli, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=540,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )
 
 
 @pytest.mark.slow
@@ -40,8 +46,9 @@ def test_two_cpu_processes_train_one_run_with_a_doubled_global_batch(tmp_path, t
     train = json.loads((run / "summary.json").read_text())["train"]
     assert train["processes"] == 2 and len(set(train["process_ids"])) == 2  # both ranks trained to the end
     assert train["global_batch_size"] == 8
-    n_train = json.loads((Path(yaml.safe_load((run / "config.yaml").read_text())["dataset"]["path"]) / "manifest.json")
-                         .read_text())["result"]["counts"]["train"]
+    n_train = json.loads(
+        (Path(yaml.safe_load((run / "config.yaml").read_text())["dataset"]["path"]) / "manifest.json").read_text()
+    )["result"]["counts"]["train"]
     assert train["steps"] == -(-n_train // 8)  # one epoch of 8-example global batches: half the steps of 1 process
     assert (run / "model" / "adapter_model.safetensors").is_file()
     assert json.loads((run / "status.json").read_text())["state"] == "completed"
@@ -75,4 +82,6 @@ def test_bad_launcher_options_are_refused(project_dir):
     result = runner.invoke(app, ["train", "-c", config, "--launcher", "torchrun"])
     assert result.exit_code == 2 and "the only launcher is 'accelerate'" in result.output
     result = runner.invoke(app, ["train", "-c", config, "--accelerate-config", "nowhere.yaml"])
-    assert result.exit_code == 2 and re.search(r"nowhere\.yaml: no such file.*fsdp, deepspeed-zero2, deepspeed-zero3", result.output)
+    assert result.exit_code == 2 and re.search(
+        r"nowhere\.yaml: no such file.*fsdp, deepspeed-zero2, deepspeed-zero3", result.output
+    )

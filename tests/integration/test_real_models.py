@@ -35,15 +35,22 @@ def real_project(tmp_path_factory) -> Path:
         "project": "real-models",
         "tasks": [
             {
-                "name": QA_TASK, "type": "chat_sft", "model": "smollm2-135m-instruct",
-                "data": {"sources": [{"path": "qa.jsonl"}], "columns": {"prompt": "question", "response": "answer"},
-                         "system_prompt": example["tasks"][0]["data"]["system_prompt"]},
+                "name": QA_TASK,
+                "type": "chat_sft",
+                "model": "smollm2-135m-instruct",
+                "data": {
+                    "sources": [{"path": "qa.jsonl"}],
+                    "columns": {"prompt": "question", "response": "answer"},
+                    "system_prompt": example["tasks"][0]["data"]["system_prompt"],
+                },
                 "method": {"kind": "lora", "r": 8, "alpha": 16},
                 "train": {"max_steps": 2, "max_length": 128, "batch_size": 4, "lr": 1e-3},
                 "eval": {"max_new_tokens": 16, "batch_size": 4, "max_examples": 4},
             },
             {
-                "name": ROUTER_TASK, "type": "classification", "model": "all-minilm-l6-v2",
+                "name": ROUTER_TASK,
+                "type": "classification",
+                "model": "all-minilm-l6-v2",
                 "data": {"sources": [{"path": "tickets.csv"}], "columns": {"text": ["subject", "body"], "label": "queue"}},
                 "label_descriptions": descriptions,
                 "method": {"kind": "lora", "r": 8, "alpha": 16},

@@ -33,9 +33,15 @@ def test_multilabel_on_minilm(tmp_path):
 
 
 def test_dpo_on_smollm2(tmp_path):
-    config = write_task_project(tmp_path, "preference", "smollm2-135m-instruct", max_steps=2,
-                                train={"batch_size": 2, "max_length": 64, "lr": 1e-3, "precision": "fp32"},
-                                eval={"max_examples": 3, "batch_size": 3}, data=NO_VALIDATION)
+    config = write_task_project(
+        tmp_path,
+        "preference",
+        "smollm2-135m-instruct",
+        max_steps=2,
+        train={"batch_size": 2, "max_length": 64, "lr": 1e-3, "precision": "fp32"},
+        eval={"max_examples": 3, "batch_size": 3},
+        data=NO_VALIDATION,
+    )
     result = train_task(load_project(config))
     assert math.isfinite(result.train_loss)
     ev = evaluate_run(result.run_dir)
@@ -43,9 +49,15 @@ def test_dpo_on_smollm2(tmp_path):
 
 
 def test_pretrain_on_smollm2(tmp_path):
-    config = write_task_project(tmp_path, "pretrain", "smollm2-135m-instruct", max_steps=2,
-                                train={"batch_size": 4, "max_length": 48, "lr": 1e-3}, eval={"max_examples": 3},
-                                data=NO_VALIDATION)
+    config = write_task_project(
+        tmp_path,
+        "pretrain",
+        "smollm2-135m-instruct",
+        max_steps=2,
+        train={"batch_size": 4, "max_length": 48, "lr": 1e-3},
+        eval={"max_examples": 3},
+        data=NO_VALIDATION,
+    )
     result = train_task(load_project(config))
     ev = evaluate_run(result.run_dir)
     assert ev.tuned["loss"] < ev.base["loss"] and ev.tuned["tokens"] > 0

@@ -33,6 +33,7 @@ from tuneloom.artifacts import (
     write_status,
     write_summary,
 )
+from tuneloom.cli import app
 from tuneloom.config import load_project
 from tuneloom.registry import (
     ModelRegistry,
@@ -45,7 +46,6 @@ from tuneloom.registry import (
     register_run,
     resolve,
 )
-from tuneloom.cli import app
 from tuneloom.registry.uris import redact_uri
 
 runner = CliRunner()
@@ -53,48 +53,95 @@ runner = CliRunner()
 
 def _train_result(run: Path, task_name: str) -> TrainResult:
     return TrainResult(
-        task=task_name, run_dir=str(run), model_dir=str(run / "model"), dataset="ds", method="lora", precision="fp32",
-        steps=3, epochs=1.0, train_loss=1.0, eval_loss=None, seconds=1.0, tokens=10, tokens_per_s=10.0,
-        trainable_parameters=1, total_parameters=2, truncated_examples=0,
+        task=task_name,
+        run_dir=str(run),
+        model_dir=str(run / "model"),
+        dataset="ds",
+        method="lora",
+        precision="fp32",
+        steps=3,
+        epochs=1.0,
+        train_loss=1.0,
+        eval_loss=None,
+        seconds=1.0,
+        tokens=10,
+        tokens_per_s=10.0,
+        trainable_parameters=1,
+        total_parameters=2,
+        truncated_examples=0,
     )
 
 
-def make_run(ws: Path, project_file: Path, task_name: str, stamp: str, gate: bool | None, seed: int,
-             finished: bool = True) -> Path:
+def make_run(
+    ws: Path, project_file: Path, task_name: str, stamp: str, gate: bool | None, seed: int, finished: bool = True
+) -> Path:
     """A run folder as train_task + evaluate_run + the gate leave it, with a tiny LoRA adapter."""
     project = load_project(project_file)
     task = project.config.task(task_name)
     run = ws / "runs" / f"{task_name}-{stamp}"
     (run / "model").mkdir(parents=True)
-    write_snapshot(run, RunSnapshot(
-        project=project.config.project,
-        project_file=str(project.path),
-        task=task.model_dump(mode="json"),
-        dataset=DatasetRef(path=str(ws / "datasets" / task_name / f"ds{seed}"), version=f"ds{seed}"),
-        base_model_path=f"/models/{task.model}",
-        precision="fp32",
-        versions={"python": "3.11", "torch": "2.13.0"},
-    ))
+    write_snapshot(
+        run,
+        RunSnapshot(
+            project=project.config.project,
+            project_file=str(project.path),
+            task=task.model_dump(mode="json"),
+            dataset=DatasetRef(path=str(ws / "datasets" / task_name / f"ds{seed}"), version=f"ds{seed}"),
+            base_model_path=f"/models/{task.model}",
+            precision="fp32",
+            versions={"python": "3.11", "torch": "2.13.0"},
+        ),
+    )
     write_status(run, "completed" if finished else "running")
     if finished:
         write_summary(run, TrainingSummary(train=_train_result(run, task_name)))
     if task.type == "chat_sft":
         tuned = {"loss": 1.5 - seed / 10, "perplexity": 4.0, "rouge_l": 0.3 + seed / 100, "token_f1": 0.4, "exact_match": 0.0}
     else:
-        tuned = {"accuracy": 0.8, "macro_f1": 0.7 + seed / 100, "weighted_f1": 0.75,
-                 "per_class": {"billing": {"f1": 0.7, "support": 3}}, "confusion": [[1, 0], [0, 1]]}
-    write_eval(run, EvalResult(task=task_name, task_type=task.type, run=run.name, test_dataset=f"ds{seed}",
-                               n_examples=2, base=tuned, tuned=tuned, metrics_shown=sorted(tuned), comparison={}))
+        tuned = {
+            "accuracy": 0.8,
+            "macro_f1": 0.7 + seed / 100,
+            "weighted_f1": 0.75,
+            "per_class": {"billing": {"f1": 0.7, "support": 3}},
+            "confusion": [[1, 0], [0, 1]],
+        }
+    write_eval(
+        run,
+        EvalResult(
+            task=task_name,
+            task_type=task.type,
+            run=run.name,
+            test_dataset=f"ds{seed}",
+            n_examples=2,
+            base=tuned,
+            tuned=tuned,
+            metrics_shown=sorted(tuned),
+            comparison={},
+        ),
+    )
     if gate is not None:
         detail = f"tuned rouge_l {0.31 if gate else 0.21:.4f}, must be at least 0.3000"
         rules = [RuleResult(rule="min rouge_l", value=0.31, limit=0.3, passed=gate, detail=detail)]
         write_gate(run, GateRecord(passed=gate, reference="base", rules=rules))
-    (run / "model" / "adapter_config.json").write_text(json.dumps(
-        {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"], "base_model_name_or_path": task.model}))
+    (run / "model" / "adapter_config.json").write_text(
+        json.dumps(
+            {
+                "peft_type": "LORA",
+                "r": 4,
+                "lora_alpha": 8,
+                "target_modules": ["q_proj", "v_proj"],
+                "base_model_name_or_path": task.model,
+            }
+        )
+    )
     rng = np.random.default_rng(seed)
-    save_file({"base_model.model.layers.0.q_proj.lora_A.weight": rng.standard_normal((4, 16)).astype(np.float32),
-               "base_model.model.layers.0.q_proj.lora_B.weight": rng.standard_normal((16, 4)).astype(np.float32)},
-              str(run / "model" / "adapter_model.safetensors"))
+    save_file(
+        {
+            "base_model.model.layers.0.q_proj.lora_A.weight": rng.standard_normal((4, 16)).astype(np.float32),
+            "base_model.model.layers.0.q_proj.lora_B.weight": rng.standard_normal((16, 4)).astype(np.float32),
+        },
+        str(run / "model" / "adapter_model.safetensors"),
+    )
     return run
 
 
@@ -129,10 +176,16 @@ def test_register_promote_force_rollback_history_resolve(env):
     assert (v1.version, v1.gate) == (1, "passed")
     assert (ws / "mlflow.db").is_file() and (ws / "mlruns").is_dir()
     assert v1.lineage == {
-        "project": "tiny-project", "task": CHAT_TASK, "task_type": "chat_sft", "method": "lora",
-        "base_model": "smollm2-135m-instruct", "base_model_path": "/models/smollm2-135m-instruct",
-        "dataset_version": "ds1", "dataset_path": str(ws / "datasets" / CHAT_TASK / "ds1"),
-        "run_dir": str(runs["a"].resolve()), "gate": "passed",
+        "project": "tiny-project",
+        "task": CHAT_TASK,
+        "task_type": "chat_sft",
+        "method": "lora",
+        "base_model": "smollm2-135m-instruct",
+        "base_model_path": "/models/smollm2-135m-instruct",
+        "dataset_version": "ds1",
+        "dataset_path": str(ws / "datasets" / CHAT_TASK / "ds1"),
+        "run_dir": str(runs["a"].resolve()),
+        "gate": "passed",
     }
     data = reg.client.get_run(v1.run_id).data
     assert data.metrics["rouge_l"] == pytest.approx(0.31) and data.metrics["loss"] == pytest.approx(1.4)
@@ -323,8 +376,13 @@ def test_mlflow_is_imported_safely_from_many_threads_at_once(tmp_path):
     import tuneloom
 
     src = str(Path(tuneloom.__file__).resolve().parents[1])
-    result = subprocess.run([sys.executable, "-c", _THREADED_FIRST_USE, str(tmp_path / "workspace")],
-                            capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": src})
+    result = subprocess.run(
+        [sys.executable, "-c", _THREADED_FIRST_USE, str(tmp_path / "workspace")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": src},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

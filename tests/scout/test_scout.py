@@ -28,19 +28,27 @@ def _with_scout(path: Path, scout: str) -> Path:
 
 
 def test_candidates_expand_per_task_and_precision(data_project_dir):
-    path = _with_scout(data_project_dir / "tuneloom.yaml", f"""\
+    path = _with_scout(
+        data_project_dir / "tuneloom.yaml",
+        f"""\
   candidates: [smollm2-135m-instruct]
   precisions: [bf16, int8]
   tasks:
     {CLS_TASK}:
       - {{model: all-minilm-l6-v2, precisions: [fp32], label: MiniLM}}
       - smollm2-135m-instruct
-""")
+""",
+    )
     project = load_project(path)
     assert [c.name for c in candidates_for(project, CHAT_TASK)] == [
-        "smollm2-135m-instruct @ bf16", "smollm2-135m-instruct @ int8"]
+        "smollm2-135m-instruct @ bf16",
+        "smollm2-135m-instruct @ int8",
+    ]
     assert [c.name for c in candidates_for(project, CLS_TASK)] == [
-        "MiniLM @ fp32", "smollm2-135m-instruct @ bf16", "smollm2-135m-instruct @ int8"]
+        "MiniLM @ fp32",
+        "smollm2-135m-instruct @ bf16",
+        "smollm2-135m-instruct @ int8",
+    ]
 
 
 def test_scout_section_errors_name_the_field(data_project_dir):
@@ -53,14 +61,51 @@ def test_scout_section_errors_name_the_field(data_project_dir):
         load_project(path)
 
 
-def _row(name: str, quality: float, memory: float, latency: float, decode: float | None = None, license: str = "apache-2.0",
-         context: int = 8192, error: str | None = None) -> ScoutRow:
-    facts = ModelInfo(name=name, path="/x", architecture="A", model_type="a", parameters=100, layers=2, hidden_size=8,
-                      vocab_size=10, context_window=context, dtype="bf16", license=license, disk_bytes=1, chat_template=True)
-    m = Measurement(device="cpu", load_s=1, peak_memory_mb=memory, scoring_peak_memory_mb=memory, prefill_tokens_per_s=100, decode_tokens_per_s_b1=decode,
-                    decode_tokens_per_s_b8=None, ttft_ms=None, latency_ms=latency, tokens_per_word=1.3, over_context_share=0,
-                    over_max_length_share=0, quality={"few_shot_token_f1": quality}, domain_perplexity=None, seconds=1)
-    return ScoutRow(task="t", model=name, label=name, precision="bf16", facts=facts, measurement=None if error else m, error=error)
+def _row(
+    name: str,
+    quality: float,
+    memory: float,
+    latency: float,
+    decode: float | None = None,
+    license: str = "apache-2.0",
+    context: int = 8192,
+    error: str | None = None,
+) -> ScoutRow:
+    facts = ModelInfo(
+        name=name,
+        path="/x",
+        architecture="A",
+        model_type="a",
+        parameters=100,
+        layers=2,
+        hidden_size=8,
+        vocab_size=10,
+        context_window=context,
+        dtype="bf16",
+        license=license,
+        disk_bytes=1,
+        chat_template=True,
+    )
+    m = Measurement(
+        device="cpu",
+        load_s=1,
+        peak_memory_mb=memory,
+        scoring_peak_memory_mb=memory,
+        prefill_tokens_per_s=100,
+        decode_tokens_per_s_b1=decode,
+        decode_tokens_per_s_b8=None,
+        ttft_ms=None,
+        latency_ms=latency,
+        tokens_per_word=1.3,
+        over_context_share=0,
+        over_max_length_share=0,
+        quality={"few_shot_token_f1": quality},
+        domain_perplexity=None,
+        seconds=1,
+    )
+    return ScoutRow(
+        task="t", model=name, label=name, precision="bf16", facts=facts, measurement=None if error else m, error=error
+    )
 
 
 def test_constraints_mark_reasons_and_the_cheapest_near_best_wins():
@@ -73,8 +118,9 @@ def test_constraints_mark_reasons_and_the_cheapest_near_best_wins():
         _row("slow", 0.400, 100, 9000, decode=5),
         _row("broken", 0.0, 0, 0, error="OSError: no weights"),
     ]
-    scout = ScoutConfig(constraints=ScoutConstraints(max_memory_gb=2, max_latency_ms=5000, licenses=["apache-2.0", "mit"],
-                                                     min_context=2048))
+    scout = ScoutConfig(
+        constraints=ScoutConstraints(max_memory_gb=2, max_latency_ms=5000, licenses=["apache-2.0", "mit"], min_context=2048)
+    )
     chosen, reason = rank_rows(rows, "few_shot_token_f1", scout)
     by = {r.model: r for r in rows}
     assert by["big"].violations == ["peak memory 4.88 GB > max_memory_gb 2.0"]
@@ -84,8 +130,10 @@ def test_constraints_mark_reasons_and_the_cheapest_near_best_wins():
     assert by["broken"].rank is None and by["big"].rank is None
     assert (by["a"].rank, by["b"].rank) == (1, 2)
     assert chosen is by["b"] and by["b"].recommended and not by["a"].recommended
-    assert reason == ("b @ bf16: within 1.0 points of a @ bf16's few_shot_token_f1 (0.290 vs 0.300) at 0.33x the memory "
-                      "(300 MB vs 900 MB) and 2.0x the decode speed (40.0 vs 20.0 tokens/s).")
+    assert reason == (
+        "b @ bf16: within 1.0 points of a @ bf16's few_shot_token_f1 (0.290 vs 0.300) at 0.33x the memory "
+        "(300 MB vs 900 MB) and 2.0x the decode speed (40.0 vs 20.0 tokens/s)."
+    )
     scout.quality_tolerance = 0.0
     chosen, reason = rank_rows(rows, "few_shot_token_f1", scout)
     assert chosen is by["a"] and reason.startswith("a @ bf16: the best few_shot_token_f1 (0.300), 1.0 points above b @ bf16")
@@ -97,9 +145,23 @@ def test_nothing_eligible_says_why():
 
 
 def test_a_measurement_past_its_time_is_an_error(tmp_path, tiny_llama_dir):
-    job = MeasureJob(path=str(tiny_llama_dir), precision="fp32", task_type="chat_sft", trust_remote_code=False, rows=[],
-                     texts=[], shots=[], probe_rows=[], labels=None, descriptions={}, max_length=64, context_window=512,
-                     max_new_tokens=4, batch_size=2, domain_text=None)
+    job = MeasureJob(
+        path=str(tiny_llama_dir),
+        precision="fp32",
+        task_type="chat_sft",
+        trust_remote_code=False,
+        rows=[],
+        texts=[],
+        shots=[],
+        probe_rows=[],
+        labels=None,
+        descriptions={},
+        max_length=64,
+        context_window=512,
+        max_new_tokens=4,
+        batch_size=2,
+        domain_text=None,
+    )
     measurement, error = run_measurement(job, 0.5, tmp_path)
     assert measurement is None and error.startswith("timed out: stopped after its time share of 0 s")
 
@@ -132,7 +194,9 @@ def test_scout_end_to_end_on_tiny_models(tmp_path, tiny_llama_dir, tiny_bert_dir
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the measurement subprocesses share 2 cores with the suite
     path = write_project(tmp_path, tiny_llama_dir, tiny_bert_dir)
     broken = _broken_copy(tiny_llama_dir, tmp_path / "broken-llama")
-    _with_scout(path, f"""\
+    _with_scout(
+        path,
+        f"""\
   tasks:
     {CHAT_TASK}:
       - {{model: {tiny_llama_dir}, precisions: [fp32], label: tiny-random (test model)}}
@@ -145,7 +209,8 @@ def test_scout_end_to_end_on_tiny_models(tmp_path, tiny_llama_dir, tiny_bert_dir
   max_new_tokens: 4
   probe_train_size: 30
   constraints: {{licenses: [apache-2.0, unknown]}}
-""")
+""",
+    )
     result = scout_models(load_project(path), apply=True)
     chat, cls = result.tasks
     rows = {r.name: r for r in chat.rows}

@@ -24,8 +24,10 @@ from tuneloom.serve.responses import ApiError
 from tuneloom.serve.state import ServerState
 from tuneloom.serve.targets import Target, UnknownModel
 
-TARGETS = {name: Target(name=name, served=f"{name}:1", kind=kind, base_path=Path("/nowhere"))  # type: ignore[arg-type]
-           for name, kind in (("talk", "chat"), ("vec", "embedding"), ("cls", "classification"))}
+TARGETS = {
+    name: Target(name=name, served=f"{name}:1", kind=kind, base_path=Path("/nowhere"))  # type: ignore[arg-type]
+    for name, kind in (("talk", "chat"), ("vec", "embedding"), ("cls", "classification"))
+}
 CHAT = [{"role": "user", "content": "hi"}]
 
 
@@ -56,10 +58,16 @@ class FakeBackend:
 @pytest.fixture
 def state(tmp_path: Path) -> ServerState:
     settings = ServeConfig(limits={"max_body_bytes": 2000, "max_inputs": 2})
-    return ServerState(project=None, settings=settings, resolver=FakeResolver(),  # type: ignore[arg-type]
-                       backend=FakeBackend(), keys=KeyStore(tmp_path / "keys.json"),
-                       feedback=FeedbackStore(f"sqlite:///{tmp_path}/feedback.db"), metrics=ServeMetrics(),
-                       redactor=None)
+    return ServerState(
+        project=None,
+        settings=settings,
+        resolver=FakeResolver(),  # type: ignore[arg-type]
+        backend=FakeBackend(),
+        keys=KeyStore(tmp_path / "keys.json"),
+        feedback=FeedbackStore(f"sqlite:///{tmp_path}/feedback.db"),
+        metrics=ServeMetrics(),
+        redactor=None,
+    )
 
 
 def call(client: TestClient, path: str, body: dict[str, Any], key: str | None) -> tuple[int, dict[str, Any]]:
@@ -83,8 +91,7 @@ def test_key_scope_and_model_resolution(state: ServerState) -> None:
         assert (status, body["error"]["code"]) == (404, "model_not_found")
         status, body = call(client, "/v1/classify", {"model": "vec", "input": "x"}, everything)
         assert (status, body["error"]["code"]) == (400, "wrong_model_kind")
-        assert body["error"]["message"] == ("model 'vec' is a embedding model; "
-                                            "this endpoint needs a classification model")
+        assert body["error"]["message"] == ("model 'vec' is a embedding model; this endpoint needs a classification model")
         status, body = call(client, "/v1/embeddings", {"model": "vec", "input": ["a", "b", "c"]}, everything)
         assert (status, body["error"]["code"]) == (400, "too_many_inputs")
         models = client.get("/v1/models", headers={"Authorization": f"Bearer {talk_only}"}).json()

@@ -34,9 +34,10 @@ def make_adapter(base_dir: Path, out: Path, seed: int) -> Path:
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir),
-                           LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"],
-                                      init_lora_weights=False))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base_dir),
+        LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False),
+    )
     model.save_pretrained(out)
     return out
 
@@ -49,9 +50,14 @@ def make_run(ws: Path, project_file: Path, stamp: str, adapter: Path) -> Path:
     task = project.config.task(CHAT_TASK)
     run = ws / "runs" / f"{CHAT_TASK}-{stamp}"
     shutil.copytree(adapter, run / "model")
-    snapshot = {"project": project.config.project, "project_file": str(project.path), "task": task.model_dump(mode="json"),
-                "dataset": {"path": str(ws / "datasets" / "x"), "version": "x"}, "base_model_path": str(task.model),
-                "precision": "fp32"}
+    snapshot = {
+        "project": project.config.project,
+        "project_file": str(project.path),
+        "task": task.model_dump(mode="json"),
+        "dataset": {"path": str(ws / "datasets" / "x"), "version": "x"},
+        "base_model_path": str(task.model),
+        "precision": "fp32",
+    }
     (run / "config.yaml").write_text(yaml.safe_dump(snapshot, sort_keys=False))
     (run / "summary.json").write_text("{}")
     (run / "status.json").write_text(json.dumps({"state": "completed"}))
@@ -65,8 +71,9 @@ def make_classifier(bert_dir: Path, out: Path) -> Path:
 
     torch.manual_seed(3)
     labels = ["billing", "shipping", "tech_support"]
-    model = BertForSequenceClassification.from_pretrained(bert_dir, num_labels=3, id2label=dict(enumerate(labels)),
-                                                          label2id={label: i for i, label in enumerate(labels)})
+    model = BertForSequenceClassification.from_pretrained(
+        bert_dir, num_labels=3, id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)}
+    )
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(bert_dir).save_pretrained(out)
     return out
@@ -87,12 +94,20 @@ def make_classifier_run(ws: Path, project_file: Path, bert_dir: Path) -> Path:
     result = {"task": CLS_TASK, "version": "v1", "path": str(dataset), "counts": {}, "labels": labels, "sources": []}
     (dataset / "manifest.json").write_text(json.dumps({"result": result, "task_type": "classification"}))
     torch.manual_seed(4)
-    model = get_peft_model(BertForSequenceClassification.from_pretrained(bert_dir, num_labels=3),
-                           LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["query", "value"]))
+    model = get_peft_model(
+        BertForSequenceClassification.from_pretrained(bert_dir, num_labels=3),
+        LoraConfig(task_type="SEQ_CLS", r=4, lora_alpha=8, target_modules=["query", "value"]),
+    )
     run = ws / "runs" / f"{CLS_TASK}-20260103-100000"
     model.save_pretrained(run / "model")
-    snapshot = {"project": "tiny-project", "project_file": "tuneloom.yaml", "task": task.model_dump(mode="json"),
-                "dataset": {"path": str(dataset), "version": "v1"}, "base_model_path": str(bert_dir), "precision": "fp32"}
+    snapshot = {
+        "project": "tiny-project",
+        "project_file": "tuneloom.yaml",
+        "task": task.model_dump(mode="json"),
+        "dataset": {"path": str(dataset), "version": "v1"},
+        "base_model_path": str(bert_dir),
+        "precision": "fp32",
+    }
     (run / "config.yaml").write_text(yaml.safe_dump(snapshot, sort_keys=False))
     (run / "summary.json").write_text("{}")
     (run / "gate.json").write_text(json.dumps({"passed": True, "reference": "base", "rules": []}))
@@ -102,7 +117,7 @@ def make_classifier_run(ws: Path, project_file: Path, bert_dir: Path) -> Path:
 class LiveServer:
     """uvicorn on 127.0.0.1 (a free port) in a thread."""
 
-    def __init__(self, app) -> None:  # noqa: ANN001
+    def __init__(self, app) -> None:
         import uvicorn
 
         self.app = app
@@ -117,7 +132,7 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{port}"
 
     @property
-    def state(self):  # noqa: ANN201
+    def state(self):
         return self.app.state.tuneloom
 
     def stop(self) -> None:
@@ -139,11 +154,16 @@ def env(tmp_path_factory, tiny_llama_dir, tiny_bert_dir):
     make_classifier(tiny_bert_dir, root / "classifier")
     config = yaml.safe_load(project_file.read_text())
     config["serve"] = {
-        "models": [{"name": "ad-one", "path": "adapters/one", "base": str(tiny_llama_dir)},
-                   {"name": "ad-two", "path": "adapters/two", "base": str(tiny_llama_dir), "system_prompt": "Be brief."},
-                   {"name": "tiny-embed", "path": str(tiny_bert_dir)},
-                   {"name": "tiny-cls", "path": "classifier"}],
-        "max_batch_size": 4, "max_queue": 2, "alias_ttl_s": 0.2, "request_timeout_s": 60,
+        "models": [
+            {"name": "ad-one", "path": "adapters/one", "base": str(tiny_llama_dir)},
+            {"name": "ad-two", "path": "adapters/two", "base": str(tiny_llama_dir), "system_prompt": "Be brief."},
+            {"name": "tiny-embed", "path": str(tiny_bert_dir)},
+            {"name": "tiny-cls", "path": "classifier"},
+        ],
+        "max_batch_size": 4,
+        "max_queue": 2,
+        "alias_ttl_s": 0.2,
+        "request_timeout_s": 60,
         "limits": {"max_tokens": 64, "max_prompt_tokens": 200, "max_body_bytes": 20000, "max_n": 4},
     }
     project_file.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -167,7 +187,7 @@ def client(env, key: str | None = None) -> openai.OpenAI:
     return openai.OpenAI(base_url=env["server"].url + "/v1", api_key=key or env["key"], max_retries=0, timeout=60)
 
 
-def post(env, path: str, body: dict, key: str | None = "default", **kwargs) -> httpx.Response:  # noqa: ANN003
+def post(env, path: str, body: dict, key: str | None = "default", **kwargs) -> httpx.Response:
     headers = {} if key is None else {"Authorization": f"Bearer {env['key'] if key == 'default' else key}"}
     return httpx.post(env["server"].url + path, json=body, headers=headers, timeout=60, **kwargs)
 
@@ -186,8 +206,11 @@ def test_openai_client_chat_stream_completions_models(env):
     assert one.usage.completion_tokens > 0 and one.usage.prompt_tokens > 10
     assert one.choices[0].message.content != two.choices[0].message.content  # adapters switch per request
 
-    chunks = list(c.chat.completions.create(model="ad-one", messages=CHAT, max_tokens=12, temperature=0, stream=True,
-                                            stream_options={"include_usage": True}))
+    chunks = list(
+        c.chat.completions.create(
+            model="ad-one", messages=CHAT, max_tokens=12, temperature=0, stream=True, stream_options={"include_usage": True}
+        )
+    )
     streamed = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     assert streamed == one.choices[0].message.content
     assert chunks[-1].usage.completion_tokens == one.usage.completion_tokens
@@ -200,8 +223,10 @@ def test_openai_client_chat_stream_completions_models(env):
 
     text = c.completions.create(model="ad-two", prompt="The warranty is", max_tokens=6, temperature=0)
     assert text.id.startswith("cmpl-") and text.choices[0].text
-    streamed = "".join(ch.choices[0].text for ch in c.completions.create(model="ad-two", prompt="The warranty is",
-                                                                          max_tokens=6, temperature=0, stream=True))
+    streamed = "".join(
+        ch.choices[0].text
+        for ch in c.completions.create(model="ad-two", prompt="The warranty is", max_tokens=6, temperature=0, stream=True)
+    )
     assert streamed == text.choices[0].text
 
 
@@ -315,8 +340,13 @@ def test_request_timeout(env):
     try:
         r = post(env, "/v1/chat/completions", {"model": "ad-one", "messages": CHAT, "max_tokens": 8})
         assert r.status_code == 504 and r.json()["error"]["code"] == "timeout"
-        with httpx.stream("POST", env["server"].url + "/v1/chat/completions", headers={"Authorization": f"Bearer {env['key']}"},
-                          json={"model": "ad-one", "messages": CHAT, "max_tokens": 8, "stream": True}, timeout=60) as s:
+        with httpx.stream(
+            "POST",
+            env["server"].url + "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {env['key']}"},
+            json={"model": "ad-one", "messages": CHAT, "max_tokens": 8, "stream": True},
+            timeout=60,
+        ) as s:
             lines = [line for line in s.iter_lines() if line]
         assert '"code": "timeout"' in lines[-1] and "[DONE]" not in lines[-1]
     finally:
@@ -340,8 +370,13 @@ def test_chat_prompt_matches_training(smollm2_tokenizer):
 def test_disconnect_stops_generation(env):
     state = env["server"].state
     body = {"model": "ad-two", "messages": CHAT, "max_tokens": 64, "temperature": 0, "n": 4, "stream": True}
-    with httpx.stream("POST", env["server"].url + "/v1/chat/completions", json=body,
-                      headers={"Authorization": f"Bearer {env['key']}"}, timeout=60) as r:
+    with httpx.stream(
+        "POST",
+        env["server"].url + "/v1/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {env['key']}"},
+        timeout=60,
+    ) as r:
         next(r.iter_lines())
     deadline = time.monotonic() + 10
     while state.backend.load() != (0, 0) and time.monotonic() < deadline:
@@ -351,8 +386,7 @@ def test_disconnect_stops_generation(env):
 
 def test_hot_promotion_keeps_in_flight_requests(env):
     c, registry = client(env), env["registry"]
-    expected = {v: c.chat.completions.create(model=f"qa:{v}", messages=CHAT, max_tokens=16, temperature=0)
-                for v in (1, 2)}
+    expected = {v: c.chat.completions.create(model=f"qa:{v}", messages=CHAT, max_tokens=16, temperature=0) for v in (1, 2)}
     assert expected[1].choices[0].message.content != expected[2].choices[0].message.content
     before = c.chat.completions.create(model="qa", messages=CHAT, max_tokens=16, temperature=0)
     assert before.system_fingerprint == "qa:1"
@@ -375,22 +409,30 @@ def test_feedback_sqlite_is_committed_before_the_answer(env):
     answer = c.chat.completions.create(model="ad-two", messages=CHAT, max_tokens=6, temperature=0)
     db = env["ws"] / "serve" / "feedback.db"
     with sqlite3.connect(db) as con:  # a separate connection sees it: committed, not just cached
-        row = con.execute("select model, served, request, response from tuneloom_completions where id = ?",
-                          (answer.id,)).fetchone()
+        row = con.execute(
+            "select model, served, request, response from tuneloom_completions where id = ?", (answer.id,)
+        ).fetchone()
         assert con.execute("pragma journal_mode").fetchone()[0] == "wal"
     assert row[:2] == ("ad-two", "ad-two")
     assert json.loads(row[2])["messages"][0] == {"role": "system", "content": "Be brief."}  # the model's system prompt
     assert json.loads(row[3])["choices"] == [answer.choices[0].message.content]
 
-    ok = post(env, "/v1/feedback", {"completion_id": answer.id, "rating": "down", "correction": "Hold it 10 s.", "tags": ["wrong"]})
+    ok = post(
+        env, "/v1/feedback", {"completion_id": answer.id, "rating": "down", "correction": "Hold it 10 s.", "tags": ["wrong"]}
+    )
     assert ok.status_code == 200 and ok.json()["stored"] is True
     assert post(env, "/v1/feedback", {"completion_id": answer.id, "rating": 4}).status_code == 200
     assert post(env, "/v1/feedback", {"completion_id": answer.id, "rating": 7}).status_code == 400
     assert post(env, "/v1/feedback", {"completion_id": "chatcmpl-nope", "rating": "up"}).status_code == 404
     with sqlite3.connect(db) as con:
-        rows = con.execute("select rating, rating_kind, correction, tags from tuneloom_feedback where completion_id = ?"
-                           " order by id", (answer.id,)).fetchall()
-    assert [(r[0], r[1], r[2], json.loads(r[3])) for r in rows] == [(1, "thumbs", "Hold it 10 s.", ["wrong"]), (4, "scale", None, [])]
+        rows = con.execute(
+            "select rating, rating_kind, correction, tags from tuneloom_feedback where completion_id = ? order by id",
+            (answer.id,),
+        ).fetchall()
+    assert [(r[0], r[1], r[2], json.loads(r[3])) for r in rows] == [
+        (1, "thumbs", "Hold it 10 s.", ["wrong"]),
+        (4, "scale", None, []),
+    ]
 
 
 def test_stored_requests_and_answers_are_redacted_when_configured(env):
@@ -403,14 +445,17 @@ def test_stored_requests_and_answers_are_redacted_when_configured(env):
     try:
         c = openai.OpenAI(base_url=server.url + "/v1", api_key=env["key"], max_retries=0, timeout=60)
         said = "I am jane.doe@example.com, call +44 20 7946 0958 or write to jane.doe@example.com"
-        answer = c.chat.completions.create(model="ad-one", messages=[{"role": "user", "content": said}], max_tokens=4,
-                                           temperature=0)
+        answer = c.chat.completions.create(
+            model="ad-one", messages=[{"role": "user", "content": said}], max_tokens=4, temperature=0
+        )
     finally:
         server.stop()
     with sqlite3.connect(env["ws"] / "serve" / "feedback.db") as con:
         request = con.execute("select request from tuneloom_completions where id = ?", (answer.id,)).fetchone()[0]
     assert json.loads(request)["messages"][-1] == {
-        "role": "user", "content": "I am <EMAIL_1>, call <PHONE_1> or write to <EMAIL_1>"}
+        "role": "user",
+        "content": "I am <EMAIL_1>, call <PHONE_1> or write to <EMAIL_1>",
+    }
     assert "example.com" not in request and "7946" not in request
 
 
@@ -425,17 +470,25 @@ def test_metrics_and_access_log(env, caplog):
             time.sleep(0.02)
     assert httpx.get(env["server"].url + "/v1/models", headers={"Authorization": "Bearer tlk_a_b"}).status_code == 401
     text = httpx.get(env["server"].url + "/metrics").text
-    for name in ("tuneloom_request_latency_seconds_bucket", "tuneloom_time_to_first_token_seconds_count",
-                 "tuneloom_generation_tokens_per_second", "tuneloom_queue_depth", "tuneloom_batch_size_bucket",
-                 'tuneloom_adapter_cache_total{result="hit"}', 'tuneloom_rejected_total{reason="invalid_api_key"}'):
+    for name in (
+        "tuneloom_request_latency_seconds_bucket",
+        "tuneloom_time_to_first_token_seconds_count",
+        "tuneloom_generation_tokens_per_second",
+        "tuneloom_queue_depth",
+        "tuneloom_batch_size_bucket",
+        'tuneloom_adapter_cache_total{result="hit"}',
+        'tuneloom_rejected_total{reason="invalid_api_key"}',
+    ):
         assert name in text, name
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "/v1/chat/completions 200" in logged
     assert "secret-prompt-text" not in logged and env["key"] not in logged and env["key"].split("_")[1] in logged
 
 
-@pytest.mark.skipif(not os.environ.get("TUNELOOM_TEST_POSTGRES_URL"),
-                    reason="TUNELOOM_TEST_POSTGRES_URL is not set (CI's .ci/run starts PostgreSQL and sets it)")
+@pytest.mark.skipif(
+    not os.environ.get("TUNELOOM_TEST_POSTGRES_URL"),
+    reason="TUNELOOM_TEST_POSTGRES_URL is not set (CI's .ci/run starts PostgreSQL and sets it)",
+)
 def test_feedback_postgresql():
     import uuid
 
@@ -443,9 +496,19 @@ def test_feedback_postgresql():
 
     store = FeedbackStore(os.environ["TUNELOOM_TEST_POSTGRES_URL"])
     cid = f"chatcmpl-{uuid.uuid4().hex}"
-    store.record_completion(id=cid, endpoint="chat.completion", model="qa", served="qa:1", key_id="k1",
-                            request={"messages": [{"role": "user", "content": "hi"}]}, response={"choices": ["hello"]},
-                            finish_reason="stop", prompt_tokens=3, completion_tokens=1, latency_ms=5)
+    store.record_completion(
+        id=cid,
+        endpoint="chat.completion",
+        model="qa",
+        served="qa:1",
+        key_id="k1",
+        request={"messages": [{"role": "user", "content": "hi"}]},
+        response={"choices": ["hello"]},
+        finish_reason="stop",
+        prompt_tokens=3,
+        completion_tokens=1,
+        latency_ms=5,
+    )
     assert store.record_feedback(cid, "up", "hello there", ["good"], "k1") is not None
     assert store.record_feedback("chatcmpl-unknown", 3, None, [], None) is None
     again = FeedbackStore(os.environ["TUNELOOM_TEST_POSTGRES_URL"])  # a fresh connection pool sees the commit
@@ -467,14 +530,22 @@ def test_feedback_store_bad_url(tmp_path):
 # engine, adapters, backend selection, config
 
 
-def _run_engine(engine, jobs, stagger: float = 0.0):  # noqa: ANN001
+def _run_engine(engine, jobs, stagger: float = 0.0):
     """Submit (prompt ids, adapter) jobs greedily; returns each job's tokens."""
     from tuneloom.serve.engine import SamplingParams, Sequence
 
     done = threading.Semaphore(0)
-    seqs = [Sequence(index=0, prompt_ids=ids, adapter=adapter, params=SamplingParams(max_tokens=10, temperature=0),
-                     emit=lambda e: done.release() if e.finish_reason else None, deadline=time.monotonic() + 60)
-            for ids, adapter in jobs]
+    seqs = [
+        Sequence(
+            index=0,
+            prompt_ids=ids,
+            adapter=adapter,
+            params=SamplingParams(max_tokens=10, temperature=0),
+            emit=lambda e: done.release() if e.finish_reason else None,
+            deadline=time.monotonic() + 60,
+        )
+        for ids, adapter in jobs
+    ]
     for s in seqs:
         engine.submit([s])
         time.sleep(stagger)
@@ -483,15 +554,15 @@ def _run_engine(engine, jobs, stagger: float = 0.0):  # noqa: ANN001
     return [s.out_ids for s in seqs]
 
 
-def _greedy(model, ids, adapter, max_new_tokens=10):  # noqa: ANN001
+def _greedy(model, ids, adapter, max_new_tokens=10):
     import torch
 
     x = torch.tensor([ids])
     with torch.inference_mode():
-        return _generate(model, x, adapter, max_new_tokens)[0, len(ids):].tolist()
+        return _generate(model, x, adapter, max_new_tokens)[0, len(ids) :].tolist()
 
 
-def _generate(model, x, adapter, max_new_tokens):  # noqa: ANN001, ANN202
+def _generate(model, x, adapter, max_new_tokens):
     if adapter is None:
         with model.disable_adapter():
             return model.generate(input_ids=x, max_new_tokens=max_new_tokens, do_sample=False)
@@ -499,7 +570,7 @@ def _generate(model, x, adapter, max_new_tokens):  # noqa: ANN001, ANN202
     return model.generate(input_ids=x, max_new_tokens=max_new_tokens, do_sample=False)
 
 
-def _mixed_batch_check(base_dir: Path, adapters: list[Path], dtype) -> None:  # noqa: ANN001
+def _mixed_batch_check(base_dir: Path, adapters: list[Path], dtype) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tuneloom.serve.adapters import AdapterCache
@@ -510,19 +581,31 @@ def _mixed_batch_check(base_dir: Path, adapters: list[Path], dtype) -> None:  # 
     for i, path in enumerate(adapters):
         cache.acquire(f"a{i}", path)
     engine = BatchEngine(cache.model, tokenizer, max_batch_size=8, max_queue=8, prepare_adapter=cache.prepare)
-    prompts = ["How do I reset my camera?", "What is the capital of France?", "hi", "Write a haiku about rain.",
-               "Is the Doorbell Pro waterproof?", "Two plus two is"]
-    jobs = [(tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True,
-                                           return_dict=True)["input_ids"], [None, "a0", "a1"][i % 3])
-            for i, p in enumerate(prompts)]
-    together = _run_engine(engine, jobs)          # one prefill, one batch
-    staggered = _run_engine(engine, jobs, 0.01)   # sequences join a running batch at token boundaries
+    prompts = [
+        "How do I reset my camera?",
+        "What is the capital of France?",
+        "hi",
+        "Write a haiku about rain.",
+        "Is the Doorbell Pro waterproof?",
+        "Two plus two is",
+    ]
+    jobs = [
+        (
+            tokenizer.apply_chat_template(
+                [{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True, return_dict=True
+            )["input_ids"],
+            [None, "a0", "a1"][i % 3],
+        )
+        for i, p in enumerate(prompts)
+    ]
+    together = _run_engine(engine, jobs)  # one prefill, one batch
+    staggered = _run_engine(engine, jobs, 0.01)  # sequences join a running batch at token boundaries
     engine.close()
     model = cache.model
     eos = tokenizer.eos_token_id
     for (ids, adapter), a, b in zip(jobs, together, staggered):
         ref = _greedy(model, ids, adapter)
-        ref = ref[:ref.index(eos)] if eos in ref else ref
+        ref = ref[: ref.index(eos)] if eos in ref else ref
         assert a == ref and b == ref, (adapter, a, b, ref)
 
 
@@ -580,14 +663,23 @@ def test_engine_queue_limit_and_graceful_close(tiny_llama_dir):
 
     from tuneloom.serve.engine import BatchEngine, Overloaded, SamplingParams, Sequence
 
-    engine = BatchEngine(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), AutoTokenizer.from_pretrained(tiny_llama_dir),
-                         max_batch_size=1, max_queue=1)
+    engine = BatchEngine(
+        AutoModelForCausalLM.from_pretrained(tiny_llama_dir),
+        AutoTokenizer.from_pretrained(tiny_llama_dir),
+        max_batch_size=1,
+        max_queue=1,
+    )
     ends: list[str] = []
 
     def seq(tokens: int) -> Sequence:
-        return Sequence(index=0, prompt_ids=[1, 2, 3], adapter=None, params=SamplingParams(max_tokens=tokens, temperature=0),
-                        emit=lambda e: ends.append(e.finish_reason) if e.finish_reason else None,
-                        deadline=time.monotonic() + 60)
+        return Sequence(
+            index=0,
+            prompt_ids=[1, 2, 3],
+            adapter=None,
+            params=SamplingParams(max_tokens=tokens, temperature=0),
+            emit=lambda e: ends.append(e.finish_reason) if e.finish_reason else None,
+            deadline=time.monotonic() + 60,
+        )
 
     release = threading.Event()
     engine.on_step = lambda *a: release.wait(20)  # hold the engine after each step until released

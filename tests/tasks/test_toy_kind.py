@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import write_jsonl
 from tuneloom.config import ProjectFileError, load_project, parse_project
 from tuneloom.data import load_split, prepare_dataset
-from tuneloom.tasks import EvalContext, kind_of, kind_names, register, unregister
+from tuneloom.tasks import EvalContext, kind_names, kind_of, register, unregister
 from tuneloom.tasks.base import Built, KindDefaults
 
 
@@ -85,8 +85,15 @@ def test_a_registered_kind_validates_and_prepares_data(tmp_path: Path, echo_kind
     assert sum(dataset.counts.values()) == 20 and dataset.sources[0].rejected == {"empty_text": 1}
     row = load_split(dataset.path, "train")[0]
     assert row["target"] == row["text"].upper()
-    ctx = EvalContext(task=project.config.tasks[0], model_dir=tmp_path, base_path=tmp_path, precision="fp32",
-                      labels=[], rows=load_split(dataset.path, "test"), tick=lambda n: None)
+    ctx = EvalContext(
+        task=project.config.tasks[0],
+        model_dir=tmp_path,
+        base_path=tmp_path,
+        precision="fp32",
+        labels=[],
+        rows=load_split(dataset.path, "test"),
+        tick=lambda n: None,
+    )
     assert echo_kind.evaluate(ctx)["tuned"]["exact_match"] == 1.0
 
 

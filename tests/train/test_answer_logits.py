@@ -13,10 +13,14 @@ def batch_parts(tiny_llama_dir):
     from transformers import AutoModelForCausalLM
 
     tokenizer = sft.load_tokenizer(tiny_llama_dir)
-    chats = [[{"role": "system", "content": "Be brief."}, {"role": "user", "content": q}, {"role": "assistant", "content": a}]
-             for q, a in [("Is the hub waterproof?", "No, keep it indoors."),
-                          ("How long is the warranty on the doorbell?", "Two years from delivery, parts and labour."),
-                          ("Hi", "Hello! How can I help?")]]
+    chats = [
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        for q, a in [
+            ("Is the hub waterproof?", "No, keep it indoors."),
+            ("How long is the warranty on the doorbell?", "Two years from delivery, parts and labour."),
+            ("Hi", "Hello! How can I help?"),
+        ]
+    ]
     features = []
     for chat in chats:
         enc = sft.encode_chat(tokenizer, chat, 128)
@@ -39,7 +43,10 @@ def test_collator_marks_answer_positions_and_targets(batch_parts):
 @pytest.mark.parametrize("normalised", [False, True])
 def test_answer_only_logits_give_the_same_loss_and_gradients(batch_parts, normalised):
     tokenizer, model, features = batch_parts
-    full, fast = sft.collator(tokenizer, answer_logits_only=False)(features), sft.collator(tokenizer, answer_logits_only=True)(features)
+    full, fast = (
+        sft.collator(tokenizer, answer_logits_only=False)(features),
+        sft.collator(tokenizer, answer_logits_only=True)(features),
+    )
     extra = {"num_items_in_batch": int(fast["shift_labels"].numel())} if normalised else {}
     grads = []
     for batch in (full, fast):

@@ -131,12 +131,18 @@ TOLERANCE = 0.30  # the estimate is within 30% of the measured peak (measured he
 def test_estimate_matches_measured_peak(smollm2_dir, smol_shape, mode, seq, batch):
     """Peak RSS growth of a fresh process (load + forward, or two LoRA training steps) vs the plan."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", _MEASURE, mode, str(seq), str(batch), str(smollm2_dir)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _MEASURE, mode, str(seq), str(batch), str(smollm2_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     measured = json.loads(proc.stdout.strip().splitlines()[-1])["peak"]
-    plan = plan_memory(smol_shape, mode, "bf16", seq, batch, lora_r=16, device="cpu",
-                       attention="sdpa" if mode == "inference" else "eager")
+    plan = plan_memory(
+        smol_shape, mode, "bf16", seq, batch, lora_r=16, device="cpu", attention="sdpa" if mode == "inference" else "eager"
+    )
     assert abs(plan.model_bytes - measured) <= TOLERANCE * measured, (plan.model_bytes / GB, measured / GB)
 
 

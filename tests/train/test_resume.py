@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from tests.conftest import CHAT_TASK, REPO, write_project
+from tuneloom.atomic import read_jsonl
 from tuneloom.config import load_project
 from tuneloom.train import ResumeError, resume_run, train_task
-from tuneloom.atomic import read_jsonl
 from tuneloom.workspace import run_state
 
 pytestmark = pytest.mark.timeout(600)
@@ -100,5 +100,7 @@ def test_resume_refuses_a_run_without_checkpoint(tmp_path, tiny_llama_dir):
     (run / "status.json").write_text(json.dumps({"state": "running", "pid": 999999999}))
     with pytest.raises(ResumeError, match="has no checkpoint"):
         resume_run(run)
-    result = subprocess.run(_cli("train", "-c", str(config), "--resume", "no-such-run"), env=_env(), capture_output=True, text=True)
+    result = subprocess.run(
+        _cli("train", "-c", str(config), "--resume", "no-such-run"), env=_env(), capture_output=True, text=True
+    )
     assert result.returncode == 2 and "no run 'no-such-run'" in result.stderr

@@ -108,8 +108,9 @@ def test_postgres_url_reaches_optuna_rdb_storage(monkeypatch):
 def test_unreachable_storage_fails_readably_without_the_password(tmp_path, tiny_llama_dir, tiny_bert_dir):
     from tuneloom.train.search import search_task
 
-    config = _searchable(tmp_path, tiny_llama_dir, tiny_bert_dir,
-                         {**SPACE, "storage": "postgresql+psycopg://tuner:hunter2@127.0.0.1:9/studies"})
+    config = _searchable(
+        tmp_path, tiny_llama_dir, tiny_bert_dir, {**SPACE, "storage": "postgresql+psycopg://tuner:hunter2@127.0.0.1:9/studies"}
+    )
     with pytest.raises(TuneloomError, match=r"search storage postgresql\+psycopg://127\.0\.0\.1:9/studies") as err:
         search_task(load_project(config), CHAT_TASK, 1)
     assert "hunter2" not in str(err.value)
@@ -127,15 +128,18 @@ tasks:
 """
 
 
-@pytest.mark.parametrize(("search", "method", "message"), [
-    ("{lr: {low: 0.01, high: 0.001}}", "lora", "tasks[0].search.lr (line 8): low (0.01) must be below high (0.001)"),
-    ("{lr: {low: 0, high: 0.001, log: true}}", "lora", "a log range needs low > 0"),
-    ("{r: [8, 16]}", "full", "search.r needs method.kind lora or qlora"),
-    ("{pruning: true}", "lora", "search: give at least one setting to vary: lr, r, batch_size"),
-    ("{lr: {low: 1e-5, high: 1e-3}, learning_rate: 3}", "lora", "unknown key"),
-    ("{batch_size: [0, 8]}", "lora", "tasks[0].search.batch_size[0]"),
-    ("{r: [8], storage: 'mongodb://x'}", "lora", "tasks[0].search.storage"),
-])
+@pytest.mark.parametrize(
+    ("search", "method", "message"),
+    [
+        ("{lr: {low: 0.01, high: 0.001}}", "lora", "tasks[0].search.lr (line 8): low (0.01) must be below high (0.001)"),
+        ("{lr: {low: 0, high: 0.001, log: true}}", "lora", "a log range needs low > 0"),
+        ("{r: [8, 16]}", "full", "search.r needs method.kind lora or qlora"),
+        ("{pruning: true}", "lora", "search: give at least one setting to vary: lr, r, batch_size"),
+        ("{lr: {low: 1e-5, high: 1e-3}, learning_rate: 3}", "lora", "unknown key"),
+        ("{batch_size: [0, 8]}", "lora", "tasks[0].search.batch_size[0]"),
+        ("{r: [8], storage: 'mongodb://x'}", "lora", "tasks[0].search.storage"),
+    ],
+)
 def test_search_space_is_validated(search, method, message):
     with pytest.raises(ProjectFileError) as err:
         parse_project(_task_yaml(search, method), "tuneloom.yaml")

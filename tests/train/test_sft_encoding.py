@@ -58,7 +58,7 @@ def test_labels_cover_the_answer(smollm2_tokenizer):
     decoded = tok.decode(labels[start:end])
     assert decoded.startswith(ANSWER + tok.eos_token)
     # at most the template's line break may follow the end-of-turn token
-    assert decoded[len(ANSWER + tok.eos_token):] in ("", "\n")
+    assert decoded[len(ANSWER + tok.eos_token) :] in ("", "\n")
     # everything before the answer is the system and user turns plus the assistant header
     prefix = tok.decode(ids[:start])
     assert prefix.endswith("<|im_start|>assistant\n")
@@ -90,7 +90,7 @@ def test_default_system_prompt_is_masked_too(smollm2_tokenizer):
     enc = sft.encode_chat(tok, _chat(QUESTION, ANSWER, system=None), max_length=512)
     # SmolLM2's template adds its own system turn when none is given; none of it is trained on
     assert "You are a helpful AI assistant named SmolLM" in tok.decode(enc["input_ids"])
-    (start, end), = _spans(enc["labels"])
+    ((start, end),) = _spans(enc["labels"])
     ids = _strip_trailing_newline_token(tok, enc["labels"][start:end])
     assert tok.decode(ids) == ANSWER + tok.eos_token
 
@@ -111,7 +111,7 @@ def test_multi_turn_masks_both_assistant_turns_only(smollm2_tokenizer):
     for text in (first, second):
         assert text not in masked_text
     # the second user turn sits between the two answer spans, masked
-    between = tok.decode(ids[spans[0][1]:spans[1][0]])
+    between = tok.decode(ids[spans[0][1] : spans[1][0]])
     assert "What is the warranty" in between and between.rstrip().endswith("<|im_start|>assistant")
 
 
@@ -134,8 +134,9 @@ def test_encode_split_counts_truncated_and_drops_rows_without_answer_tokens(smol
     short = {"messages": _chat("Hi", "Hello.")}
     long_answer = {"messages": _chat("Tell me everything", "word " * 200)}
     long_question = {"messages": _chat("question " * 200, "Short answer.")}
-    prompt_len = len(tok.apply_chat_template(short["messages"][:-1], add_generation_prompt=True, tokenize=True,
-                                             return_dict=True)["input_ids"])
+    prompt_len = len(
+        tok.apply_chat_template(short["messages"][:-1], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+    )
     max_len = prompt_len + 40
     out, truncated, dropped = sft.encode_split(tok, [short, long_answer, long_question], max_len)
     assert dropped == 1  # the long question leaves no answer tokens

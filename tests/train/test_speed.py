@@ -58,9 +58,15 @@ def test_fast_dropout_rejects_probabilities_outside_0_1(p):
 
 
 def _task(**train) -> TaskConfig:
-    return TaskConfig.model_validate({"name": "qa", "type": "chat_sft", "model": "m",
-                                      "data": {"sources": [{"path": "x.jsonl"}], "columns": {"prompt": "q", "response": "a"}},
-                                      "train": train})
+    return TaskConfig.model_validate(
+        {
+            "name": "qa",
+            "type": "chat_sft",
+            "model": "m",
+            "data": {"sources": [{"path": "x.jsonl"}], "columns": {"prompt": "q", "response": "a"}},
+            "train": train,
+        }
+    )
 
 
 def test_attention_choice(monkeypatch):
@@ -86,8 +92,10 @@ def test_attention_setting_is_validated():
 @pytest.fixture(scope="module")
 def chat_batch(tiny_llama_dir):
     tokenizer = sft.load_tokenizer(tiny_llama_dir)
-    chats = [[{"role": "user", "content": q}, {"role": "assistant", "content": a}]
-             for q, a in [("Is the hub waterproof?", "No, keep it indoors."), ("Hi", "Hello! How can I help today?")]]
+    chats = [
+        [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+        for q, a in [("Is the hub waterproof?", "No, keep it indoors."), ("Hi", "Hello! How can I help today?")]
+    ]
     features = []
     for chat in chats:
         enc = sft.encode_chat(tokenizer, chat, 128)
@@ -110,15 +118,16 @@ def test_eager_and_sdpa_attention_give_the_same_loss_on_padded_batches(tiny_llam
 
 def test_speed_up_lora_keeps_outputs_and_gradients_under_bf16_autocast(tiny_llama_dir, chat_batch):
     """Without dropout the changed model computes exactly what peft's does; with it, masks differ only."""
-    from transformers import AutoModelForCausalLM
     from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
 
     results = []
     for fast in (False, True):
         torch.manual_seed(0)
         base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.bfloat16)
-        model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.1, target_modules="all-linear",
-                                                init_lora_weights=False))
+        model = get_peft_model(
+            base, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.1, target_modules="all-linear", init_lora_weights=False)
+        )
         if fast:
             assert speed_up_lora(model, "bf16") == 14  # 7 linears x 2 layers
             assert all(isinstance(m, FastDropout) for n, m in model.named_modules() if n.endswith("lora_dropout.default"))

@@ -14,13 +14,13 @@ from typer.testing import CliRunner
 from tests.conftest import CHAT_TASK, write_project
 from tests.task_projects import ner_rows, write_prepared, write_task_project
 from tuneloom.artifacts import read_eval
+from tuneloom.atomic import read_jsonl
 from tuneloom.cli import app
 from tuneloom.config import load_project, parse_project
 from tuneloom.data import load_split, prepare_dataset
 from tuneloom.errors import ProjectFileError
 from tuneloom.evaluate import evaluate_run
 from tuneloom.train import ner, sft, train_task
-from tuneloom.atomic import read_jsonl
 
 pytestmark = pytest.mark.timeout(600)
 runner = CliRunner()
@@ -73,9 +73,14 @@ def test_prepare_writes_the_shared_row_shapes(tmp_path):
 
 def test_prepare_rejects_bad_entity_spans(tmp_path):
     config = write_task_project(tmp_path, "ner", "all-minilm-l6-v2")
-    bad = [{"sentence": "Order ACM-1 left Paris", "spans": [{"start": 17, "end": 99, "label": "CITY"}]},
-           {"sentence": "Order ACM-2 left Oslo", "spans": [{"start": 0, "end": 11, "label": "ORDER"}, {"start": 5, "end": 9, "label": "X"}]},
-           {"sentence": "Order ACM-3 left Leeds", "spans": "not a list"}]
+    bad = [
+        {"sentence": "Order ACM-1 left Paris", "spans": [{"start": 17, "end": 99, "label": "CITY"}]},
+        {
+            "sentence": "Order ACM-2 left Oslo",
+            "spans": [{"start": 0, "end": 11, "label": "ORDER"}, {"start": 5, "end": 9, "label": "X"}],
+        },
+        {"sentence": "Order ACM-3 left Leeds", "spans": "not a list"},
+    ]
     with open(tmp_path / "data" / "entities.jsonl", "a") as fh:
         fh.writelines(json.dumps(r) + "\n" for r in bad)
     prepared = prepare_dataset(load_project(config))
@@ -107,8 +112,17 @@ def test_multilabel_classification_trains_on_multi_hot_targets_and_merges(tmp_pa
 
     merged = AutoModelForSequenceClassification.from_pretrained(Path(result.run_dir) / "model-merged").eval()
     assert merged.config.problem_type == "multi_label_classification" and merged.config.num_labels == 3
-    tuned = load_trained("sequence_classification", Path(result.model_dir), tiny_bert_dir, "lora", "fp32", ev.labels, False,
-                         multi_label=True, pad_token_id=0)
+    tuned = load_trained(
+        "sequence_classification",
+        Path(result.model_dir),
+        tiny_bert_dir,
+        "lora",
+        "fp32",
+        ev.labels,
+        False,
+        multi_label=True,
+        pad_token_id=0,
+    )
     batch = AutoTokenizer.from_pretrained(tiny_bert_dir)(["Charged twice for order 12"], return_tensors="pt")
     with torch.no_grad():
         assert torch.allclose(merged(**batch).logits, tuned(**batch).logits, atol=1e-5)
@@ -116,8 +130,9 @@ def test_multilabel_classification_trains_on_multi_hot_targets_and_merges(tmp_pa
 
 def test_qlora_pretrain_merges_into_the_unquantized_base(tmp_path, tiny_llama_dir):
     pytest.importorskip("bitsandbytes")
-    config = write_task_project(tmp_path, "pretrain", tiny_llama_dir, method={"kind": "qlora", "merge": True},
-                                train={"precision": "fp32"})
+    config = write_task_project(
+        tmp_path, "pretrain", tiny_llama_dir, method={"kind": "qlora", "merge": True}, train={"precision": "fp32"}
+    )
     result = train_task(load_project(config))
     merged = Path(result.run_dir) / "model-merged"
     config_json = json.loads((merged / "config.json").read_text())
@@ -125,8 +140,14 @@ def test_qlora_pretrain_merges_into_the_unquantized_base(tmp_path, tiny_llama_di
 
 
 def test_dpo_trains_an_adapter_and_rewards_chosen_answers(tmp_path, tiny_llama_dir):
-    config = write_task_project(tmp_path, "preference", tiny_llama_dir, max_steps=4,
-                                train={"lr": 5e-3, "precision": "fp32"}, gate={"min": {"reward_accuracy": 0.5}})
+    config = write_task_project(
+        tmp_path,
+        "preference",
+        tiny_llama_dir,
+        max_steps=4,
+        train={"lr": 5e-3, "precision": "fp32"},
+        gate={"min": {"reward_accuracy": 0.5}},
+    )
     result = train_task(load_project(config))
     assert result.attention == "eager"  # train.attention applies to preference tuning too
     model = Path(result.model_dir)
@@ -144,8 +165,14 @@ def test_kto_trains_on_the_pairs_unpaired(tmp_path, tiny_llama_dir):
 
 
 def test_pretrain_packs_and_lowers_held_out_loss(tmp_path, tiny_llama_dir):
-    config = write_task_project(tmp_path, "pretrain", tiny_llama_dir, max_steps=6, method={"kind": "full"},
-                                train={"lr": 3e-3, "precision": "fp32", "max_length": 24})
+    config = write_task_project(
+        tmp_path,
+        "pretrain",
+        tiny_llama_dir,
+        max_steps=6,
+        method={"kind": "full"},
+        train={"lr": 3e-3, "precision": "fp32", "max_length": 24},
+    )
     project = load_project(config)
     assert project.config.tasks[0].packs
     result = train_task(project)
@@ -176,11 +203,18 @@ def test_dora_rslora_with_gradient_checkpointing_and_a_merged_copy(tmp_path, tin
     from transformers import AutoModelForCausalLM
 
     config = write_project(tmp_path, tiny_llama_dir, tiny_bert_dir, max_steps=2)
-    project = load_project(config, [
-        f"{CHAT_TASK}:method.kind=dora", f"{CHAT_TASK}:method.rslora=true", f"{CHAT_TASK}:method.merge=true",
-        f"{CHAT_TASK}:train.gradient_checkpointing=true", f"{CHAT_TASK}:train.packing=true",
-        f"{CHAT_TASK}:train.precision=fp32", f"{CHAT_TASK}:train.lr=0.05",
-    ])
+    project = load_project(
+        config,
+        [
+            f"{CHAT_TASK}:method.kind=dora",
+            f"{CHAT_TASK}:method.rslora=true",
+            f"{CHAT_TASK}:method.merge=true",
+            f"{CHAT_TASK}:train.gradient_checkpointing=true",
+            f"{CHAT_TASK}:train.packing=true",
+            f"{CHAT_TASK}:train.precision=fp32",
+            f"{CHAT_TASK}:train.lr=0.05",
+        ],
+    )
     result = train_task(project, CHAT_TASK)
     adapter = json.loads((Path(result.model_dir) / "adapter_config.json").read_text())
     assert adapter["use_dora"] and adapter["use_rslora"]
@@ -199,11 +233,16 @@ def test_dora_rslora_with_gradient_checkpointing_and_a_merged_copy(tmp_path, tin
 def test_early_stopping_keeps_the_best_checkpoint(tmp_path, tiny_llama_dir, tiny_bert_dir):
     """A threshold no change can beat: training stops after `patience` validations without improvement."""
     config = write_project(tmp_path, tiny_llama_dir, tiny_bert_dir, max_steps=10)
-    project = load_project(config, [
-        f"{CHAT_TASK}:train.eval_every=1", f"{CHAT_TASK}:train.save_every=1",
-        f"{CHAT_TASK}:train.early_stopping_patience=2", f"{CHAT_TASK}:train.early_stopping_threshold=100",
-        f"{CHAT_TASK}:train.keep_best=true",
-    ])
+    project = load_project(
+        config,
+        [
+            f"{CHAT_TASK}:train.eval_every=1",
+            f"{CHAT_TASK}:train.save_every=1",
+            f"{CHAT_TASK}:train.early_stopping_patience=2",
+            f"{CHAT_TASK}:train.early_stopping_threshold=100",
+            f"{CHAT_TASK}:train.keep_best=true",
+        ],
+    )
     result = train_task(project, CHAT_TASK)
     assert result.steps == 3  # the first validation sets the bar, the next two do not beat it by 100
     evals = [r for r in read_jsonl(Path(result.run_dir) / "metrics.jsonl") if "eval_loss" in r]
@@ -214,8 +253,9 @@ def test_early_stopping_keeps_the_best_checkpoint(tmp_path, tiny_llama_dir, tiny
 
 def test_hand_written_dataset_folder_trains_through_the_api(tmp_path, tiny_bert_dir):
     rows = [{"text": r["sentence"], "entities": json.loads(r["spans"])} for r in ner_rows(12)]
-    folder = write_prepared(tmp_path / "ds", "ner", {"train": rows[:8], "validation": rows[8:10], "test": rows[10:]},
-                            ["CITY", "COURIER", "ORDER"])
+    folder = write_prepared(
+        tmp_path / "ds", "ner", {"train": rows[:8], "validation": rows[8:10], "test": rows[10:]}, ["CITY", "COURIER", "ORDER"]
+    )
     project = load_project(write_task_project(tmp_path / "p", "ner", tiny_bert_dir))
     result = train_task(project, dataset_dir=folder)
     assert result.dataset == str(folder) and result.steps == 2
@@ -239,14 +279,26 @@ tasks:
         ("ner", "{text: t}", "", "ner needs data.columns.entities"),
         ("preference", "{prompt: p, chosen: c}", "", "preference needs data.columns.rejected"),
         ("pretrain", "{prompt: p}", "", "pretrain needs data.columns.text"),
-        ("preference", "{prompt: p, chosen: c, rejected: r}", "    train: {preference_loss: kto, batch_size: 1}\n",
-         "train.batch_size must be at least 2"),
+        (
+            "preference",
+            "{prompt: p, chosen: c, rejected: r}",
+            "    train: {preference_loss: kto, batch_size: 1}\n",
+            "train.batch_size must be at least 2",
+        ),
         ("pretrain", "{text: t}", "    method: {kind: full, merge: true}\n", "method.merge applies to adapters"),
         ("ner", "{text: t, entities: e}", "    train: {packing: true}\n", "train.packing applies to chat_sft and pretrain"),
-        ("ner", "{text: t, entities: e}", "    train: {keep_best: true, eval_every: 4, save_every: 6}\n",
-         "save_every (6) must be a multiple of eval_every (4)"),
-        ("pretrain", "{text: t}", "      split: {validation: 0.0}\n    train: {early_stopping_patience: 2}\n",
-         "need a validation split"),
+        (
+            "ner",
+            "{text: t, entities: e}",
+            "    train: {keep_best: true, eval_every: 4, save_every: 6}\n",
+            "save_every (6) must be a multiple of eval_every (4)",
+        ),
+        (
+            "pretrain",
+            "{text: t}",
+            "      split: {validation: 0.0}\n    train: {early_stopping_patience: 2}\n",
+            "need a validation split",
+        ),
         ("ner", "{text: t, entities: e}", "    gate: {min: {accuracy: 0.5}}\n", "allowed: ['entity_f1'"),
         ("ner", "{text: t, entities: e}", "      multi_label: true\n", "data.multi_label applies to classification"),
     ],

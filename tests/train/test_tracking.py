@@ -36,7 +36,9 @@ def test_params_metrics_and_artifacts_go_to_the_workspace_mlflow_store(trained):
     evals = client.get_metric_history(run.info.run_id, "eval_loss")
     rows = [json.loads(line) for line in (Path(result.run_dir) / "metrics.jsonl").read_text().splitlines()]
     assert [m.step for m in losses] == [r["step"] for r in rows if "loss" in r]
-    assert sorted(m.step for m in evals) == [r["step"] for r in rows if "eval_loss" in r] == [2, 4]  # the last step's validation is the final one (not repeated)
+    assert (
+        sorted(m.step for m in evals) == [r["step"] for r in rows if "eval_loss" in r] == [2, 4]
+    )  # the last step's validation is the final one (not repeated)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "run")}
     assert {"run/config.yaml", "run/metrics.jsonl", "run/summary.json", "run/report.html"} <= artifacts
     assert "model/adapter_model.safetensors" in {a.path for a in client.list_artifacts(run.info.run_id, "model")}

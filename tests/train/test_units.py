@@ -15,16 +15,27 @@ from tuneloom.train import classify, common
 
 
 def _task(**train) -> TaskConfig:
-    return TaskConfig.model_validate({
-        "name": "router", "type": "classification", "model": "all-minilm-l6-v2",
-        "data": {"sources": [{"path": "t.csv"}], "columns": {"text": "body", "label": "queue"}},
-        "train": train,
-    })
+    return TaskConfig.model_validate(
+        {
+            "name": "router",
+            "type": "classification",
+            "model": "all-minilm-l6-v2",
+            "data": {"sources": [{"path": "t.csv"}], "columns": {"text": "body", "label": "queue"}},
+            "train": train,
+        }
+    )
 
 
-@pytest.mark.parametrize("native, requested, expected", [
-    (True, "auto", "bf16"), (False, "auto", "fp32"), (True, "fp32", "fp32"), (False, "fp32", "fp32"), (True, "bf16", "bf16"),
-])
+@pytest.mark.parametrize(
+    "native, requested, expected",
+    [
+        (True, "auto", "bf16"),
+        (False, "auto", "fp32"),
+        (True, "fp32", "fp32"),
+        (False, "fp32", "fp32"),
+        (True, "bf16", "bf16"),
+    ],
+)
 def test_choose_precision(monkeypatch, native, requested, expected):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(common, "cpu_supports_bf16", lambda: native)
@@ -56,8 +67,15 @@ def test_training_arguments_from_epochs(tmp_path):
 
 
 def test_training_arguments_keep_best_checkpointing_and_early_stopping(tmp_path):
-    task = _task(max_steps=40, save_every=10, keep_best=True, early_stopping_patience=2, keep_checkpoints=1,
-                 gradient_checkpointing=True, group_by_length=False)
+    task = _task(
+        max_steps=40,
+        save_every=10,
+        keep_best=True,
+        early_stopping_patience=2,
+        keep_checkpoints=1,
+        gradient_checkpointing=True,
+        group_by_length=False,
+    )
     args = TrainingArguments(**common.training_kwargs(task, tmp_path, n_train=100, precision="fp32"))
     assert args.eval_steps == 10 and args.save_steps == 10  # validations follow the checkpoints
     assert args.load_best_model_at_end and args.metric_for_best_model == "eval_loss" and args.greater_is_better is False

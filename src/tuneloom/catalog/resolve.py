@@ -15,9 +15,9 @@ import re
 import shutil
 import socket
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlparse
 
 from tuneloom.catalog.entries import CATALOG, CatalogEntry
@@ -62,8 +62,7 @@ def resolve_model(ref: str, trust_remote_code: bool = False) -> Path:
     hint = difflib.get_close_matches(ref, list(CATALOG), n=1, cutoff=0.5)
     extra = f" Did you mean '{hint[0]}'?" if hint else ""
     raise ModelNotAvailable(
-        f"model '{ref}' is not a catalog name ({', '.join(CATALOG)}), an existing folder, "
-        f"or a hub id like 'org/name'.{extra}"
+        f"model '{ref}' is not a catalog name ({', '.join(CATALOG)}), an existing folder, or a hub id like 'org/name'.{extra}"
     )
 
 
@@ -139,8 +138,7 @@ def _convert_gguf(gguf: Path, out: Path, entry: CatalogEntry) -> None:
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     (out / "README.md").write_text(
-        f"---\nlicense: {entry.license}\n---\n{entry.description}.\n"
-        f"Converted by Tuneloom from {entry.package}:{entry.relpath}.\n"
+        f"---\nlicense: {entry.license}\n---\n{entry.description}.\nConverted by Tuneloom from {entry.package}:{entry.relpath}.\n"
     )
     (out / "tuneloom_source.json").write_text(
         json.dumps(

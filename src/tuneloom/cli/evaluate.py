@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -25,9 +25,14 @@ if TYPE_CHECKING:
     from tuneloom.artifacts import EvalResult
     from tuneloom.evaluate.gate import GateResult
 
-TestDataOpt = Annotated[Optional[str], typer.Option(
-    "--test-data", help="Test split of another prepared dataset folder, or 'production' for the production "
-                        "version's dataset (default: the run's own test split).")]
+TestDataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--test-data",
+        help="Test split of another prepared dataset folder, or 'production' for the production "
+        "version's dataset (default: the run's own test split).",
+    ),
+]
 
 
 def eval_(run: RunArg = "latest", config: ConfigOpt = DEFAULT_CONFIG, test_data: TestDataOpt = None) -> None:
@@ -56,16 +61,20 @@ def eval_(run: RunArg = "latest", config: ConfigOpt = DEFAULT_CONFIG, test_data:
 
 def _print_eval(result: EvalResult) -> None:
     """The base vs tuned table, tuned vs production when scored, and the forgetting check."""
-    out.print(comparison_table(f"{result.task} on {result.n_examples} test examples",
-                               [(result.task, m, c) for m, c in result.comparison.items()]))
+    out.print(
+        comparison_table(
+            f"{result.task} on {result.n_examples} test examples", [(result.task, m, c) for m, c in result.comparison.items()]
+        )
+    )
     if result.comparison_production is not None:
         rows = [(result.task, m, {**c, "base": c["production"]}) for m, c in result.comparison_production.items()]
-        out.print(comparison_table(
-            f"tuned vs production {result.production_version} (the 'base' column is production)", rows))
+        out.print(comparison_table(f"tuned vs production {result.production_version} (the 'base' column is production)", rows))
     forgetting = getattr(result, "forgetting", None)
     if forgetting:
-        out.print(f"forgetting check ({forgetting['n']} general items): token F1 "
-                  f"{forgetting['base']['token_f1']:.3f} -> {forgetting['tuned']['token_f1']:.3f}")
+        out.print(
+            f"forgetting check ({forgetting['n']} general items): token F1 "
+            f"{forgetting['base']['token_f1']:.3f} -> {forgetting['tuned']['token_f1']:.3f}"
+        )
 
 
 def comparison_table(title: str, rows: list[tuple[str, str, dict[str, Any]]]) -> Table:

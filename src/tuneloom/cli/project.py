@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -36,13 +36,13 @@ def init(
 
     folder.mkdir(parents=True, exist_ok=True)
     target.write_text(files("tuneloom").joinpath("templates", TEMPLATES[template]).read_text())
-    out.print(f"wrote {target} ({template} template). Point data.sources at your files, then run "
-              f"[bold]tuneloom config check[/].")
+    out.print(f"wrote {target} ({template} template). Point data.sources at your files, then run [bold]tuneloom config check[/].")
 
 
 def config_check(
-    path: Annotated[Optional[Path], typer.Argument(
-        help="Project file or its folder (the same as --config).", show_default=False)] = None,
+    path: Annotated[
+        Path | None, typer.Argument(help="Project file or its folder (the same as --config).", show_default=False)
+    ] = None,
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Validate the project file, its data sources and its models (no downloads, no training).

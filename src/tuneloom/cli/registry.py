@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 RegistryConfigOpt = Annotated[Path, config_option("Project file or its folder (its workspace holds the registry).")]
 NameArg = Annotated[str, typer.Argument(help="Registered model name.")]
-ReasonOpt = Annotated[Optional[str], typer.Option("--reason", help="Why; recorded in the history.")]
+ReasonOpt = Annotated[str | None, typer.Option("--reason", help="Why; recorded in the history.")]
 
 
 def open_registry(config: Path, run_dir: Path | None = None) -> ModelRegistry:
@@ -39,8 +39,10 @@ def open_registry(config: Path, run_dir: Path | None = None) -> ModelRegistry:
 
 def register(
     run: RunArg,
-    name: Annotated[Optional[str], typer.Option(
-        "--name", "-n", help="Registered model name (default: the task's registry_name, else the task name).")] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", "-n", help="Registered model name (default: the task's registry_name, else the task name)."),
+    ] = None,
     config: RegistryConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Register a finished run's model as a new version, with its lineage and gate result.
@@ -58,8 +60,7 @@ def register(
             name = task.registry_name or task.name
         with err.status(f"registering {run_dir.name} as {name}"):
             info = registry.register_run(run_dir, name)
-    gate = {"passed": "[green]gate passed[/]", "failed": "[red]gate failed[/]"}.get(
-        info.gate or "", "[yellow]no gate result[/]")
+    gate = {"passed": "[green]gate passed[/]", "failed": "[red]gate failed[/]"}.get(info.gate or "", "[yellow]no gate result[/]")
     out.print(f"[green]✓[/] {run_dir.name} registered as [bold]{name}[/] version {info.version} ({gate})")
     out.print(f"  registry: {registry.display_uri}\n  next: tuneloom models promote {name} {info.version}")
 
@@ -92,8 +93,7 @@ def rollback(name: NameArg, reason: ReasonOpt = None, config: RegistryConfigOpt 
     """
     with user_errors():
         entry = open_registry(config).rollback(name, reason)
-    out.print(f"[green]✓[/] {name}: production rolled back from version {entry.from_version} "
-              f"to version {entry.to_version}")
+    out.print(f"[green]✓[/] {name}: production rolled back from version {entry.from_version} to version {entry.to_version}")
 
 
 def history(name: NameArg, config: RegistryConfigOpt = DEFAULT_CONFIG) -> None:
@@ -109,8 +109,15 @@ def history(name: NameArg, config: RegistryConfigOpt = DEFAULT_CONFIG) -> None:
     for col in ("#", "time (UTC)", "action", "from", "to", "forced", "reason"):
         table.add_column(col, justify="right" if col in ("#", "from", "to") else "left")
     for e in entries:
-        table.add_row(str(e.seq), e.time, e.action, "-" if e.from_version is None else str(e.from_version),
-                      str(e.to_version), "[yellow]yes[/]" if e.forced else "no", e.reason or "")
+        table.add_row(
+            str(e.seq),
+            e.time,
+            e.action,
+            "-" if e.from_version is None else str(e.from_version),
+            str(e.to_version),
+            "[yellow]yes[/]" if e.forced else "no",
+            e.reason or "",
+        )
     out.print(table)
     out.print(f"production: version {current}" if current is not None else "production: none yet")
 
@@ -128,7 +135,13 @@ def versions(name: NameArg, config: RegistryConfigOpt = DEFAULT_CONFIG) -> None:
     colours = {"passed": "green", "failed": "red"}
     for v in found:
         gate = f"[{colours[v.gate]}]{v.gate}[/]" if v.gate in colours else "[yellow]none[/]"
-        table.add_row(str(v.version), ", ".join(v.aliases), gate, v.created.replace("T", " ").rstrip("Z"),
-                      v.lineage.get("base_model", ""), v.lineage.get("dataset_version", ""),
-                      Path(v.lineage.get("run_dir", "")).name)
+        table.add_row(
+            str(v.version),
+            ", ".join(v.aliases),
+            gate,
+            v.created.replace("T", " ").rstrip("Z"),
+            v.lineage.get("base_model", ""),
+            v.lineage.get("dataset_version", ""),
+            Path(v.lineage.get("run_dir", "")).name,
+        )
     out.print(table)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,7 +13,7 @@ from tuneloom.cli.evaluate import comparison_table
 if TYPE_CHECKING:
     from tuneloom.loop import LoopResult
 
-TasksOpt = Annotated[Optional[list[str]], typer.Option("--task", "-t", help="Only these tasks.")]
+TasksOpt = Annotated[list[str] | None, typer.Option("--task", "-t", help="Only these tasks.")]
 
 
 def run(config: ConfigOpt = DEFAULT_CONFIG, task: TasksOpt = None, set_: SetOpt = None) -> None:
@@ -36,13 +36,17 @@ def _print_outcomes(result: LoopResult, config: Path) -> None:
     """Each task's forgetting check and gate verdict, the report and what to try next."""
     for t in result.tasks:
         if t.forgetting:
-            out.print(f"forgetting check {t.task}: general-ability token F1 {t.forgetting['base']:.3f} (base) -> "
-                      f"{t.forgetting['tuned']:.3f} (tuned)")
+            out.print(
+                f"forgetting check {t.task}: general-ability token F1 {t.forgetting['base']:.3f} (base) -> "
+                f"{t.forgetting['tuned']:.3f} (tuned)"
+            )
         if t.gate_rules:
             verdict = "[green]passed[/]" if t.gate_passed else "[bold red]failed[/]: " + "; ".join(t.gate_failures)
             out.print(f"gate {t.task}: {verdict} ({t.gate_rules} rules)")
     out.print(f"finished in {result.seconds / 60:.1f} min · report: [bold]{result.report}[/]")
     first = result.tasks[0]
-    out.print("next: open the report, change a setting and compare, e.g. "
-              f"[bold]tuneloom train -c {config} --task {first.task} --set train.epochs=4[/] "
-              f"then [bold]tuneloom eval latest:{first.task} -c {config}[/]")
+    out.print(
+        "next: open the report, change a setting and compare, e.g. "
+        f"[bold]tuneloom train -c {config} --task {first.task} --set train.epochs=4[/] "
+        f"then [bold]tuneloom eval latest:{first.task} -c {config}[/]"
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -15,17 +15,16 @@ if TYPE_CHECKING:
     from tuneloom.config import Project
     from tuneloom.serve.auth import KeyStore
 
-ServeConfigOpt = Annotated[Path, config_option(
-    "Project file or its folder (its workspace holds keys and feedback).")]
+ServeConfigOpt = Annotated[Path, config_option("Project file or its folder (its workspace holds keys and feedback).")]
 BACKENDS = ("auto", "transformers", "vllm")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def serve(
     config: ServeConfigOpt = DEFAULT_CONFIG,
-    host: Annotated[Optional[str], typer.Option(help="Address (default serve.host, 127.0.0.1).")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port (default serve.port, 8000).")] = None,
-    backend: Annotated[Optional[str], typer.Option(help="auto | transformers | vllm (default serve.backend).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address (default serve.host, 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default serve.port, 8000).")] = None,
+    backend: Annotated[str | None, typer.Option(help="auto | transformers | vllm (default serve.backend).")] = None,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve without API keys (loopback only).")] = False,
 ) -> None:
     """Serve the registry's models (and the project's base models) with the OpenAI API.
@@ -39,9 +38,11 @@ def serve(
         project = with_serve_options(load(config), host, backend, no_auth)
         settings = project.config.serve
         chosen = select_backend(settings.backend)
-    err.print(f"serving {project.path.parent.name} on http://{host or settings.host}:"
-              f"{port if port is not None else settings.port}/v1 with the {chosen} backend"
-              + ("" if settings.auth else " [yellow](no API keys required)[/]"))
+    err.print(
+        f"serving {project.path.parent.name} on http://{host or settings.host}:"
+        f"{port if port is not None else settings.port}/v1 with the {chosen} backend"
+        + ("" if settings.auth else " [yellow](no API keys required)[/]")
+    )
     with user_errors():
         run_server(project, host, port)
 

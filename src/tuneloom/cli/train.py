@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Iterable, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -16,21 +17,33 @@ if TYPE_CHECKING:
     from tuneloom.artifacts import TrainResult
     from tuneloom.config import Project
 
-ResumeOpt = Annotated[Optional[str], typer.Option(
-    "--resume", help="Continue an interrupted run (id or folder) from its last checkpoint.")]
-SearchOpt = Annotated[Optional[int], typer.Option(
-    "--search", help="Run N Optuna trials over the task's search: space (minimising validation loss).")]
-ProcessesOpt = Annotated[Optional[int], typer.Option(
-    "--processes", help="Data-parallel training in N processes through accelerate launch (gloo on CPU).")]
-LauncherOpt = Annotated[Optional[str], typer.Option(
-    "--launcher", help="'accelerate': run through accelerate launch (with --processes and/or --accelerate-config).")]
-AccelerateConfigOpt = Annotated[Optional[str], typer.Option(
-    "--accelerate-config", help="accelerate config file, or a shipped one: fsdp, deepspeed-zero2, deepspeed-zero3.")]
+ResumeOpt = Annotated[
+    str | None, typer.Option("--resume", help="Continue an interrupted run (id or folder) from its last checkpoint.")
+]
+SearchOpt = Annotated[
+    int | None, typer.Option("--search", help="Run N Optuna trials over the task's search: space (minimising validation loss).")
+]
+ProcessesOpt = Annotated[
+    int | None, typer.Option("--processes", help="Data-parallel training in N processes through accelerate launch (gloo on CPU).")
+]
+LauncherOpt = Annotated[
+    str | None,
+    typer.Option("--launcher", help="'accelerate': run through accelerate launch (with --processes and/or --accelerate-config)."),
+]
+AccelerateConfigOpt = Annotated[
+    str | None,
+    typer.Option("--accelerate-config", help="accelerate config file, or a shipped one: fsdp, deepspeed-zero2, deepspeed-zero3."),
+]
 
 
 def train(
-    config: ConfigOpt = DEFAULT_CONFIG, task: TaskOpt = None, set_: SetOpt = None, resume: ResumeOpt = None,
-    search: SearchOpt = None, processes: ProcessesOpt = None, launcher: LauncherOpt = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    task: TaskOpt = None,
+    set_: SetOpt = None,
+    resume: ResumeOpt = None,
+    search: SearchOpt = None,
+    processes: ProcessesOpt = None,
+    launcher: LauncherOpt = None,
     accelerate_config: AccelerateConfigOpt = None,
 ) -> None:
     """Train one task (full, LoRA, DoRA or QLoRA); prepares its data first when the data settings changed.
@@ -59,14 +72,15 @@ def train(
 
 
 def _print_result(result: TrainResult) -> None:
-    out.print(f"[green]✓[/] {result.task}: {result.steps} steps, train loss {result.train_loss:.4f}"
-              + (f", validation loss {result.eval_loss:.4f}" if result.eval_loss is not None else "")
-              + f", {result.tokens_per_s:.0f} tokens/s")
+    out.print(
+        f"[green]✓[/] {result.task}: {result.steps} steps, train loss {result.train_loss:.4f}"
+        + (f", validation loss {result.eval_loss:.4f}" if result.eval_loss is not None else "")
+        + f", {result.tokens_per_s:.0f} tokens/s"
+    )
     out.print(f"  run: {result.run_dir}\n  next: tuneloom eval {Path(result.run_dir).name}")
 
 
-def wants_launcher(processes: int | None, launcher: str | None, accelerate_config: str | None,
-                   search: int | None = None) -> bool:
+def wants_launcher(processes: int | None, launcher: str | None, accelerate_config: str | None, search: int | None = None) -> bool:
     """Whether the options ask for accelerate launch; raises on combinations that cannot work."""
     launched = bool(launcher or processes or accelerate_config)
     if launched and search is not None:
@@ -91,15 +105,22 @@ def run_search(project: Project, task: str | None, n_trials: int) -> None:
         table.add_column(col, justify="left" if col in ("state", "run") else "right")
     for t in result.trials:
         best = result.best is not None and t.number == result.best.number
-        table.add_row(str(t.number), t.state, f"{t.value:.4f}" if t.value is not None else "",
-                      *(_fmt(t.params.get(p)) for p in params), str(t.steps or ""), t.run or "",
-                      style="bold green" if best else None)
+        table.add_row(
+            str(t.number),
+            t.state,
+            f"{t.value:.4f}" if t.value is not None else "",
+            *(_fmt(t.params.get(p)) for p in params),
+            str(t.steps or ""),
+            t.run or "",
+            style="bold green" if best else None,
+        )
     out.print(table)
     if result.best is None:
         out.print("[yellow]no trial completed: see the messages above")
     else:
-        out.print(f"[green]✓[/] best run: {result.best.run} (trial {result.best.number}, "
-                  f"validation loss {result.best.value:.4f})")
+        out.print(
+            f"[green]✓[/] best run: {result.best.run} (trial {result.best.number}, validation loss {result.best.value:.4f})"
+        )
     out.print(f"  study: {result.storage}", soft_wrap=True)
     out.print(f"  report: {result.report}", soft_wrap=True)
 
@@ -110,8 +131,14 @@ def _fmt(value: float | int | None) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def run_launched(project: Project, config: Path, task: str | None, overrides: list[str] | None,
-                 processes: int | None, accelerate_config: str | None) -> None:
+def run_launched(
+    project: Project,
+    config: Path,
+    task: str | None,
+    overrides: list[str] | None,
+    processes: int | None,
+    accelerate_config: str | None,
+) -> None:
     """Prepare the data once, train through accelerate launch, print what rank 0 wrote."""
     from tuneloom.artifacts import read_summary
     from tuneloom.data import prepare_dataset
@@ -127,6 +154,8 @@ def run_launched(project: Project, config: Path, task: str | None, overrides: li
         launch(args, processes, accelerate_config)
         run_dir = Workspace(project.workspace).run_dir(f"latest:{name}")
         trained = read_summary(run_dir).train
-        out.print(f"[green]✓[/] {name}: {trained.processes} processes, global batch {trained.global_batch_size}, "
-                  f"{trained.steps} steps, train loss {trained.train_loss:.4f}")
+        out.print(
+            f"[green]✓[/] {name}: {trained.processes} processes, global batch {trained.global_batch_size}, "
+            f"{trained.steps} steps, train loss {trained.train_loss:.4f}"
+        )
         out.print(f"  run: {run_dir}")

@@ -24,9 +24,7 @@ class SourceConfig(Strict):
     encoding: str | None = Field(None, description="Text encoding of CSV/TSV/text files (default: detected).")
     delimiter: str | None = Field(None, min_length=1, max_length=1, description="CSV delimiter (default: detected).")
     sheet: str | int | None = Field(None, description="xlsx: sheet name or 0-based index (default: the first).")
-    label_from_folder: bool = Field(
-        False, description="Folder source: each file's sub-folder name becomes its `label` column."
-    )
+    label_from_folder: bool = Field(False, description="Folder source: each file's sub-folder name becomes its `label` column.")
 
 
 class ColumnsConfig(Strict):
@@ -50,8 +48,18 @@ class ColumnsConfig(Strict):
 
     def required(self) -> list[str]:
         cols: list[str] = []
-        for value in (self.prompt, self.response, self.messages, self.label, self.entities, self.chosen,
-                      self.rejected, self.group, self.split, self.slice):
+        for value in (
+            self.prompt,
+            self.response,
+            self.messages,
+            self.label,
+            self.entities,
+            self.chosen,
+            self.rejected,
+            self.group,
+            self.split,
+            self.slice,
+        ):
             if value:
                 cols.append(value)
         if isinstance(self.text, str):
@@ -76,9 +84,7 @@ class SplitConfig(Strict):
     @model_validator(mode="after")
     def _fractions(self) -> SplitConfig:
         if self.validation + self.test >= 0.9:
-            raise ValueError(
-                f"validation ({self.validation}) + test ({self.test}) must leave at least 10% for training"
-            )
+            raise ValueError(f"validation ({self.validation}) + test ({self.test}) must leave at least 10% for training")
         return self
 
 
@@ -87,7 +93,8 @@ class BoilerplateRule(Strict):
 
     pattern: str
     action: Literal["cut_from", "remove"] = Field(
-        "remove", description="remove: delete each match; cut_from: delete from the match to the end (signatures, quoted replies)."
+        "remove",
+        description="remove: delete each match; cut_from: delete from the match to the end (signatures, quoted replies).",
     )
 
     @field_validator("pattern")
@@ -153,7 +160,9 @@ class RedactConfig(Strict):
     @model_validator(mode="after")
     def _person_needs_model(self) -> RedactConfig:
         if self.enabled and "person" in self.types and not self.ner_model:
-            raise ValueError("redact.types has 'person', which needs redact.ner_model (a local token-classification model folder)")
+            raise ValueError(
+                "redact.types has 'person', which needs redact.ner_model (a local token-classification model folder)"
+            )
         return self
 
 
@@ -169,9 +178,13 @@ class DataConfig(Strict):
     over_length: Literal["truncate", "reject"] = Field(
         "truncate", description="Examples longer than train.max_length tokens: truncated in training, or rejected here."
     )
-    token_stats: bool = Field(True, description="Token-length statistics with the model's tokenizer (when it is available offline).")
+    token_stats: bool = Field(
+        True, description="Token-length statistics with the model's tokenizer (when it is available offline)."
+    )
     rare_class_min: Annotated[int, Field(ge=1)] = Field(10, description="Warn about classes with fewer examples than this.")
-    workers: Annotated[int, Field(ge=1, le=64)] | None = Field(None, description="Processes for cleaning and hashing (default: CPU count).")
+    workers: Annotated[int, Field(ge=1, le=64)] | None = Field(
+        None, description="Processes for cleaning and hashing (default: CPU count)."
+    )
     split: SplitConfig = SplitConfig()
     multi_label: bool = Field(False, description="Classification: a row may carry several labels.")
     label_separator: str = Field(

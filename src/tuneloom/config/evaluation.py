@@ -28,7 +28,9 @@ class JudgeConfig(Strict):
         description="Base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1 ('/chat/completions' is appended).",
     )
     model: str = Field(min_length=1, description="Model name sent in each request.")
-    rubric: str = Field(DEFAULT_RUBRIC, min_length=1, description="What each score from 1 to 5 means; goes into the system prompt.")
+    rubric: str = Field(
+        DEFAULT_RUBRIC, min_length=1, description="What each score from 1 to 5 means; goes into the system prompt."
+    )
     api_key_env: str | None = Field(
         None,
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
@@ -41,9 +43,7 @@ class JudgeConfig(Strict):
 
 
 class EvalConfig(Strict):
-    metrics: list[str] | None = Field(
-        None, description="Subset of the task's metrics to show (default: all of them)."
-    )
+    metrics: list[str] | None = Field(None, description="Subset of the task's metrics to show (default: all of them).")
     max_new_tokens: Annotated[int, Field(gt=0, le=4096)] = Field(
         96, description="Chat tasks: longest generated answer in tokens."
     )
@@ -60,7 +60,9 @@ class EvalConfig(Strict):
 class GateConfig(Strict):
     """Rules a tuned model must pass before it may be promoted (`tuneloom gate RUN`)."""
 
-    min: dict[str, float] = Field(default_factory=dict, description="Metric -> lowest allowed value (highest for loss/perplexity).")
+    min: dict[str, float] = Field(
+        default_factory=dict, description="Metric -> lowest allowed value (highest for loss/perplexity)."
+    )
     max_drop: dict[str, float] = Field(
         default_factory=dict,
         description="Metric -> largest allowed drop against production (against base while nothing is in production).",

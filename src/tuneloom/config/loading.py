@@ -34,9 +34,7 @@ def load_project(path: str | Path = "tuneloom.yaml", overrides: list[str] | None
     if p.is_dir():
         p = p / "tuneloom.yaml"
     if not p.is_file():
-        raise ProjectFileError(
-            f"project file not found: {p}. Create one with `tuneloom init` or pass --config PATH."
-        )
+        raise ProjectFileError(f"project file not found: {p}. Create one with `tuneloom init` or pass --config PATH.")
     config = parse_project(p.read_text(encoding="utf-8"), str(p))
     if overrides:
         config = apply_overrides(config, overrides)

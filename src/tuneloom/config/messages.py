@@ -67,9 +67,7 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
-def format_validation_error(
-    err: ValidationError, source: str, node: yaml.Node | None, model: type[BaseModel]
-) -> str:
+def format_validation_error(err: ValidationError, source: str, node: yaml.Node | None, model: type[BaseModel]) -> str:
     """One line per error of validating `source` against `model`: where (field path and YAML line) and what is wrong."""
     lines = [f"{source} is not a valid Tuneloom project file:"]
     for e in err.errors():

@@ -15,7 +15,9 @@ class ServedModelConfig(Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$", description="Name clients use in `model`.")
     path: str = Field(description="A PEFT adapter folder or a full model folder, relative to the project file.")
-    base: str | None = Field(None, description="Base model of an adapter (catalog name or folder); default: the adapter's own config.")
+    base: str | None = Field(
+        None, description="Base model of an adapter (catalog name or folder); default: the adapter's own config."
+    )
     system_prompt: str | None = Field(None, description="Prepended when a chat request has no system message.")
 
 
@@ -35,14 +37,17 @@ class ServeConfig(Strict):
     host: str = Field("127.0.0.1", description="Address to listen on (loopback by default).")
     port: int = Field(8000, ge=0, le=65535)
     backend: Literal["auto", "transformers", "vllm"] = Field(
-        "auto", description="auto: vLLM when it is installed and a GPU is present, else transformers.")
+        "auto", description="auto: vLLM when it is installed and a GPU is present, else transformers."
+    )
     auth: bool = Field(True, description="Require an API key (`tuneloom keys create`) on every /v1 request.")
     base_models: list[str] | None = Field(
-        None, description="Catalog models served by name; default: the catalog models of the project's tasks.")
+        None, description="Catalog models served by name; default: the catalog models of the project's tasks."
+    )
     models: list[ServedModelConfig] = Field(default_factory=list, description="Extra models from folders.")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 where computed natively.")
     torch_threads: int | None = Field(
-        None, gt=0, description="CPU threads for the model; default: torch's. 1 is far faster on a CPU shared with other jobs.")
+        None, gt=0, description="CPU threads for the model; default: torch's. 1 is far faster on a CPU shared with other jobs."
+    )
     max_batch_size: int = Field(8, gt=0, description="Sequences decoded together in one step.")
     max_queue: int = Field(64, ge=0, description="Requests waiting for a batch slot; beyond it: 429.")
     request_timeout_s: float = Field(120.0, gt=0, description="Longest a request may take, queueing included.")
@@ -50,7 +55,8 @@ class ServeConfig(Strict):
     alias_ttl_s: float = Field(2.0, ge=0, description="How long a resolved `name` / `name@alias` is reused.")
     shutdown_grace_s: float = Field(30.0, ge=0, description="On shutdown, how long running requests may finish.")
     feedback_db: str | None = Field(
-        None, description="SQLAlchemy URL of the completion/feedback store; default: SQLite feedback.db in the workspace.")
+        None, description="SQLAlchemy URL of the completion/feedback store; default: SQLite feedback.db in the workspace."
+    )
     store_prompts: bool = Field(True, description="Store request messages and answers with each completion id.")
     log_prompts: bool = Field(False, description="Also write prompts to the server log (off: logs hold no prompts).")
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS; empty: CORS off.")

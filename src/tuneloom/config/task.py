@@ -29,7 +29,8 @@ class TaskConfig(Strict):
     gate: GateConfig = GateConfig()
     search: SearchConfig | None = Field(None, description="Hyperparameter search space for `tuneloom train --search N`.")
     registry_name: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
         description="Registered model name for this task's versions (default: the task name).",
     )
     label_descriptions: dict[str, str] | None = Field(
@@ -88,6 +89,13 @@ def check_search_space(task: TaskConfig) -> None:
 
 
 TASK_RULES = (
-    rules.check_packing, check_validation_split, check_catalog_model, rules.check_qlora, rules.check_metric_names,
-    check_search_space, rules.check_columns, rules.check_data_options, rules.check_kind_rules,
+    rules.check_packing,
+    check_validation_split,
+    check_catalog_model,
+    rules.check_qlora,
+    rules.check_metric_names,
+    check_search_space,
+    rules.check_columns,
+    rules.check_data_options,
+    rules.check_kind_rules,
 )

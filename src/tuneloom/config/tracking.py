@@ -20,6 +20,7 @@ class TrackingConfig(Strict):
 
     mlflow: bool = Field(True, description="Log training runs to MLflow.")
     uri: str | None = Field(
-        None, description="MLflow tracking server URL or database URI; default: registry.uri, else SQLite in the workspace (no network).",
+        None,
+        description="MLflow tracking server URL or database URI; default: registry.uri, else SQLite in the workspace (no network).",
     )
     log_model: bool = Field(True, description="Also log the run's model/ folder (adapter or weights) as an artifact.")

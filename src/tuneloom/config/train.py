@@ -19,9 +19,7 @@ class MethodConfig(Strict):
     alpha: Annotated[float, Field(gt=0)] = Field(32, description="Adapters: LoRA scaling; the update is scaled by alpha/r.")
     dropout: Annotated[float, Field(ge=0, lt=1)] = Field(0.05, description="Adapters: dropout on the LoRA input.")
     rslora: bool = Field(False, description="Rank-stabilised LoRA: scale adapters by alpha/sqrt(r) instead of alpha/r.")
-    target_modules: str | list[str] = Field(
-        "all-linear", description="Module names to adapt, or 'all-linear'."
-    )
+    target_modules: str | list[str] = Field("all-linear", description="Module names to adapt, or 'all-linear'.")
     merge: bool = Field(
         False, description="Adapters: also save the base with the adapter merged in (model-merged/, safetensors)."
     )
@@ -146,7 +144,8 @@ class SearchConfig(Strict):
     weight_decay: FloatRange | None = None
     warmup_ratio: FloatRange | None = None
     storage: str | None = Field(
-        None, pattern=r"^(sqlite|postgresql|postgresql\+\w+|mysql|mysql\+\w+)://",
+        None,
+        pattern=r"^(sqlite|postgresql|postgresql\+\w+|mysql|mysql\+\w+)://",
         description="Optuna storage URL shared by several machines (postgresql://...); default: optuna.db in the workspace.",
     )
     study: str | None = Field(None, description="Study name (default: the task name); trials accumulate across calls.")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneloom.errors import DataError
+
+if TYPE_CHECKING:
+    from tuneloom.data.prepare import PreparedDataset, load_split, prepare_dataset
 
 __all__ = ["DataError", "PreparedDataset", "load_split", "prepare_dataset"]
 

@@ -36,8 +36,13 @@ def shingles(key: str, size: int) -> set[bytes]:
 def signature(key: str, cfg: DedupConfig) -> np.ndarray:
     """MinHash values of one text (xxhash instead of the default SHA-1: same quality, several times faster)."""
     template = _template(cfg.num_perm)
-    m = MinHash(num_perm=cfg.num_perm, seed=SEED, hashfunc=xxhash.xxh32_intdigest,
-                permutations=template.permutations, scheme=template.scheme)
+    m = MinHash(
+        num_perm=cfg.num_perm,
+        seed=SEED,
+        hashfunc=xxhash.xxh32_intdigest,
+        permutations=template.permutations,
+        scheme=template.scheme,
+    )
     m.update_batch(list(shingles(key, cfg.shingle)))
     return m.hashvalues
 

@@ -8,8 +8,13 @@ from pathlib import Path
 
 from tuneloom.errors import DataError
 
-_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
-         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 
 
 def decode_text(path: Path, data: bytes, encoding: str | None = None) -> str:
@@ -18,7 +23,9 @@ def decode_text(path: Path, data: bytes, encoding: str | None = None) -> str:
         try:
             return data.decode(encoding)
         except (UnicodeDecodeError, LookupError) as exc:
-            raise DataError(f"{path}: cannot decode as {encoding} ({exc}); fix `encoding:` on the source or leave it out to detect it") from None
+            raise DataError(
+                f"{path}: cannot decode as {encoding} ({exc}); fix `encoding:` on the source or leave it out to detect it"
+            ) from None
     for bom, name in _BOMS:
         if data.startswith(bom):
             return data.decode(name)
@@ -40,11 +47,15 @@ def decode_text(path: Path, data: bytes, encoding: str | None = None) -> str:
         try:
             text = data.decode(best.encoding)
         except UnicodeDecodeError as exc:
-            raise DataError(f"{path}: looks like {best.encoding} but byte {exc.start} does not decode; set `encoding:` on the source") from None
+            raise DataError(
+                f"{path}: looks like {best.encoding} but byte {exc.start} does not decode; set `encoding:` on the source"
+            ) from None
     head = text[:8192]
     controls = sum(1 for ch in head if ord(ch) < 32 and ch not in "\t\n\r")
     if head and controls / len(head) > 0.02:
-        raise DataError(f"{path}: this is not a text file ({controls} control characters in the first {len(head)}); check the file")
+        raise DataError(
+            f"{path}: this is not a text file ({controls} control characters in the first {len(head)}); check the file"
+        )
     return text
 
 
@@ -82,8 +93,31 @@ def read_docx(path: Path) -> str:
     return "\n".join(parts)
 
 
-_BLOCKS = ["p", "div", "li", "tr", "table", "section", "article", "header", "footer", "blockquote", "pre",
-           "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "title", "main", "aside", "form"]
+_BLOCKS = [
+    "p",
+    "div",
+    "li",
+    "tr",
+    "table",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "blockquote",
+    "pre",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "ul",
+    "ol",
+    "title",
+    "main",
+    "aside",
+    "form",
+]
 
 
 def html_to_text(markup: str) -> str:

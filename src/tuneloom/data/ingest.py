@@ -10,8 +10,9 @@ import csv
 import io
 import json
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 
@@ -22,9 +23,21 @@ from tuneloom.errors import DataError
 Row = tuple[str, dict[str, Any]]  # (location such as 'tickets.csv:row 4', record)
 
 FORMATS = {
-    ".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json",
-    ".parquet": "parquet", ".xlsx": "xlsx", ".txt": "text", ".md": "text", ".markdown": "text", ".pdf": "pdf",
-    ".docx": "docx", ".html": "html", ".htm": "html",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".xlsx": "xlsx",
+    ".txt": "text",
+    ".md": "text",
+    ".markdown": "text",
+    ".pdf": "pdf",
+    ".docx": "docx",
+    ".html": "html",
+    ".htm": "html",
 }
 DOCUMENT_FORMATS = ("text", "pdf", "docx", "html")
 
@@ -47,7 +60,9 @@ def source_files(path: Path) -> list[Path]:
         raise DataError(f"data source not found: {path}. Check `data.sources[].path` (relative to the project file).")
     if path.is_file():
         return [path]
-    files = sorted(p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    files = sorted(
+        p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
     if not files:
         raise DataError(f"{path}: the folder holds no files; add data files or remove it from `data.sources`")
     return files
@@ -101,8 +116,13 @@ def read_file(path: Path, fmt: str, source: SourceConfig, name: str) -> Iterator
             for i, r in enumerate(frame.to_dict("records")):
                 yield f"{name}:row {i + 1}", {str(k): _cell(v) for k, v in r.items()}
         elif fmt == "xlsx":
-            frame = pd.read_excel(path, sheet_name=source.sheet if source.sheet is not None else 0, dtype=str,
-                                  keep_default_na=False, engine="openpyxl")
+            frame = pd.read_excel(
+                path,
+                sheet_name=source.sheet if source.sheet is not None else 0,
+                dtype=str,
+                keep_default_na=False,
+                engine="openpyxl",
+            )
             for i, r in enumerate(frame.to_dict("records")):
                 yield f"{name}:row {i + 2}", {str(k): _cell(v) for k, v in r.items()}  # the sheet's own row number
         else:
@@ -172,11 +192,13 @@ def _csv_problem(text: str, sep: str) -> str | None:
             if header is None:
                 header = row
             elif len(row) != len(header):
-                return (f"line {start}: {len(row)} fields where the header has {len(header)}; "
-                        f"quote fields that contain '{sep}' or fix that line")
+                return (
+                    f"line {start}: {len(row)} fields where the header has {len(header)}; "
+                    f"quote fields that contain '{sep}' or fix that line"
+                )
             start = reader.line_num + 1
     except csv.Error as exc:
         if "unexpected end of data" in str(exc) or "EOF" in str(exc):
-            return f'line {start}: a quoted field opened on this line is never closed (unbalanced \'"\'); fix the quotes'
+            return f"line {start}: a quoted field opened on this line is never closed (unbalanced '\"'); fix the quotes"
         return f"line {start}: {exc}"
     return None

@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from tuneloom.tasks import kind_of
 from tuneloom.artifacts import (
     DatasetManifest,
     ManifestResult,
@@ -25,21 +25,33 @@ from tuneloom.artifacts import (
     read_manifest,
     write_manifest,
 )
+from tuneloom.atomic import atomic_dir, read_jsonl, write_jsonl_atomic
 from tuneloom.config import Project, TaskConfig
+from tuneloom.data import tokens
 from tuneloom.data.dedup import NearDuplicates, clusters
 from tuneloom.data.ingest import read_source, source_files
 from tuneloom.data.redact import load_person_finder
 from tuneloom.data.report import write_data_report
 from tuneloom.data.rows import RowStage, run_rows
 from tuneloom.data.split import split_examples
-from tuneloom.data import tokens
 from tuneloom.errors import DataError
-from tuneloom.atomic import atomic_dir, read_jsonl, write_jsonl_atomic
+from tuneloom.tasks import kind_of
 from tuneloom.workspace import Workspace
 
 PREP_VERSION = 2  # bump when the output of the same inputs changes
-LIBRARIES = ("tuneloom", "pandas", "pyarrow", "openpyxl", "pypdf", "python-docx", "beautifulsoup4",
-             "charset-normalizer", "datasketch", "langdetect", "transformers")
+LIBRARIES = (
+    "tuneloom",
+    "pandas",
+    "pyarrow",
+    "openpyxl",
+    "pypdf",
+    "python-docx",
+    "beautifulsoup4",
+    "charset-normalizer",
+    "datasketch",
+    "langdetect",
+    "transformers",
+)
 
 
 def _sha256(path: Path) -> str:
@@ -75,8 +87,14 @@ def _columns_present(path: Path, record: dict[str, Any], required: list[str]) ->
 
 def dataset_version(task: TaskConfig, source_hashes: list[str]) -> str:
     payload = json.dumps(
-        {"v": PREP_VERSION, "type": task.type, "data": task.data.model_dump(mode="json"), "sources": source_hashes,
-         "model": task.model, "max_length": task.train.max_length},
+        {
+            "v": PREP_VERSION,
+            "type": task.type,
+            "data": task.data.model_dump(mode="json"),
+            "sources": source_hashes,
+            "model": task.model,
+            "max_length": task.train.max_length,
+        },
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
@@ -104,9 +122,17 @@ class SourceTally:
 
     def account(self, path: Path, sha256: str, files: dict[str, str]) -> SourceAccount:
         kept = self.read - sum(self.rejected.values()) - self.duplicates
-        return SourceAccount(path=str(path), sha256=sha256, files=files, read=self.read, kept=kept,
-                             rejected=dict(self.rejected), duplicates=self.duplicates,
-                             near_duplicates=self.near_duplicates, redacted={k: v for k, v in self.redacted.items() if v})
+        return SourceAccount(
+            path=str(path),
+            sha256=sha256,
+            files=files,
+            read=self.read,
+            kept=kept,
+            rejected=dict(self.rejected),
+            duplicates=self.duplicates,
+            near_duplicates=self.near_duplicates,
+            redacted={k: v for k, v in self.redacted.items() if v},
+        )
 
 
 @dataclass
@@ -152,7 +178,12 @@ def _sort_rows(task: TaskConfig, results: list[Any], owner: list[int], tallies: 
         if match is not None:
             tally.duplicates += 1
             tally.near_duplicates += 1
-            entry = {"location": r.location, "reason": "near_duplicate", "duplicate_of": match[0], "similarity": round(match[1], 3)}
+            entry = {
+                "location": r.location,
+                "reason": "near_duplicate",
+                "duplicate_of": match[0],
+                "similarity": round(match[1], 3),
+            }
             out.rejects.append(entry)
             out.near_dups.append({**entry, "text": _preview(r.example)})
             continue
@@ -175,8 +206,7 @@ def _keep(task: TaskConfig, r: Any, src: int, tally: SourceTally, out: SortedRow
     out.kept.append(ex)
 
 
-def _token_lengths(task: TaskConfig, rows: SortedRows, tallies: list[SourceTally],
-                   warnings: list[str]) -> tuple[Any, int | None]:
+def _token_lengths(task: TaskConfig, rows: SortedRows, tallies: list[SourceTally], warnings: list[str]) -> tuple[Any, int | None]:
     """Measure token lengths with the model's tokenizer; reject or warn about over-long examples.
 
     Returns (tokenizer or None, context window); appends to `warnings`, may shrink `rows.kept`.
@@ -200,21 +230,29 @@ def _token_lengths(task: TaskConfig, rows: SortedRows, tallies: list[SourceTally
         drop = {id(e) for e in long}
         rows.kept = [e for e in rows.kept if id(e) not in drop]
     elif long:
-        warnings.append(f"{len(long)} example(s) exceed train.max_length {max_length} tokens and will be truncated "
-                        f"in training (data.over_length: reject drops them instead)")
+        warnings.append(
+            f"{len(long)} example(s) exceed train.max_length {max_length} tokens and will be truncated "
+            f"in training (data.over_length: reject drops them instead)"
+        )
     return tokenizer, window
 
 
 def _manifest(task: TaskConfig, result: PreparedDataset, label_counts: Any, token_stats: Any) -> DatasetManifest:
     return DatasetManifest(
-        result=ManifestResult(**result.model_dump(exclude={"reused"})), task_type=task.type,
-        data_config=task.data.model_dump(mode="json"), model=task.model, label_counts=label_counts,
-        tokens=token_stats, libraries=_versions(), prep_version=PREP_VERSION,
+        result=ManifestResult(**result.model_dump(exclude={"reused"})),
+        task_type=task.type,
+        data_config=task.data.model_dump(mode="json"),
+        model=task.model,
+        label_counts=label_counts,
+        tokens=token_stats,
+        libraries=_versions(),
+        prep_version=PREP_VERSION,
     )
 
 
-def _write_version(folder: Path, task: TaskConfig, splits: dict[str, list[dict[str, Any]]], rows: SortedRows,
-                   manifest: DatasetManifest) -> None:
+def _write_version(
+    folder: Path, task: TaskConfig, splits: dict[str, list[dict[str, Any]]], rows: SortedRows, manifest: DatasetManifest
+) -> None:
     """The dataset folder, whole or not at all: splits, rejects, originals (on request), manifest, report."""
     with atomic_dir(folder) as tmp:
         for split, split_rows in splits.items():
@@ -238,14 +276,17 @@ def _source_paths(project: Project, task: TaskConfig) -> list[Path]:
     return paths
 
 
-def _accounts(hashed: list[tuple[str, dict[str, str]]], paths: list[Path], tallies: list[SourceTally],
-              log: Callable[[str], None]) -> list[SourceAccount]:
+def _accounts(
+    hashed: list[tuple[str, dict[str, str]]], paths: list[Path], tallies: list[SourceTally], log: Callable[[str], None]
+) -> list[SourceAccount]:
     accounts = []
     for (source_hash, files), path, tally in zip(hashed, paths, tallies):
         account = tally.account(path, source_hash, files)
         accounts.append(account)
-        log(f"{path.name}: read {account.read}, kept {account.kept}, rejected {sum(account.rejected.values())}, "
-            f"duplicates {account.duplicates} ({account.near_duplicates} near)")
+        log(
+            f"{path.name}: read {account.read}, kept {account.kept}, rejected {sum(account.rejected.values())}, "
+            f"duplicates {account.duplicates} ({account.near_duplicates} near)"
+        )
     return accounts
 
 
@@ -284,13 +325,21 @@ def prepare_dataset(
     token_stats = {s: tokens.summary(v, task.train.max_length, window) for s, v in splits.items()} if tokenizer else None
     if token_stats and token_stats["train"].get("misaligned_entities"):
         n = sum(t.get("misaligned_entities", 0) for t in token_stats.values())
-        warnings.append(f"{n} entity span(s) do not start or end on a token boundary of {task.model}'s tokenizer; "
-                        f"their BIO tags will cover the whole tokens they touch")
+        warnings.append(
+            f"{n} entity span(s) do not start or end on a token boundary of {task.model}'s tokenizer; "
+            f"their BIO tags will cover the whole tokens they touch"
+        )
     for w in warnings:
         log(f"warning: {w}")
     result = PreparedDataset(
-        task=task.name, version=version, path=str(folder), reused=False, counts={s: len(v) for s, v in splits.items()},
-        labels=kind.labels(rows.kept), sources=accounts, redacted=dict(sum((Counter(a.redacted) for a in accounts), Counter())),
+        task=task.name,
+        version=version,
+        path=str(folder),
+        reused=False,
+        counts={s: len(v) for s, v in splits.items()},
+        labels=kind.labels(rows.kept),
+        sources=accounts,
+        redacted=dict(sum((Counter(a.redacted) for a in accounts), Counter())),
         warnings=warnings,
     )
     _write_version(folder, task, splits, rows, _manifest(task, result, label_counts, token_stats))

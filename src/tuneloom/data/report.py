@@ -21,10 +21,21 @@ def write_data_report(
     result = manifest["result"]
     images = []
     if manifest.get("tokens"):
-        images.append(plots.histograms({s: [e["_tokens"] for e in v] for s, v in splits.items()},
-                                       "example length in tokens", "tokens", limit=manifest["tokens"]["train"]["max_length"]))
-    images.append(plots.histograms({s: [sum(len(t) for t in dedup_texts(e)) for e in v] for s, v in splits.items()},
-                                   "example length in characters", "characters"))
+        images.append(
+            plots.histograms(
+                {s: [e["_tokens"] for e in v] for s, v in splits.items()},
+                "example length in tokens",
+                "tokens",
+                limit=manifest["tokens"]["train"]["max_length"],
+            )
+        )
+    images.append(
+        plots.histograms(
+            {s: [sum(len(t) for t in dedup_texts(e)) for e in v] for s, v in splits.items()},
+            "example length in characters",
+            "characters",
+        )
+    )
     if manifest.get("label_counts"):
         images.append(plots.label_distribution(manifest["label_counts"], "examples per label and split"))
     reasons = Counter(r["reason"] for r in rejects)
@@ -33,8 +44,13 @@ def write_data_report(
     if result["redacted"]:
         images.append(plots.count_bars(result["redacted"], "personal data redacted, by type", color="#059669"))
     return render_to(
-        path, "data_report.html.j2",
-        title=f"Dataset {result['task']} {result['version']}", result=result, manifest=manifest,
-        reasons=dict(reasons.most_common()), plots=images, clusters=near_clusters,
+        path,
+        "data_report.html.j2",
+        title=f"Dataset {result['task']} {result['version']}",
+        result=result,
+        manifest=manifest,
+        reasons=dict(reasons.most_common()),
+        plots=images,
+        clusters=near_clusters,
         totals={k: sum(s[k] for s in result["sources"]) for k in ("read", "kept", "duplicates", "near_duplicates")},
     )

@@ -9,20 +9,29 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from tuneloom.tasks import kind_of
 from tuneloom.config import DataConfig
 from tuneloom.data.clean import Cleaner, dedup_key, normalize_text
 from tuneloom.data.dedup import signature
 from tuneloom.data.format import dedup_texts
 from tuneloom.data.redact import Redactor, redact_example
+from tuneloom.tasks import kind_of
 
-SPLIT_NAMES = {"train": "train", "training": "train", "validation": "validation", "valid": "validation",
-               "val": "validation", "dev": "validation", "test": "test", "testing": "test"}
+SPLIT_NAMES = {
+    "train": "train",
+    "training": "train",
+    "validation": "validation",
+    "valid": "validation",
+    "val": "validation",
+    "dev": "validation",
+    "test": "test",
+    "testing": "test",
+}
 INLINE_BELOW = 20_000  # rows; fewer are not worth starting worker processes for
 
 

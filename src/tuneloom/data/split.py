@@ -53,4 +53,3 @@ def split_examples(examples: list[dict[str, Any]], cfg: SplitConfig) -> dict[str
     for split in SPLITS:
         rng.shuffle(out[split])
     return out
-

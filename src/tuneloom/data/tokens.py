@@ -36,8 +36,11 @@ def load_tokenizer(task: TaskConfig) -> tuple[Any | None, int | None, str | None
 
 def _chat_ids(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool = False) -> int:
     if tokenizer.chat_template:
-        return len(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
-                                                 add_generation_prompt=generation_prompt)["input_ids"])
+        return len(
+            tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, add_generation_prompt=generation_prompt)[
+                "input_ids"
+            ]
+        )
     return len(tokenizer("\n".join(m["content"] for m in messages))["input_ids"])
 
 
@@ -84,9 +87,13 @@ def summary(examples: list[dict[str, Any]], max_length: int, window: int | None)
     lengths = np.array([e["_tokens"] for e in examples]) if examples else np.zeros(0)
     out: dict[str, Any] = {"n": int(len(lengths)), "max_length": max_length, "context_window": window}
     if len(lengths):
-        out.update(mean=round(float(lengths.mean()), 1), p50=int(np.percentile(lengths, 50)),
-                   p95=int(np.percentile(lengths, 95)), max=int(lengths.max()),
-                   over_max_length=int(sum(over_length(e, max_length) for e in examples)))
+        out.update(
+            mean=round(float(lengths.mean()), 1),
+            p50=int(np.percentile(lengths, 50)),
+            p95=int(np.percentile(lengths, 95)),
+            max=int(lengths.max()),
+            over_max_length=int(sum(over_length(e, max_length) for e in examples)),
+        )
     if any("_misaligned" in e for e in examples):
         out["misaligned_entities"] = int(sum(e.get("_misaligned", 0) for e in examples))
     return out

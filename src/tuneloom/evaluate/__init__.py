@@ -47,7 +47,8 @@ def _production_model(production: Any, snapshot: RunSnapshot) -> ProductionModel
     if production is None:
         return None
     return ProductionModel(
-        path=Path(production.path), method=production.lineage.get("method", "lora"),
+        path=Path(production.path),
+        method=production.lineage.get("method", "lora"),
         base_model_path=production.lineage.get("base_model_path") or snapshot.base_model_path,
     )
 
@@ -92,25 +93,43 @@ def evaluate_run(
     task = snapshot.task_config()
     dataset_dir = Path(test_data or snapshot.dataset.path)
     labels, rows, sampled = _test_rows(snapshot, dataset_dir)
-    ctx = EvalContext(task=task, model_dir=run / "model", base_path=Path(snapshot.base_model_path),
-                      precision=snapshot.precision, labels=labels, rows=rows, tick=lambda n: None,
-                      production=_production_model(production, snapshot), general=_general_rows(snapshot))
+    ctx = EvalContext(
+        task=task,
+        model_dir=run / "model",
+        base_path=Path(snapshot.base_model_path),
+        precision=snapshot.precision,
+        labels=labels,
+        rows=rows,
+        tick=lambda n: None,
+        production=_production_model(production, snapshot),
+        general=_general_rows(snapshot),
+    )
     started = time.time()
     raw = _score(ctx, console)
     per_example_views(kind_of(task.type), raw, rows)
     shown = task.eval.metrics or list(kind_of(task.type).metrics)
     if "judge_score" in raw["tuned"] and "judge_score" in raw["base"]:
         shown = [*shown, "judge_score"]
-    raw.update(task=task.name, task_type=task.type, run=run.name, split="test", test_dataset=str(dataset_dir),
-               n_examples=len(rows), sampled=sampled, seconds=round(time.time() - started, 1), metrics_shown=shown,
-               comparison={m: compare(raw, m) for m in shown})
+    raw.update(
+        task=task.name,
+        task_type=task.type,
+        run=run.name,
+        split="test",
+        test_dataset=str(dataset_dir),
+        n_examples=len(rows),
+        sampled=sampled,
+        seconds=round(time.time() - started, 1),
+        metrics_shown=shown,
+        comparison={m: compare(raw, m) for m in shown},
+    )
     if production is not None:
         raw["production_version"] = f"{production.name}:{production.version}"
         raw["comparison_production"] = {m: compare(raw, m, reference="production") for m in shown if m in raw["production"]}
     result = EvalResult.model_validate(raw)
     write_eval(run, result)
     summary = read_summary(run)
-    summary.eval = EvalSummary(split="test", test_dataset=str(dataset_dir), n_examples=len(rows), sampled=sampled,
-                               comparison=result.comparison)
+    summary.eval = EvalSummary(
+        split="test", test_dataset=str(dataset_dir), n_examples=len(rows), sampled=sampled, comparison=result.comparison
+    )
     write_summary(run, summary)
     return result

@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 
 @torch.inference_mode()
-def answer_losses(model: Any, tokenizer: Any, rows: list[dict[str, Any]], max_length: int, batch_size: int) -> list[tuple[float, int]]:
+def answer_losses(
+    model: Any, tokenizer: Any, rows: list[dict[str, Any]], max_length: int, batch_size: int
+) -> list[tuple[float, int]]:
     """Per example: (summed negative log-likelihood, number) of its reference answer tokens."""
     encoded, _, _ = sft.encode_split(tokenizer, rows, max_length)
     collate = sft.collator(tokenizer)
@@ -78,14 +80,20 @@ def _generate(
 
 
 def score_model(
-    model: Any, tokenizer: Any, rows: list[dict[str, Any]], max_length: int, max_new_tokens: int, batch_size: int, tick: Callable[[int], None]
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict[str, Any]],
+    max_length: int,
+    max_new_tokens: int,
+    batch_size: int,
+    tick: Callable[[int], None],
 ) -> tuple[dict[str, float], list[str], dict[str, list[Any]]]:
     losses = answer_losses(model, tokenizer, rows, max_length, batch_size)
     answers, tokens, seconds = generate_answers(model, tokenizer, rows, max_new_tokens, batch_size, tick)
     refs = [r["messages"][-1]["content"] for r in rows]
     loss = sum(s for s, _ in losses) / max(sum(c for _, c in losses), 1)
     scores = per_example_scores(answers, refs)
-    per_example = {"answer_nll": losses, **scores}
+    per_example: dict[str, list[Any]] = {"answer_nll": losses, **scores}
     metrics = {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), **mean_scores(scores)}
     metrics["gen_tokens_per_s"] = tokens / max(seconds, 1e-9)
     metrics["latency_ms_per_example"] = 1000 * seconds / max(len(rows), 1)
@@ -130,8 +138,12 @@ def evaluate_chat(ctx: EvalContext) -> dict[str, Any]:
         }
         for r, b, t, fb, ft in zip(rows, base_answers, tuned_answers, base_each["token_f1"], tuned_each["token_f1"])
     ]
-    result = {"base": base_metrics, "tuned": tuned_metrics, "examples": examples,
-              "intervals": _intervals(base_each, tuned_each, len(rows))}
+    result = {
+        "base": base_metrics,
+        "tuned": tuned_metrics,
+        "examples": examples,
+        "intervals": _intervals(base_each, tuned_each, len(rows)),
+    }
     if general and general_base and general_tuned:
         result["forgetting"] = _forgetting(general, general_base, general_tuned)
     if ctx.production is not None:
@@ -144,8 +156,9 @@ def evaluate_chat(ctx: EvalContext) -> dict[str, Any]:
     return result
 
 
-def _forgetting(general: list[dict[str, Any]], base: tuple[dict[str, float], list[str], Any],
-                tuned: tuple[dict[str, float], list[str], Any]) -> dict[str, Any]:
+def _forgetting(
+    general: list[dict[str, Any]], base: tuple[dict[str, float], list[str], Any], tuned: tuple[dict[str, float], list[str], Any]
+) -> dict[str, Any]:
     """The forgetting check's section: base and tuned scores on the general-ability set, and the drops."""
     return {
         "n": len(general),
@@ -154,8 +167,14 @@ def _forgetting(general: list[dict[str, Any]], base: tuple[dict[str, float], lis
         "token_f1_drop": base[0]["token_f1"] - tuned[0]["token_f1"],
         "rouge_l_drop": base[0]["rouge_l"] - tuned[0]["rouge_l"],
         "examples": [
-            {"id": r["id"], "category": r.get("category"), "question": r["messages"][-2]["content"],
-             "reference": r["messages"][-1]["content"], "base": b, "tuned": t}
+            {
+                "id": r["id"],
+                "category": r.get("category"),
+                "question": r["messages"][-2]["content"],
+                "reference": r["messages"][-1]["content"],
+                "base": b,
+                "tuned": t,
+            }
             for r, b, t in zip(general, base[1], tuned[1])
         ],
     }

@@ -37,8 +37,16 @@ def embed(model: Any, tokenizer: Any, texts: list[str], max_length: int, batch_s
     return torch.cat(out)
 
 
-def zero_shot(base_path: Path, tokenizer: Any, texts: list[str], labels: list[str], descriptions: dict[str, str],
-              max_length: int, batch_size: int, trust_remote_code: bool) -> list[str]:
+def zero_shot(
+    base_path: Path,
+    tokenizer: Any,
+    texts: list[str],
+    labels: list[str],
+    descriptions: dict[str, str],
+    max_length: int,
+    batch_size: int,
+    trust_remote_code: bool,
+) -> list[str]:
     """The base model without training: each text gets the label whose description it is closest to."""
     from transformers import AutoModel
 
@@ -49,8 +57,9 @@ def zero_shot(base_path: Path, tokenizer: Any, texts: list[str], labels: list[st
 
 
 @torch.inference_mode()
-def predict(model: Any, tokenizer: Any, texts: list[str], labels: list[str], max_length: int, batch_size: int,
-            tick: Callable[[int], None]) -> tuple[list[str], np.ndarray]:
+def predict(
+    model: Any, tokenizer: Any, texts: list[str], labels: list[str], max_length: int, batch_size: int, tick: Callable[[int], None]
+) -> tuple[list[str], np.ndarray]:
     """Predicted labels and the full probability rows (examples x labels)."""
     preds, rows = [], []
     for chunk in _batches(texts, batch_size):
@@ -65,17 +74,24 @@ def predict(model: Any, tokenizer: Any, texts: list[str], labels: list[str], max
 def _scores_with_calibration(truth: list[str], preds: list[str], probs: np.ndarray, labels: list[str]) -> dict[str, Any]:
     index = {label: i for i, label in enumerate(labels)}
     cal = calibration([index[t] for t in truth], probs)
-    return {**classification_scores(truth, preds, labels), "ece": cal["ece"], "brier": cal["brier"],
-            "reliability": cal["reliability"]}
+    return {
+        **classification_scores(truth, preds, labels),
+        "ece": cal["ece"],
+        "brier": cal["brier"],
+        "reliability": cal["reliability"],
+    }
 
 
-def classification_intervals(truth: list[str], base: list[str], tuned: list[str], labels: list[str]) -> dict[str, tuple[float, float]]:
+def classification_intervals(
+    truth: list[str], base: list[str], tuned: list[str], labels: list[str]
+) -> dict[str, tuple[float, float]]:
     """Paired bootstrap intervals of tuned - base for accuracy, macro F1 and weighted F1."""
     from sklearn.metrics import f1_score
 
     y, b, t = np.asarray(truth), np.asarray(base), np.asarray(tuned)
     out = {"accuracy": paired_bootstrap(len(y), mean_metric(b == y, t == y))}
     for name, average in (("macro_f1", "macro"), ("weighted_f1", "weighted")):
+
         def metric(idx: np.ndarray, average: str = average) -> tuple[float, float]:
             return (
                 f1_score(y[idx], b[idx], labels=labels, average=average, zero_division=0),
@@ -91,12 +107,29 @@ def _setup(ctx: EvalContext, multi_label: bool) -> tuple[Any, list[str], list[st
     task = ctx.task
     tokenizer = classify.load_tokenizer(ctx.model_dir, task.trust_remote_code)
     texts = [r["text"] for r in ctx.rows]
-    base = zero_shot(ctx.base_path, tokenizer, texts, ctx.labels, task.label_descriptions or {}, task.train.max_length,
-                     task.eval.batch_size, task.trust_remote_code)
+    base = zero_shot(
+        ctx.base_path,
+        tokenizer,
+        texts,
+        ctx.labels,
+        task.label_descriptions or {},
+        task.train.max_length,
+        task.eval.batch_size,
+        task.trust_remote_code,
+    )
 
     def load(model_dir: Path, base_path: Path | str, method: str) -> Any:
-        return load_trained("sequence_classification", model_dir, base_path, method, ctx.precision, ctx.labels,
-                            task.trust_remote_code, multi_label, tokenizer.pad_token_id)
+        return load_trained(
+            "sequence_classification",
+            model_dir,
+            base_path,
+            method,
+            ctx.precision,
+            ctx.labels,
+            task.trust_remote_code,
+            multi_label,
+            tokenizer.pad_token_id,
+        )
 
     return tokenizer, texts, base, load
 
@@ -129,8 +162,10 @@ def evaluate_classification(ctx: EvalContext) -> dict[str, Any]:
         prod_preds, prod_probs = predict(prod, tokenizer, texts, labels, max_length, batch_size, ctx.tick)
         for e, p in zip(examples, prod_preds):
             e["production"] = p
-        result.update(production=_scores_with_calibration(truth, prod_preds, prod_probs, labels),
-                      intervals_production=classification_intervals(truth, prod_preds, tuned_preds, labels))
+        result.update(
+            production=_scores_with_calibration(truth, prod_preds, prod_probs, labels),
+            intervals_production=classification_intervals(truth, prod_preds, tuned_preds, labels),
+        )
     return result
 
 
@@ -158,8 +193,9 @@ def multilabel_scores(truth: list[list[str]], preds: list[list[str]], labels: li
 
 
 @torch.inference_mode()
-def predict_sets(model: Any, tokenizer: Any, texts: list[str], labels: list[str], max_length: int, batch_size: int,
-                 tick: Callable[[int], None]) -> list[list[str]]:
+def predict_sets(
+    model: Any, tokenizer: Any, texts: list[str], labels: list[str], max_length: int, batch_size: int, tick: Callable[[int], None]
+) -> list[list[str]]:
     """Multi-label predictions: every label whose sigmoid probability exceeds 0.5."""
     out = []
     for chunk in _batches(texts, batch_size):
@@ -181,8 +217,15 @@ def evaluate_multilabel(ctx: EvalContext) -> dict[str, Any]:
     tuned = predict_sets(model, tokenizer, texts, labels, max_length, batch_size, ctx.tick)
     latency_ms = 1000 * (time.perf_counter() - started) / max(len(texts), 1)
     examples = [
-        {"id": r["id"], "text": r["text"][:300], "labels": t, "base": b, "tuned": u,
-         "score_base": float(sorted(b) == t), "score_tuned": float(sorted(u) == t)}
+        {
+            "id": r["id"],
+            "text": r["text"][:300],
+            "labels": t,
+            "base": b,
+            "tuned": u,
+            "score_base": float(sorted(b) == t),
+            "score_tuned": float(sorted(u) == t),
+        }
         for r, t, b, u in zip(rows, truth, base, tuned)
     ]
     result = {
@@ -196,5 +239,7 @@ def evaluate_multilabel(ctx: EvalContext) -> dict[str, Any]:
     }
     if ctx.production is not None:
         prod = load(ctx.production.path, ctx.production.base_model_path, ctx.production.method)
-        result["production"] = multilabel_scores(truth, predict_sets(prod, tokenizer, texts, labels, max_length, batch_size, ctx.tick), labels)
+        result["production"] = multilabel_scores(
+            truth, predict_sets(prod, tokenizer, texts, labels, max_length, batch_size, ctx.tick), labels
+        )
     return result

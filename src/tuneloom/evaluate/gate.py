@@ -31,47 +31,93 @@ def check_gate(gate: GateConfig, result: dict[str, Any]) -> GateResult:
     rules: list[RuleResult] = []
     missing = [m for m in [*gate.min, *gate.max_drop] if m not in tuned or m not in ref]
     for metric in dict.fromkeys(missing):
-        rules.append(RuleResult(rule=f"measured {metric}", value=0.0, limit=0.0, passed=False,
-                                detail=f"{metric} was not measured for tuned and {reference} (judge not configured?)"))
+        rules.append(
+            RuleResult(
+                rule=f"measured {metric}",
+                value=0.0,
+                limit=0.0,
+                passed=False,
+                detail=f"{metric} was not measured for tuned and {reference} (judge not configured?)",
+            )
+        )
     for metric, limit in gate.min.items():
         if metric in missing:
             continue
         value = float(tuned[metric])
         ok = value <= limit if lower_is_better(metric) else value >= limit
         bound = "at most" if lower_is_better(metric) else "at least"
-        rules.append(RuleResult(rule=f"min {metric}", value=value, limit=limit, passed=ok,
-                                detail=f"tuned {metric} {value:.4f}, must be {bound} {limit:.4f}"))
+        rules.append(
+            RuleResult(
+                rule=f"min {metric}",
+                value=value,
+                limit=limit,
+                passed=ok,
+                detail=f"tuned {metric} {value:.4f}, must be {bound} {limit:.4f}",
+            )
+        )
     for metric, limit in gate.max_drop.items():
         if metric in missing:
             continue
         drop = _drop(metric, float(ref[metric]), float(tuned[metric]))
-        rules.append(RuleResult(rule=f"max drop {metric}", value=drop, limit=limit, passed=drop <= limit,
-                                detail=f"{reference} {float(ref[metric]):.4f} -> tuned {float(tuned[metric]):.4f}: "
-                                       f"drop {drop:+.4f}, allowed {limit:.4f}"))
+        rules.append(
+            RuleResult(
+                rule=f"max drop {metric}",
+                value=drop,
+                limit=limit,
+                passed=drop <= limit,
+                detail=f"{reference} {float(ref[metric]):.4f} -> tuned {float(tuned[metric]):.4f}: "
+                f"drop {drop:+.4f}, allowed {limit:.4f}",
+            )
+        )
     if gate.max_class_f1_drop is not None:
         for label, scores in tuned["per_class"].items():
             before = ref["per_class"][label]["f1"]
             drop = before - scores["f1"]
-            rules.append(RuleResult(rule=f"max class F1 drop {label}", value=drop, limit=gate.max_class_f1_drop,
-                                    passed=drop <= gate.max_class_f1_drop,
-                                    detail=f"{reference} F1 {before:.3f} -> tuned {scores['f1']:.3f} (n={scores['support']})"))
+            rules.append(
+                RuleResult(
+                    rule=f"max class F1 drop {label}",
+                    value=drop,
+                    limit=gate.max_class_f1_drop,
+                    passed=drop <= gate.max_class_f1_drop,
+                    detail=f"{reference} F1 {before:.3f} -> tuned {scores['f1']:.3f} (n={scores['support']})",
+                )
+            )
     if gate.max_latency_ms is not None:
         latency = float(tuned["latency_ms_per_example"])
-        rules.append(RuleResult(rule="max latency", value=latency, limit=gate.max_latency_ms,
-                                passed=latency <= gate.max_latency_ms,
-                                detail=f"{latency:.1f} ms per test example, budget {gate.max_latency_ms:.1f} ms"))
+        rules.append(
+            RuleResult(
+                rule="max latency",
+                value=latency,
+                limit=gate.max_latency_ms,
+                passed=latency <= gate.max_latency_ms,
+                detail=f"{latency:.1f} ms per test example, budget {gate.max_latency_ms:.1f} ms",
+            )
+        )
     if gate.max_forgetting is not None:
         forgetting = result.get("forgetting")
         if forgetting is None:
-            rules.append(RuleResult(rule="max forgetting", value=0.0, limit=gate.max_forgetting, passed=False,
-                                    detail="no forgetting check in this evaluation; run `tuneloom eval` again"))
+            rules.append(
+                RuleResult(
+                    rule="max forgetting",
+                    value=0.0,
+                    limit=gate.max_forgetting,
+                    passed=False,
+                    detail="no forgetting check in this evaluation; run `tuneloom eval` again",
+                )
+            )
         else:
             drop = float(forgetting["token_f1_drop"])
-            rules.append(RuleResult(rule="max forgetting", value=drop, limit=gate.max_forgetting,
-                                    passed=drop <= gate.max_forgetting,
-                                    detail=f"general-ability token F1 {forgetting['base']['token_f1']:.4f} -> "
-                                           f"{forgetting['tuned']['token_f1']:.4f} on {forgetting['n']} items: "
-                                           f"drop {drop:+.4f}, allowed {gate.max_forgetting:.4f}"))
+            rules.append(
+                RuleResult(
+                    rule="max forgetting",
+                    value=drop,
+                    limit=gate.max_forgetting,
+                    passed=drop <= gate.max_forgetting,
+                    detail=f"general-ability token F1 {forgetting['base']['token_f1']:.4f} -> "
+                    f"{forgetting['tuned']['token_f1']:.4f} on {forgetting['n']} items: "
+                    f"drop {drop:+.4f}, allowed {gate.max_forgetting:.4f}",
+                )
+            )
     return GateResult(passed=all(r.passed for r in rules), reference=reference, rules=rules)
 
 

@@ -30,7 +30,13 @@ if TYPE_CHECKING:
     import httpx2  # imported where requests are made, so importing JudgeConfig stays light
 
 __all__ = [
-    "DEFAULT_RUBRIC", "JudgeConfig", "JudgeScore", "judge_answers", "judge_from_config", "judge_sides", "judge_summary",
+    "DEFAULT_RUBRIC",
+    "JudgeConfig",
+    "JudgeScore",
+    "judge_answers",
+    "judge_from_config",
+    "judge_sides",
+    "judge_summary",
     "parse_judge_reply",
 ]
 
@@ -237,9 +243,7 @@ def judge_from_config(items: list[dict[str, str]], config: JudgeConfig, **kwargs
     """`judge_answers` with a project's JudgeConfig; only the first `max_examples` items are judged."""
     if config.max_examples is not None:
         items = items[: config.max_examples]
-    return judge_answers(
-        items, config.url, config.model, config.rubric, config.api_key_env, config.timeout_s, **kwargs
-    )
+    return judge_answers(items, config.url, config.model, config.rubric, config.api_key_env, config.timeout_s, **kwargs)
 
 
 def judge_summary(scores: list[JudgeScore]) -> dict[str, Any]:

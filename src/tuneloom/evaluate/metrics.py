@@ -53,9 +53,7 @@ def mean_scores(per_example: dict[str, list[float]]) -> dict[str, float]:
 def classification_scores(y_true: list[str], y_pred: list[str], labels: list[str]) -> dict[str, Any]:
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
-    )
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     return {
         "accuracy": accuracy_score(y_true, y_pred),
         "macro_f1": f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0),
@@ -143,12 +141,15 @@ def ner_scores(true_tags: list[list[str]], pred_tags: list[list[str]]) -> dict[s
     true_tags, pred_tags = [list(t) for t in true_tags], [list(p) for p in pred_tags]
     with warnings.catch_warnings():  # with no entity at all, seqeval's macro average is a mean of nothing
         warnings.simplefilter("ignore", RuntimeWarning)
-        report = classification_report(
-            true_tags, pred_tags, mode="strict", scheme=IOB2, output_dict=True, zero_division=0
-        )
+        report = classification_report(true_tags, pred_tags, mode="strict", scheme=IOB2, output_dict=True, zero_division=0)
     averages = {"micro avg", "macro avg", "weighted avg"}
     per_type = {
-        name: {"precision": float(s["precision"]), "recall": float(s["recall"]), "f1": float(s["f1-score"]), "support": int(s["support"])}
+        name: {
+            "precision": float(s["precision"]),
+            "recall": float(s["recall"]),
+            "f1": float(s["f1-score"]),
+            "support": int(s["support"]),
+        }
         for name, s in sorted(report.items())
         if name not in averages
     }

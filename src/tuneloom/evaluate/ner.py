@@ -17,8 +17,15 @@ if TYPE_CHECKING:
 
 
 @torch.inference_mode()
-def tag(model: Any, tokenizer: Any, rows: list[dict[str, Any]], tags: list[str], max_length: int, batch_size: int,
-        tick: Callable[[int], None]) -> tuple[list[list[str]], list[list[str]]]:
+def tag(
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict[str, Any]],
+    tags: list[str],
+    max_length: int,
+    batch_size: int,
+    tick: Callable[[int], None],
+) -> tuple[list[list[str]], list[list[str]]]:
     """(true tags, predicted tags) per row, over the tokens that carry a tag (special tokens left out)."""
     encoded, _ = ner.encode_split(tokenizer, rows, tags, max_length)
     collate = ner.collator(tokenizer)
@@ -36,8 +43,12 @@ def tag(model: Any, tokenizer: Any, rows: list[dict[str, Any]], tags: list[str],
 
 def _metrics(truth: list[list[str]], preds: list[list[str]]) -> dict[str, Any]:
     scores = ner_scores(truth, preds)
-    return {"entity_f1": scores["f1"], "entity_precision": scores["precision"], "entity_recall": scores["recall"],
-            "per_type": scores["per_type"]}
+    return {
+        "entity_f1": scores["f1"],
+        "entity_precision": scores["precision"],
+        "entity_recall": scores["recall"],
+        "per_type": scores["per_type"],
+    }
 
 
 def evaluate_ner(ctx: EvalContext) -> dict[str, Any]:

@@ -21,27 +21,51 @@ if TYPE_CHECKING:
 
 
 @torch.inference_mode()
-def answer_logps(model: Any, tokenizer: Any, rows: list[dict[str, Any]], side: str, max_length: int, batch_size: int,
-                 tick: Callable[[int], None]) -> list[float]:
+def answer_logps(
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict[str, Any]],
+    side: str,
+    max_length: int,
+    batch_size: int,
+    tick: Callable[[int], None],
+) -> list[float]:
     """Summed log-probability of each row's `side` answer (chosen or rejected) after its prompt."""
     encoded = [sft.encode_chat(tokenizer, r["prompt"] + r[side], max_length) for r in rows]
     collate = sft.collator(tokenizer)
     out: list[float] = []
     for i in range(0, len(encoded), batch_size):
         batch = collate([{k: e[k] for k in ("input_ids", "attention_mask", "labels")} for e in encoded[i : i + batch_size]])
-        logits = model(input_ids=batch["input_ids"].to(model.device), attention_mask=batch["attention_mask"].to(model.device)).logits
+        logits = model(
+            input_ids=batch["input_ids"].to(model.device), attention_mask=batch["attention_mask"].to(model.device)
+        ).logits
         targets = batch["labels"][:, 1:].to(model.device)
-        nll = torch.nn.functional.cross_entropy(logits[:, :-1].float().transpose(1, 2), targets, ignore_index=sft.IGNORE, reduction="none")
+        nll = torch.nn.functional.cross_entropy(
+            logits[:, :-1].float().transpose(1, 2), targets, ignore_index=sft.IGNORE, reduction="none"
+        )
         out += (-nll.sum(1)).tolist()
         tick(len(targets))
     return out
 
 
-def _rewards(model: Any, reference: dict[str, list[float]], tokenizer: Any, rows: list[dict[str, Any]], beta: float,
-             max_length: int, batch_size: int, tick: Callable[[int], None]) -> tuple[list[float], list[float]]:
+def _rewards(
+    model: Any,
+    reference: dict[str, list[float]],
+    tokenizer: Any,
+    rows: list[dict[str, Any]],
+    beta: float,
+    max_length: int,
+    batch_size: int,
+    tick: Callable[[int], None],
+) -> tuple[list[float], list[float]]:
     """Per pair: the policy's (chosen reward, rejected reward) against the reference log-probabilities."""
-    sides = [[beta * (p - r) for p, r in zip(answer_logps(model, tokenizer, rows, side, max_length, batch_size, tick), reference[side])]
-             for side in ("chosen", "rejected")]
+    sides = [
+        [
+            beta * (p - r)
+            for p, r in zip(answer_logps(model, tokenizer, rows, side, max_length, batch_size, tick), reference[side])
+        ]
+        for side in ("chosen", "rejected")
+    ]
     return sides[0], sides[1]
 
 
@@ -67,9 +91,16 @@ def evaluate_preference(ctx: EvalContext) -> dict[str, Any]:
     chosen, rejected = _rewards(tuned, reference, tokenizer, rows, beta, max_length, batch_size, tick)
     right = [float(c > r) for c, r in zip(chosen, rejected)]
     examples = [
-        {"id": row["id"], "question": row["prompt"][-1]["content"], "chosen": row["chosen"][-1]["content"],
-         "rejected": row["rejected"][-1]["content"], "chosen_reward": round(c, 4), "rejected_reward": round(r, 4),
-         "score_base": 0.0, "score_tuned": ok}
+        {
+            "id": row["id"],
+            "question": row["prompt"][-1]["content"],
+            "chosen": row["chosen"][-1]["content"],
+            "rejected": row["rejected"][-1]["content"],
+            "chosen_reward": round(c, 4),
+            "rejected_reward": round(r, 4),
+            "score_base": 0.0,
+            "score_tuned": ok,
+        }
         for row, c, r, ok in zip(rows, chosen, rejected, right)
     ]
     result = {
@@ -77,7 +108,9 @@ def evaluate_preference(ctx: EvalContext) -> dict[str, Any]:
         "tuned": _metrics(chosen, rejected),
         "intervals": {
             "reward_accuracy": paired_bootstrap(len(rows), mean_metric([0.0] * len(rows), right)),
-            "reward_margin": paired_bootstrap(len(rows), mean_metric([0.0] * len(rows), [c - r for c, r in zip(chosen, rejected)])),
+            "reward_margin": paired_bootstrap(
+                len(rows), mean_metric([0.0] * len(rows), [c - r for c, r in zip(chosen, rejected)])
+            ),
         },
         "base_method": "the base is the reference policy: its reward is 0 for every answer",
         "example_metric": "chosen answer rewarded above the rejected one",

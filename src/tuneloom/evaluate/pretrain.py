@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 
 
 @torch.inference_mode()
-def text_losses(model: Any, tokenizer: Any, rows: list[dict[str, Any]], max_length: int, batch_size: int,
-                tick: Callable[[int], None]) -> list[tuple[float, int]]:
+def text_losses(
+    model: Any, tokenizer: Any, rows: list[dict[str, Any]], max_length: int, batch_size: int, tick: Callable[[int], None]
+) -> list[tuple[float, int]]:
     """Per row: (summed negative log-likelihood, predicted tokens) over all its windows."""
     collate = sft.collator(tokenizer)
     out = []
@@ -29,7 +30,9 @@ def text_losses(model: Any, tokenizer: Any, rows: list[dict[str, Any]], max_leng
             batch = {k: v.to(model.device) for k, v in collate([dict(w) for w in windows[i : i + batch_size]]).items()}
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
             targets = batch["labels"][:, 1:]
-            nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), targets, ignore_index=sft.IGNORE, reduction="sum")
+            nll = torch.nn.functional.cross_entropy(
+                logits[:, :-1].transpose(1, 2), targets, ignore_index=sft.IGNORE, reduction="sum"
+            )
             total, count = total + float(nll), count + int((targets != sft.IGNORE).sum())
         out.append((total, count))
         tick(1)
@@ -65,6 +68,8 @@ def evaluate_pretrain(ctx: EvalContext) -> dict[str, Any]:
     if ctx.production is not None:
         prod = ctx.production
         prod_losses = losses(load_trained("causal_lm", prod.path, prod.base_model_path, prod.method, ctx.precision, [], trust))
-        result.update(production=_metrics(prod_losses),
-                      intervals_production={"loss": paired_bootstrap(len(rows), ratio_metric(prod_losses, tuned_losses))})
+        result.update(
+            production=_metrics(prod_losses),
+            intervals_production={"loss": paired_bootstrap(len(rows), ratio_metric(prod_losses, tuned_losses))},
+        )
     return result

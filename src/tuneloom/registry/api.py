@@ -9,20 +9,25 @@ from tuneloom.registry.history import HistoryEntry
 from tuneloom.registry.lineage import ModelVersionInfo, ResolvedModel
 
 
-def register_run(run_dir: str | Path, name: str, workspace: str | Path,
-                 registry_uri: str | None = None) -> ModelVersionInfo:
+def register_run(run_dir: str | Path, name: str, workspace: str | Path, registry_uri: str | None = None) -> ModelVersionInfo:
     """Register a finished run's model/ as a new version of `name`."""
     return ModelRegistry(workspace, registry_uri).register_run(run_dir, name)
 
 
-def promote(name: str, version: int | str, force: bool = False, reason: str | None = None, *,
-            workspace: str | Path, registry_uri: str | None = None) -> HistoryEntry | None:
+def promote(
+    name: str,
+    version: int | str,
+    force: bool = False,
+    reason: str | None = None,
+    *,
+    workspace: str | Path,
+    registry_uri: str | None = None,
+) -> HistoryEntry | None:
     """Set `production` to `version`; refuses a failed or missing gate unless force=True with a reason."""
     return ModelRegistry(workspace, registry_uri).promote(name, version, force, reason)
 
 
-def rollback(name: str, reason: str | None = None, *, workspace: str | Path,
-             registry_uri: str | None = None) -> HistoryEntry:
+def rollback(name: str, reason: str | None = None, *, workspace: str | Path, registry_uri: str | None = None) -> HistoryEntry:
     """Move `production` back to the previous production version."""
     return ModelRegistry(workspace, registry_uri).rollback(name, reason)
 

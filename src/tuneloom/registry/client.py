@@ -83,8 +83,10 @@ class ModelRegistry:
                 raise
         known = sorted(m.name for m in self.client.search_registered_models(max_results=1000))
         hint = f"; registered models: {', '.join(known)}" if known else "; nothing is registered yet"
-        raise NotRegistered(f"no registered model '{name}' in {self.display_uri}{hint}. "
-                            f"Register a run with `tuneloom models register RUN --name {name}`.")
+        raise NotRegistered(
+            f"no registered model '{name}' in {self.display_uri}{hint}. "
+            f"Register a run with `tuneloom models register RUN --name {name}`."
+        )
 
     def _version(self, name: str, version: int | str) -> ModelVersion:
         from mlflow.exceptions import MlflowException
@@ -139,8 +141,10 @@ class ModelRegistry:
                 if error_code(exc) not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                     raise
             what = "no production version yet" if alias == PRODUCTION else f"no version with alias '{alias}'"
-            raise VersionNotFound(f"model '{name}' has {what}; promote one with "
-                                  f"`tuneloom models promote {name} VERSION` or name a version: {name}:VERSION")
+            raise VersionNotFound(
+                f"model '{name}' has {what}; promote one with "
+                f"`tuneloom models promote {name} VERSION` or name a version: {name}:VERSION"
+            )
         if version == "latest":
             versions = self.list_versions(name)
             if not versions:
@@ -163,7 +167,7 @@ class ModelRegistry:
         """A version's files in this workspace's mlruns/ when the database came from a copied workspace."""
         if not self._own_database or self.artifact_root is None or not run_id or run_id not in path.parts:
             return path
-        here = self.artifact_root.joinpath(*path.parts[path.parts.index(run_id) - 1:])
+        here = self.artifact_root.joinpath(*path.parts[path.parts.index(run_id) - 1 :])
         return here if here.is_dir() else path
 
     def _download(self, info: ModelVersionInfo, uri: str) -> Path:
@@ -210,8 +214,10 @@ class ModelRegistry:
         if stored.parent.name != "mlruns" or stored.parent == self.artifact_root:
             return
         with closing(sqlite3.connect(self.workspace / "mlflow.db")) as db, db:
-            db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
-                       ((self.artifact_root / stored.name).as_uri(), int(experiment.experiment_id)))
+            db.execute(
+                "UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
+                ((self.artifact_root / stored.name).as_uri(), int(experiment.experiment_id)),
+            )
 
     @mlflow_errors
     def register_run(self, run_dir: str | Path, name: str) -> ModelVersionInfo:
@@ -231,8 +237,10 @@ class ModelRegistry:
                 raise RegistryError(f"{run.run_dir.name} is already registered as {name} version {existing.version}")
         run_id = self._log_run(run, name)
         source = f"{self.client.get_run(run_id).info.artifact_uri.rstrip('/')}/model"
-        description = (f"{lineage.get('task', 'run')} from {run.run_dir.name} "
-                       f"({lineage.get('method', '?')} on {lineage.get('base_model', '?')})")
+        description = (
+            f"{lineage.get('task', 'run')} from {run.run_dir.name} "
+            f"({lineage.get('method', '?')} on {lineage.get('base_model', '?')})"
+        )
         mv = self.client.create_model_version(name, source, run_id=run_id, tags=lineage, description=description)
         return version_info(self.client.get_model_version(name, mv.version))
 
@@ -242,7 +250,8 @@ class ModelRegistry:
 
         experiment = f"{EXPERIMENT_PREFIX}/{run.snapshot.project or 'default'}"
         run_id = self.client.create_run(
-            self.experiment_id(experiment), run_name=run.run_dir.name,
+            self.experiment_id(experiment),
+            run_name=run.run_dir.name,
             tags={"tuneloom.run_dir": str(run.run_dir), "tuneloom.registered_as": name},
         ).info.run_id
         try:
@@ -250,9 +259,9 @@ class ModelRegistry:
             params = [Param(k, v) for k, v in run.params().items()]
             metrics = [Metric(k, v, now, 0) for k, v in run.metrics().items()]
             for i in range(0, len(params), 100):  # log_batch takes at most 100 params per call
-                self.client.log_batch(run_id, params=params[i:i + 100])
+                self.client.log_batch(run_id, params=params[i : i + 100])
             for i in range(0, len(metrics), 1000):
-                self.client.log_batch(run_id, metrics=metrics[i:i + 1000])
+                self.client.log_batch(run_id, metrics=metrics[i : i + 1000])
             self.client.log_artifacts(run_id, str(run.model_dir), artifact_path="model")
             for extra in _RUN_FILES:
                 if (run.run_dir / extra).is_file():
@@ -269,15 +278,14 @@ class ModelRegistry:
         return entry
 
     @mlflow_errors
-    def promote(self, name: str, version: int | str, force: bool = False,
-                reason: str | None = None) -> HistoryEntry | None:
+    def promote(self, name: str, version: int | str, force: bool = False, reason: str | None = None) -> HistoryEntry | None:
         """Point `production` at a version whose gate passed (or any version, with force and a reason).
 
         Returns the history entry, or None when the version already is production.
         """
         reason = clean_reason(reason)
         if force and not reason:
-            raise RegistryError("a forced promotion needs a reason: add --reason \"why this version must ship\"")
+            raise RegistryError('a forced promotion needs a reason: add --reason "why this version must ship"')
         mv = self._version(name, version)
         version = int(mv.version)
         current = production_of(self._model(name))
@@ -290,8 +298,7 @@ class ModelRegistry:
             self.client.set_model_version_tag(name, str(version), "promotion_forced_reason", reason)
             self.client.set_model_version_tag(name, str(version), "promotion_forced_at", utc_now())
         self.client.set_registered_model_alias(name, PRODUCTION, str(version))
-        return self._append_history(name, action="promote", from_version=current, to_version=version,
-                                    forced=force, reason=reason)
+        return self._append_history(name, action="promote", from_version=current, to_version=version, forced=force, reason=reason)
 
     @mlflow_errors
     def rollback(self, name: str, reason: str | None = None) -> HistoryEntry:
@@ -299,5 +306,4 @@ class ModelRegistry:
         current, target = rollback_target(name, self._model(name))
         self._version(name, target)  # still there?
         self.client.set_registered_model_alias(name, PRODUCTION, str(target))
-        return self._append_history(name, action="rollback", from_version=current, to_version=target,
-                                    reason=clean_reason(reason))
+        return self._append_history(name, action="rollback", from_version=current, to_version=target, reason=clean_reason(reason))

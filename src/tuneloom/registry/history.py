@@ -51,7 +51,7 @@ def history_of(model: Any) -> list[HistoryEntry]:
     entries = []
     for key, value in (model.tags or {}).items():
         if key.startswith(HISTORY_PREFIX):
-            entries.append(HistoryEntry(seq=int(key[len(HISTORY_PREFIX):]), **json.loads(value)))
+            entries.append(HistoryEntry(seq=int(key[len(HISTORY_PREFIX) :]), **json.loads(value)))
     return sorted(entries, key=lambda e: e.seq)
 
 
@@ -72,8 +72,10 @@ def gate_refusal(name: str, version: int, tags: dict[str, str]) -> str | None:
         why = f"failed its regression gate ({failures})" if failures else "failed its regression gate"
     else:
         why = "has no gate result (its run had no gate.json when it was registered)"
-    return (f"{name} version {version} {why}; not promoted. To ship it anyway: "
-            f"tuneloom models promote {name} {version} --force --reason \"...\"")
+    return (
+        f"{name} version {version} {why}; not promoted. To ship it anyway: "
+        f'tuneloom models promote {name} {version} --force --reason "..."'
+    )
 
 
 def production_stack(entries: list[HistoryEntry]) -> list[int]:
@@ -99,6 +101,8 @@ def rollback_target(name: str, model: Any) -> tuple[int, int]:
     if stack and stack[-1] == current:
         stack.pop()
     if not stack:
-        raise RegistryError(f"model '{name}' has no earlier production version to roll back to "
-                            f"(version {current} is the first one promoted); see `tuneloom models history {name}`")
+        raise RegistryError(
+            f"model '{name}' has no earlier production version to roll back to "
+            f"(version {current} is the first one promoted); see `tuneloom models history {name}`"
+        )
     return current, stack[-1]

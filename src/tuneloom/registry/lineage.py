@@ -22,8 +22,16 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
 LINEAGE_TAGS = (
-    "project", "task", "task_type", "method", "base_model", "base_model_path",
-    "dataset_version", "dataset_path", "run_dir", "gate",
+    "project",
+    "task",
+    "task_type",
+    "method",
+    "base_model",
+    "base_model_path",
+    "dataset_version",
+    "dataset_path",
+    "run_dir",
+    "gate",
 )
 _MAX_TAG = 5000  # well under MLflow's limit on a model registry tag value
 

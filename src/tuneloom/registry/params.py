@@ -33,14 +33,16 @@ def run_params(snapshot: Mapping[str, Any]) -> dict[str, str]:
     dataset, precision and library versions; nothing secret-looking."""
     task = snapshot.get("task") or {}
     raw = {f"task.{k}": v for k, v in flatten(task).items()}
-    raw.update({
-        "base_model": task.get("model"),
-        "base_model_path": snapshot.get("base_model_path"),
-        "method": (task.get("method") or {}).get("kind"),
-        "task_type": task.get("type"),
-        "dataset_version": (snapshot.get("dataset") or {}).get("version"),
-        "precision": snapshot.get("precision"),
-    })
+    raw.update(
+        {
+            "base_model": task.get("model"),
+            "base_model_path": snapshot.get("base_model_path"),
+            "method": (task.get("method") or {}).get("kind"),
+            "task_type": task.get("type"),
+            "dataset_version": (snapshot.get("dataset") or {}).get("version"),
+            "precision": snapshot.get("precision"),
+        }
+    )
     raw.update({f"versions.{k}": v for k, v in (snapshot.get("versions") or {}).items()})
     params = {}
     for key, value in raw.items():

@@ -9,9 +9,9 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from tuneloom.artifacts import read_eval, read_manifest, read_snapshot, read_summary
+from tuneloom.atomic import read_jsonl, write_text_atomic
 from tuneloom.reports import plots
 from tuneloom.tasks import lower_is_better
-from tuneloom.atomic import read_jsonl, write_text_atomic
 
 
 def _task_section(run: Path) -> dict[str, Any]:
@@ -28,9 +28,17 @@ def _task_section(run: Path) -> dict[str, Any]:
     ]
     per_class = "example_metric" not in ev and "confusion" in ev["tuned"]  # single-label classes
     section: dict[str, Any] = {
-        "name": task["name"], "type": task["type"], "model": task["model"], "method": task["method"]["kind"],
-        "run": run.name, "dataset_version": snapshot.dataset.version, "counts": manifest.result.counts,
-        "train": summary.train.model_dump(), "eval": ev, "plots": images, "per_class": per_class,
+        "name": task["name"],
+        "type": task["type"],
+        "model": task["model"],
+        "method": task["method"]["kind"],
+        "run": run.name,
+        "dataset_version": snapshot.dataset.version,
+        "counts": manifest.result.counts,
+        "train": summary.train.model_dump(),
+        "eval": ev,
+        "plots": images,
+        "per_class": per_class,
     }
     if per_class:
         images.append(plots.per_class_f1(ev["labels"], ev["base"], ev["tuned"]))

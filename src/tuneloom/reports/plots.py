@@ -101,8 +101,9 @@ def deltas_with_intervals(comparison: dict[str, dict[str, float]], title: str) -
     fig, ax = plt.subplots(figsize=(6.4, 0.5 + 0.45 * max(len(names), 1)))
     for i, m in enumerate(names):
         c = comparison[m]
-        ax.errorbar(c["delta"], i, xerr=[[c["delta"] - c["ci_low"]], [c["ci_high"] - c["delta"]]],
-                    fmt="o", color=TUNED, capsize=4)
+        ax.errorbar(
+            c["delta"], i, xerr=[[c["delta"] - c["ci_low"]], [c["ci_high"] - c["delta"]]], fmt="o", color=TUNED, capsize=4
+        )
     ax.axvline(0, color="#6b7280", lw=1)
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("tuned - base (95% CI)")
@@ -216,8 +217,15 @@ def scatter(points: list[dict[str, Any]], x: str, y: str, x_label: str, y_label:
     largest = max((p["size"] for p in points), default=1) or 1
     for p in points:
         area = 60 + 900 * p["size"] / largest
-        ax.scatter(p[x], p[y], s=area, alpha=0.55, color=TUNED if p.get("chosen") else BASE,
-                   edgecolors="#111827" if p.get("chosen") else "none", linewidths=2)
+        ax.scatter(
+            p[x],
+            p[y],
+            s=area,
+            alpha=0.55,
+            color=TUNED if p.get("chosen") else BASE,
+            edgecolors="#111827" if p.get("chosen") else "none",
+            linewidths=2,
+        )
         ax.annotate(p["name"], (p[x], p[y]), fontsize=8, xytext=(6, 6), textcoords="offset points")
     ax.margins(0.3)  # room for the largest markers and their labels
     ax.set_xlabel(x_label)

@@ -9,8 +9,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from tuneloom.artifacts import read_snapshot, read_summary
-from tuneloom.reports import plots
 from tuneloom.atomic import read_jsonl, write_text_atomic
+from tuneloom.reports import plots
 
 
 def _render(template: str, path: Path, **context: Any) -> Path:
@@ -25,8 +25,15 @@ def write_run_report(run: Path) -> Path:
     metrics = read_jsonl(run / "metrics.jsonl") if (run / "metrics.jsonl").is_file() else []
     task = snapshot.task
     images = [plots.loss_curves(metrics, f"{task['name']}: loss"), plots.learning_rate(metrics)]
-    return _render("run_report.html.j2", run / "report.html", run=run.name, task=task, train=summary,
-                   dataset=snapshot.dataset.model_dump(), plots=images)
+    return _render(
+        "run_report.html.j2",
+        run / "report.html",
+        run=run.name,
+        task=task,
+        train=summary,
+        dataset=snapshot.dataset.model_dump(),
+        plots=images,
+    )
 
 
 def write_search_report(folder: Path, search: dict[str, Any]) -> Path:

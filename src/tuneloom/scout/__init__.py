@@ -99,8 +99,9 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:80]
 
 
-def _scout_row(project: Project, task: TaskConfig, cand: Candidate, data: _Data, available: int,
-               timeout_s: float, workdir: Path) -> ScoutRow:
+def _scout_row(
+    project: Project, task: TaskConfig, cand: Candidate, data: _Data, available: int, timeout_s: float, workdir: Path
+) -> ScoutRow:
     scout = project.config.scout
     row = ScoutRow(task=task.name, model=cand.model, label=cand.label, precision=cand.precision)
     try:
@@ -122,18 +123,29 @@ def _scout_row(project: Project, task: TaskConfig, cand: Candidate, data: _Data,
         return row
     domain = (project.root / scout.domain_text).read_text(encoding="utf-8") if scout.domain_text else None
     job = MeasureJob(
-        path=row.facts.path, precision=cand.precision, task_type=task.type, trust_remote_code=task.trust_remote_code,
-        rows=data.sample, texts=[_task_text(task, r) for r in data.validation], shots=data.shots, probe_rows=data.probe,
-        labels=data.labels, descriptions=task.label_descriptions or {}, max_length=task.train.max_length,
-        context_window=row.facts.context_window, max_new_tokens=scout.max_new_tokens, batch_size=task.eval.batch_size,
+        path=row.facts.path,
+        precision=cand.precision,
+        task_type=task.type,
+        trust_remote_code=task.trust_remote_code,
+        rows=data.sample,
+        texts=[_task_text(task, r) for r in data.validation],
+        shots=data.shots,
+        probe_rows=data.probe,
+        labels=data.labels,
+        descriptions=task.label_descriptions or {},
+        max_length=task.train.max_length,
+        context_window=row.facts.context_window,
+        max_new_tokens=scout.max_new_tokens,
+        batch_size=task.eval.batch_size,
         domain_text=domain,
     )
     row.measurement, row.error = run_measurement(job, timeout_s, workdir / _slug(f"{task.name}-{cand.name}"))
     return row
 
 
-def scout_models(project: Project, task_name: str | None = None, apply: bool = False,
-                 console: Console | None = None) -> ScoutResult:
+def scout_models(
+    project: Project, task_name: str | None = None, apply: bool = False, console: Console | None = None
+) -> ScoutResult:
     """Compare the scout's candidates for one task (or every task), write the report, optionally apply the choice."""
     console = console or Console(stderr=True)
     scout = project.config.scout
@@ -159,16 +171,32 @@ def scout_models(project: Project, task_name: str | None = None, apply: bool = F
                 console.print(f"  [red]{rows[-1].error}")
         chosen, reason = rank_rows(rows, metric, scout)
         d = data[task.name]
-        results.append(TaskScout(
-            task=task.name, type=task.type, quality_metric=metric, validation_size=len(d.validation),
-            sample_size=len(d.sample), sampled=len(d.sample) < len(d.validation), seed=task.data.split.seed,
-            batch_size=task.train.batch_size, max_length=task.train.max_length, rows=rows,
-            recommended=chosen.name if chosen else None, recommended_model=chosen.model if chosen else None, reason=reason,
-        ))
+        results.append(
+            TaskScout(
+                task=task.name,
+                type=task.type,
+                quality_metric=metric,
+                validation_size=len(d.validation),
+                sample_size=len(d.sample),
+                sampled=len(d.sample) < len(d.validation),
+                seed=task.data.split.seed,
+                batch_size=task.train.batch_size,
+                max_length=task.train.max_length,
+                rows=rows,
+                recommended=chosen.name if chosen else None,
+                recommended_model=chosen.model if chosen else None,
+                reason=reason,
+            )
+        )
     result = ScoutResult(
-        project=project.config.project, machine=f"{where}, {os.cpu_count()} CPU cores", available_gb=round(available / GB, 1),
-        budget_s=scout.time_budget_s, seconds=round(time.time() - started, 1), tasks=results,
-        report=str(out_dir / "report.html"), json_path=str(out_dir / "scout.json"),
+        project=project.config.project,
+        machine=f"{where}, {os.cpu_count()} CPU cores",
+        available_gb=round(available / GB, 1),
+        budget_s=scout.time_budget_s,
+        seconds=round(time.time() - started, 1),
+        tasks=results,
+        report=str(out_dir / "report.html"),
+        json_path=str(out_dir / "scout.json"),
     )
     if apply:
         for t in results:

@@ -33,7 +33,10 @@ def _value_node(root: yaml.Node, task_name: str) -> yaml.ScalarNode:
 def apply_model(project_file: Path, task_name: str, model: str) -> bool:
     """Set task `task_name`'s model to `model` in the file; False when it already was."""
     text = project_file.read_text(encoding="utf-8")
-    node = _value_node(yaml.compose(text, Loader=yaml.SafeLoader), task_name)
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is None:
+        raise ProjectFileError(f"{project_file} is empty: cannot apply the scout's choice")
+    node = _value_node(root, task_name)
     if node.value == model:
         return False
     value = model if _PLAIN.match(model) else json.dumps(model)

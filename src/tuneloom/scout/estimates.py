@@ -29,14 +29,19 @@ def candidate_estimates(
         if mode == "qlora" and not (shape.decoder and quantizable):
             continue
         plans[mode] = plan_memory(
-            shape, mode, "nf4" if mode == "qlora" else train_precision,
-            task.train.max_length, task.train.batch_size, lora_r=task.method.r,
+            shape,
+            mode,
+            "nf4" if mode == "qlora" else train_precision,  # type: ignore[arg-type]  # "fp32" or "bf16" as str
+            task.train.max_length,
+            task.train.batch_size,
+            lora_r=task.method.r,
         )
     return {
         mode: Estimate(
-            what=plan.describe(), gb=round(plan.total / GB, 3), fits=plan.total <= available,
+            what=plan.describe(),
+            gb=round(plan.total / GB, 3),
+            fits=plan.total <= available,
             advice=fit_advice(shape, plan, available, task.method.r, quantizable) if mode != "inference" else None,
         )
         for mode, plan in plans.items()
     }
-

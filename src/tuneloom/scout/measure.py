@@ -80,7 +80,10 @@ def run_measurement(job: MeasureJob, timeout_s: float, workdir: Path) -> tuple[M
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        return None, f"timed out: stopped after its time share of {timeout_s:.0f} s (raise scout.time_budget_s or lower scout.sample_size)"
+        return (
+            None,
+            f"timed out: stopped after its time share of {timeout_s:.0f} s (raise scout.time_budget_s or lower scout.sample_size)",
+        )
     (workdir / "stderr.log").write_text(proc.stderr or "")
     if out_file.is_file():
         result = json.loads(out_file.read_text())
@@ -108,7 +111,10 @@ def _load(job: MeasureJob, decoder: bool, device: str) -> Any:
 
         kwargs["dtype"] = torch.bfloat16
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16,
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
         )
         return factory.from_pretrained(job.path, **kwargs).eval()
     kwargs["dtype"] = model_dtype(job.precision)
@@ -238,25 +244,51 @@ def measure(job: MeasureJob) -> Measurement:
             model = _load(job, decoder, device)
         except Exception as exc:
             details = " ".join(" ".join(report).split())[-800:]  # transformers logs the details, then raises
-            raise RuntimeError(f"cannot load the model at {job.precision}: {exc}" + (f" Details: {details}" if details else "")) from None
+            raise RuntimeError(
+                f"cannot load the model at {job.precision}: {exc}" + (f" Details: {details}" if details else "")
+            ) from None
     load_s = time.perf_counter() - loaded
     prompts = _prompts(job, tokenizer, decoder)
-    speed = _decoder_speed(model, tokenizer, prompts, job.max_new_tokens) if decoder else _encoder_speed(model, tokenizer, prompts, job.max_length)
+    speed = (
+        _decoder_speed(model, tokenizer, prompts, job.max_new_tokens)
+        if decoder
+        else _encoder_speed(model, tokenizer, prompts, job.max_length)
+    )
     serving_peak = _peak(device) - base_rss
     if generation:
         scores = quality.chat_quality(model, tokenizer, job.rows, job.shots, job.max_length, job.max_new_tokens, job.batch_size)
     else:
-        scores = quality.classification_quality(model, tokenizer, decoder, job.rows, job.probe_rows, job.labels or [],
-                                                job.descriptions, job.max_length, job.batch_size)
+        scores = quality.classification_quality(
+            model,
+            tokenizer,
+            decoder,
+            job.rows,
+            job.probe_rows,
+            job.labels or [],
+            job.descriptions,
+            job.max_length,
+            job.batch_size,
+        )
     perplexity = None
     if decoder and job.domain_text:
-        perplexity = quality.text_perplexity(model, tokenizer, job.domain_text, min(job.max_length, job.context_window or job.max_length))
+        perplexity = quality.text_perplexity(
+            model, tokenizer, job.domain_text, min(job.max_length, job.context_window or job.max_length)
+        )
     return Measurement(
-        device=device, load_s=load_s, peak_memory_mb=serving_peak / MB, scoring_peak_memory_mb=(_peak(device) - base_rss) / MB,
-        prefill_tokens_per_s=speed["prefill_tokens_per_s"], decode_tokens_per_s_b1=speed.get("decode_tokens_per_s_b1"),
-        decode_tokens_per_s_b8=speed.get("decode_tokens_per_s_b8"), ttft_ms=speed.get("ttft_ms"), latency_ms=speed["latency_ms"],
-        tokens_per_word=stats["tokens_per_word"], over_context_share=stats["over_context_share"],
-        over_max_length_share=stats["over_max_length_share"], quality=scores, domain_perplexity=perplexity,
+        device=device,
+        load_s=load_s,
+        peak_memory_mb=serving_peak / MB,
+        scoring_peak_memory_mb=(_peak(device) - base_rss) / MB,
+        prefill_tokens_per_s=speed["prefill_tokens_per_s"],
+        decode_tokens_per_s_b1=speed.get("decode_tokens_per_s_b1"),
+        decode_tokens_per_s_b8=speed.get("decode_tokens_per_s_b8"),
+        ttft_ms=speed.get("ttft_ms"),
+        latency_ms=speed["latency_ms"],
+        tokens_per_word=stats["tokens_per_word"],
+        over_context_share=stats["over_context_share"],
+        over_max_length_share=stats["over_max_length_share"],
+        quality=scores,
+        domain_perplexity=perplexity,
         seconds=time.perf_counter() - started,
     )
 

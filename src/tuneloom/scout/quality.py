@@ -27,8 +27,15 @@ def with_shots(row: dict[str, Any], shots: list[dict[str, Any]]) -> dict[str, An
     return {**row, "messages": head + turns + msgs[len(head) :]}
 
 
-def chat_quality(model: Any, tokenizer: Any, rows: list[dict[str, Any]], shots: list[dict[str, Any]],
-                 max_length: int, max_new_tokens: int, batch_size: int) -> dict[str, float]:
+def chat_quality(
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict[str, Any]],
+    shots: list[dict[str, Any]],
+    max_length: int,
+    max_new_tokens: int,
+    batch_size: int,
+) -> dict[str, float]:
     losses = answer_losses(model, tokenizer, rows, max_length, batch_size)
     loss = sum(s for s, _ in losses) / max(sum(c for _, c in losses), 1)
     refs = [r["messages"][-1]["content"] for r in rows]
@@ -47,8 +54,9 @@ def decoder_embed(model: Any, tokenizer: Any, texts: list[str], max_length: int,
     tokenizer.padding_side = "right"
     out = []
     for i in range(0, len(texts), batch_size):
-        batch = tokenizer(texts[i : i + batch_size], padding=True, truncation=True, max_length=max_length,
-                          return_tensors="pt").to(model.device)
+        batch = tokenizer(
+            texts[i : i + batch_size], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        ).to(model.device)
         hidden = model(**batch, output_hidden_states=True).hidden_states[-1]
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
@@ -57,8 +65,10 @@ def decoder_embed(model: Any, tokenizer: Any, texts: list[str], max_length: int,
 
 
 def zero_shot_prompt(tokenizer: Any, text: str, labels: list[str]) -> str:
-    question = (f"Classify this message into exactly one of these categories: {', '.join(labels)}.\n\n"
-                f"Message: {text}\n\nAnswer with the category only.")
+    question = (
+        f"Classify this message into exactly one of these categories: {', '.join(labels)}.\n\n"
+        f"Message: {text}\n\nAnswer with the category only."
+    )
     if tokenizer.chat_template:
         return tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True, tokenize=False)
     return question + "\nCategory:"
@@ -88,9 +98,17 @@ def decoder_zero_shot(model: Any, tokenizer: Any, texts: list[str], labels: list
     return preds
 
 
-def classification_quality(model: Any, tokenizer: Any, decoder: bool, rows: list[dict[str, Any]],
-                           probe_rows: list[dict[str, Any]], labels: list[str], descriptions: dict[str, str],
-                           max_length: int, batch_size: int) -> dict[str, float]:
+def classification_quality(
+    model: Any,
+    tokenizer: Any,
+    decoder: bool,
+    rows: list[dict[str, Any]],
+    probe_rows: list[dict[str, Any]],
+    labels: list[str],
+    descriptions: dict[str, str],
+    max_length: int,
+    batch_size: int,
+) -> dict[str, float]:
     from sklearn.linear_model import LogisticRegression
 
     def vectors(texts: list[str]) -> np.ndarray:
@@ -109,8 +127,10 @@ def classification_quality(model: Any, tokenizer: Any, decoder: bool, rows: list
         zero = [labels[i] for i in (vectors(texts) @ label_vecs.T).argmax(-1).tolist()]
     zero_scores = classification_scores(truth, zero, labels)
     return {
-        "probe_accuracy": probe_scores["accuracy"], "probe_macro_f1": probe_scores["macro_f1"],
-        "zero_shot_accuracy": zero_scores["accuracy"], "zero_shot_macro_f1": zero_scores["macro_f1"],
+        "probe_accuracy": probe_scores["accuracy"],
+        "probe_macro_f1": probe_scores["macro_f1"],
+        "zero_shot_accuracy": zero_scores["accuracy"],
+        "zero_shot_macro_f1": zero_scores["macro_f1"],
     }
 
 

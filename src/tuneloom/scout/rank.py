@@ -95,22 +95,30 @@ def _versus(a: ScoutRow, b: ScoutRow) -> str:
     sa, what = _speed(a)
     sb, _ = _speed(b)
     unit = "tokens/s" if what == "decode speed" else "requests/s"
-    return (f"{ma.peak_memory_mb / max(mb.peak_memory_mb, 1e-9):.2f}x the memory ({ma.peak_memory_mb:.0f} MB vs "
-            f"{mb.peak_memory_mb:.0f} MB) and {sa / max(sb, 1e-9):.1f}x the {what} ({sa:.1f} vs {sb:.1f} {unit})")
+    return (
+        f"{ma.peak_memory_mb / max(mb.peak_memory_mb, 1e-9):.2f}x the memory ({ma.peak_memory_mb:.0f} MB vs "
+        f"{mb.peak_memory_mb:.0f} MB) and {sa / max(sb, 1e-9):.1f}x the {what} ({sa:.1f} vs {sb:.1f} {unit})"
+    )
 
 
 def explain(chosen: ScoutRow, best: ScoutRow, ranked: list[ScoutRow], metric: str, tolerance: float) -> str:
     if chosen is not best:
         gap = 100 * (best.quality - chosen.quality)  # type: ignore[operator]  # ranked rows have a quality
-        return (f"{chosen.name}: within {gap:.1f} points of {best.name}'s {metric} ({chosen.quality:.3f} vs "
-                f"{best.quality:.3f}) at {_versus(chosen, best)}.")
+        return (
+            f"{chosen.name}: within {gap:.1f} points of {best.name}'s {metric} ({chosen.quality:.3f} vs "
+            f"{best.quality:.3f}) at {_versus(chosen, best)}."
+        )
     if len(ranked) == 1:
         return f"{chosen.name}: the only candidate that was measured and meets the constraints ({metric} {chosen.quality:.3f})."
     second = ranked[1]
     gap = 100 * (chosen.quality - second.quality)  # type: ignore[operator]  # ranked rows have a quality
     if gap <= 100 * tolerance:
-        return (f"{chosen.name}: the best {metric} ({chosen.quality:.3f}) and the least memory of the candidates "
-                f"within {100 * tolerance:.0f} points of it; against {second.name} ({second.quality:.3f}) it runs at "
-                f"{_versus(chosen, second)}.")
-    return (f"{chosen.name}: the best {metric} ({chosen.quality:.3f}), {gap:.1f} points above {second.name} "
-            f"(more than the {100 * tolerance:.0f}-point tolerance), at {_versus(chosen, second)}.")
+        return (
+            f"{chosen.name}: the best {metric} ({chosen.quality:.3f}) and the least memory of the candidates "
+            f"within {100 * tolerance:.0f} points of it; against {second.name} ({second.quality:.3f}) it runs at "
+            f"{_versus(chosen, second)}."
+        )
+    return (
+        f"{chosen.name}: the best {metric} ({chosen.quality:.3f}), {gap:.1f} points above {second.name} "
+        f"(more than the {100 * tolerance:.0f}-point tolerance), at {_versus(chosen, second)}."
+    )

@@ -42,8 +42,12 @@ def app_for(state: ServerState) -> FastAPI:
     if settings.cors_origins:  # off unless configured
         from fastapi.middleware.cors import CORSMiddleware
 
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
     app.middleware("http")(log_and_measure)
     app.add_middleware(BodyLimit, limit=settings.limits.max_body_bytes)  # added last: runs first
     add_error_handlers(app)
@@ -59,5 +63,11 @@ def serve(project: Project, host: str | None = None, port: int | None = None) ->
     settings = project.config.serve
     app = create_app(project, settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(app, host=host or settings.host, port=port if port is not None else settings.port, access_log=False,
-                log_level="info", timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 1)
+    uvicorn.run(
+        app,
+        host=host or settings.host,
+        port=port if port is not None else settings.port,
+        access_log=False,
+        log_level="info",
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 1,
+    )

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tuneloom.errors import TuneloomError
 from tuneloom.atomic import write_json_atomic
+from tuneloom.errors import TuneloomError
 
 ALL_MODELS = "*"
 
@@ -75,8 +75,14 @@ class KeyStore:
         while key_id in keys:
             key_id = secrets.token_hex(4)
         secret, salt = secrets.token_urlsafe(32), secrets.token_hex(16)
-        record = KeyRecord(id=key_id, name=name, salt=salt, hash=_digest(salt, secret), models=sorted(set(models)),
-                           created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        record = KeyRecord(
+            id=key_id,
+            name=name,
+            salt=salt,
+            hash=_digest(salt, secret),
+            models=sorted(set(models)),
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        )
         keys[key_id] = record
         self._save(keys)
         return record, f"tlk_{key_id}_{secret}"

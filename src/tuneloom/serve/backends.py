@@ -34,8 +34,10 @@ def select_backend(choice: str, *, vllm_installed: bool | None = None, gpu: bool
         return "transformers"
     if choice == "vllm":
         if not vllm_installed:
-            raise TuneloomError("serve.backend is vllm but vllm is not installed: `pip install vllm` on a GPU machine, "
-                                "or set serve.backend: transformers (or auto)")
+            raise TuneloomError(
+                "serve.backend is vllm but vllm is not installed: `pip install vllm` on a GPU machine, "
+                "or set serve.backend: transformers (or auto)"
+            )
         if not gpu:
             raise TuneloomError("serve.backend is vllm but no CUDA GPU is visible; set serve.backend: transformers (or auto)")
         return "vllm"
@@ -85,14 +87,20 @@ class _ChatModel:
 
         dtype = model_dtype(choose_precision(settings.precision))
         self.tokenizer = load_tokenizer(target.base_path, target.trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(target.base_path, dtype=dtype, use_safetensors=True,
-                                                     trust_remote_code=target.trust_remote_code).eval()
+        model = AutoModelForCausalLM.from_pretrained(
+            target.base_path, dtype=dtype, use_safetensors=True, trust_remote_code=target.trust_remote_code
+        ).eval()
         if torch.cuda.is_available():
             model.to("cuda")
         self.adapters = AdapterCache(model, int(settings.adapter_memory_mb * 2**20), metrics.adapter_evictions.inc)
-        self.engine = BatchEngine(model, self.tokenizer, max_batch_size=settings.max_batch_size,
-                                  max_queue=settings.max_queue, prepare_adapter=self.adapters.prepare,
-                                  on_step=metrics.on_step)
+        self.engine = BatchEngine(
+            model,
+            self.tokenizer,
+            max_batch_size=settings.max_batch_size,
+            max_queue=settings.max_queue,
+            prepare_adapter=self.adapters.prepare,
+            on_step=metrics.on_step,
+        )
 
 
 class TransformersBackend:
@@ -131,8 +139,10 @@ class TransformersBackend:
             if event.finish_reason is not None and adapter is not None:
                 chat.adapters.release(adapter)
 
-        seqs = [Sequence(index=i, prompt_ids=prompt_ids, adapter=adapter, params=params, emit=done, deadline=deadline)
-                for i in range(n)]
+        seqs = [
+            Sequence(index=i, prompt_ids=prompt_ids, adapter=adapter, params=params, emit=done, deadline=deadline)
+            for i in range(n)
+        ]
         generation = Generation(n, lambda: chat.engine.cancel(seqs))
         try:
             chat.engine.submit(seqs)
@@ -160,11 +170,15 @@ class TransformersBackend:
             return self._encoders[key]
         tokenizer = AutoTokenizer.from_pretrained(target.base_path, trust_remote_code=target.trust_remote_code)
         if target.kind == "embedding":
-            model = AutoModel.from_pretrained(target.base_path, trust_remote_code=target.trust_remote_code,
-                                              use_safetensors=True)
+            model = AutoModel.from_pretrained(target.base_path, trust_remote_code=target.trust_remote_code, use_safetensors=True)
         else:
-            model = classifier_head(target.base_path, list(target.labels), target.trust_remote_code,
-                                    pad_token_id=tokenizer.pad_token_id, use_safetensors=True)
+            model = classifier_head(
+                target.base_path,
+                list(target.labels),
+                target.trust_remote_code,
+                pad_token_id=tokenizer.pad_token_id,
+                use_safetensors=True,
+            )
         if target.adapter_path is not None:
             model = attach_adapter(model, target.adapter_path)
         self._encoders[key] = (tokenizer, model.eval())
@@ -177,8 +191,9 @@ class TransformersBackend:
         """Mean-pooled, L2-normalised embeddings (the sentence-transformers recipe) and the token count."""
         with self._encoder_lock:
             tokenizer, model = self._encoder(target)
-            batch = tokenizer(texts, padding=True, truncation=True, max_length=min(max_tokens, tokenizer.model_max_length),
-                              return_tensors="pt")
+            batch = tokenizer(
+                texts, padding=True, truncation=True, max_length=min(max_tokens, tokenizer.model_max_length), return_tensors="pt"
+            )
             hidden = model(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = torch.nn.functional.normalize(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).float(), dim=-1)
@@ -189,8 +204,9 @@ class TransformersBackend:
         """Per text, the probability of each label; and the token count."""
         with self._encoder_lock:
             tokenizer, model = self._encoder(target)
-            batch = tokenizer(texts, padding=True, truncation=True, max_length=min(max_tokens, tokenizer.model_max_length),
-                              return_tensors="pt")
+            batch = tokenizer(
+                texts, padding=True, truncation=True, max_length=min(max_tokens, tokenizer.model_max_length), return_tensors="pt"
+            )
             probs = model(**batch).logits.float().softmax(-1)
         return [dict(zip(target.labels, row)) for row in probs.tolist()], int(batch["attention_mask"].sum())
 
@@ -223,9 +239,14 @@ class VllmBackend:
 
         with self._lock:
             if target.base_path not in self._engines:
-                args = AsyncEngineArgs(model=str(target.base_path), enable_lora=True, max_loras=8, max_lora_rank=64,
-                                       max_num_seqs=self.settings.max_batch_size,
-                                       trust_remote_code=target.trust_remote_code)
+                args = AsyncEngineArgs(
+                    model=str(target.base_path),
+                    enable_lora=True,
+                    max_loras=8,
+                    max_lora_rank=64,
+                    max_num_seqs=self.settings.max_batch_size,
+                    trust_remote_code=target.trust_remote_code,
+                )
                 tokenizer = AutoTokenizer.from_pretrained(target.base_path, trust_remote_code=target.trust_remote_code)
                 self._engines[target.base_path] = (AsyncLLMEngine.from_engine_args(args), tokenizer)
             return self._engines[target.base_path]
@@ -242,28 +263,35 @@ class VllmBackend:
         engine, _ = self._engine(target)
         with self._lock:
             if self._in_flight >= self.settings.max_batch_size + self.settings.max_queue:
-                raise Overloaded(f"{self._in_flight} requests in flight (limit "
-                                 f"{self.settings.max_batch_size + self.settings.max_queue})", retry_after=2)
+                raise Overloaded(
+                    f"{self._in_flight} requests in flight (limit {self.settings.max_batch_size + self.settings.max_queue})",
+                    retry_after=2,
+                )
             self._in_flight += 1
             lora = None
             if target.adapter_path is not None:
                 lora_id = self._lora_ids.setdefault(target.adapter_path, len(self._lora_ids) + 1)
                 lora = LoRARequest(adapter_key(target.adapter_path), lora_id, str(target.adapter_path))
         request_id = uuid.uuid4().hex
-        sampling = VllmSampling(n=n, max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
-                                stop=params.stop or None, seed=params.seed)
+        sampling = VllmSampling(
+            n=n,
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            stop=params.stop or None,
+            seed=params.seed,
+        )
         generation = Generation(n, lambda: asyncio.ensure_future(engine.abort(request_id)))
 
         async def pump() -> None:
             sent = [0] * n
             try:
-                async for output in engine.generate({"prompt_token_ids": prompt_ids}, sampling, request_id,
-                                                    lora_request=lora):
+                async for output in engine.generate({"prompt_token_ids": prompt_ids}, sampling, request_id, lora_request=lora):
                     for choice in output.outputs:
                         text = choice.text
                         finish = choice.finish_reason if choice.finish_reason in (None, "stop", "length") else "stop"
-                        if text[sent[choice.index]:] or finish:
-                            generation.emit(Event(choice.index, text[sent[choice.index]:], finish, len(choice.token_ids)))
+                        if text[sent[choice.index] :] or finish:
+                            generation.emit(Event(choice.index, text[sent[choice.index] :], finish, len(choice.token_ids)))
                             sent[choice.index] = len(text)
                     if time.monotonic() > deadline and not output.finished:
                         await engine.abort(request_id)

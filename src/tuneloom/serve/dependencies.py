@@ -38,8 +38,12 @@ def authorize(request: Request, state: State) -> KeyRecord | None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     record = state.keys.verify(token.strip()) if scheme.lower() == "bearer" else None
     if record is None:
-        raise ApiError(401, "a valid API key is required: send `Authorization: Bearer KEY` "
-                            "(keys come from `tuneloom keys create`)", "authentication_error", "invalid_api_key")
+        raise ApiError(
+            401,
+            "a valid API key is required: send `Authorization: Bearer KEY` (keys come from `tuneloom keys create`)",
+            "authentication_error",
+            "invalid_api_key",
+        )
     request.state.key_id = record.id  # for the access log
     return record
 
@@ -50,15 +54,19 @@ ApiKey = Annotated[KeyRecord | None, Depends(authorize)]
 def check_accepting(state: ServerState) -> None:
     """503 with Retry-After while the server starts or shuts down."""
     if not state.accepting:
-        raise ApiError(503, "the server is not accepting requests (starting or shutting down)", "server_error",
-                       "unavailable", {"Retry-After": "5"})
+        raise ApiError(
+            503,
+            "the server is not accepting requests (starting or shutting down)",
+            "server_error",
+            "unavailable",
+            {"Retry-After": "5"},
+        )
 
 
 def check_scope(key: KeyRecord | None, model_name: str) -> None:
     """403 when the key may not use the model."""
     if key is not None and not key.allows(model_name):
-        raise ApiError(403, f"this API key is not allowed to use model '{model_name}'", "permission_error",
-                       "model_not_allowed")
+        raise ApiError(403, f"this API key is not allowed to use model '{model_name}'", "permission_error", "model_not_allowed")
 
 
 async def resolve_target(state: ServerState, ref: str, key: KeyRecord | None, kinds: tuple[Kind, ...]) -> Target:
@@ -71,8 +79,11 @@ async def resolve_target(state: ServerState, ref: str, key: KeyRecord | None, ki
         raise ApiError(500, str(exc), "server_error") from None
     check_scope(key, target.name)
     if target.kind not in kinds:
-        raise ApiError(400, f"model '{ref}' is a {target.kind} model; this endpoint needs a {' or '.join(kinds)} model",
-                       code="wrong_model_kind")
+        raise ApiError(
+            400,
+            f"model '{ref}' is a {target.kind} model; this endpoint needs a {' or '.join(kinds)} model",
+            code="wrong_model_kind",
+        )
     return target
 
 

@@ -19,8 +19,9 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -94,9 +95,16 @@ def sample(logits: torch.Tensor, params: SamplingParams, generator: torch.Genera
 class BatchEngine:
     """The scheduler thread for one base model; adapters come and go through `prepare_adapter`."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, max_batch_size: int, max_queue: int,
-                 prepare_adapter: Callable[[str], Any] | None = None,
-                 on_step: Callable[[int, int], None] | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        max_batch_size: int,
+        max_queue: int,
+        prepare_adapter: Callable[[str], Any] | None = None,
+        on_step: Callable[[int, int], None] | None = None,
+    ) -> None:
         self.model = model  # a transformers model, or a PeftModel around it once adapters are loaded
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
@@ -129,8 +137,10 @@ class BatchEngine:
                 raise Overloaded("the server is shutting down", retry_after=5)
             free = max(0, self.max_batch_size - len(self._running) - len(self._admitted))
             if len(self._waiting) + len(seqs) > self.max_queue + free:
-                raise Overloaded(f"{len(self._waiting)} sequences are already waiting (queue limit {self.max_queue})",
-                                 retry_after=self.retry_after())
+                raise Overloaded(
+                    f"{len(self._waiting)} sequences are already waiting (queue limit {self.max_queue})",
+                    retry_after=self.retry_after(),
+                )
             self._waiting.extend(seqs)
             self._cond.notify()
 
@@ -210,8 +220,9 @@ class BatchEngine:
             admitted.append(s)
         return admitted
 
-    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any,
-                 adapters: list[str | None]) -> tuple[torch.Tensor, Any]:
+    def _forward(
+        self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any, adapters: list[str | None]
+    ) -> tuple[torch.Tensor, Any]:
         kwargs: dict[str, Any] = {}
         if hasattr(self.model, "peft_config"):
             kwargs["adapter_names"] = [a or BASE_ADAPTER for a in adapters]
@@ -231,8 +242,8 @@ class BatchEngine:
         ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
         for row, s in enumerate(seqs):
-            ids[row, width - len(s.prompt_ids):] = torch.tensor(s.prompt_ids)
-            mask[row, width - len(s.prompt_ids):] = 1
+            ids[row, width - len(s.prompt_ids) :] = torch.tensor(s.prompt_ids)
+            mask[row, width - len(s.prompt_ids) :] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         logits, cache = self._forward(ids, mask, positions, DynamicCache(config=self._config()), [s.adapter for s in seqs])
@@ -295,11 +306,11 @@ class BatchEngine:
                 if text.endswith("\ufffd"):  # half a UTF-8 character
                     upto = min(upto, len(text) - 1)
                 if upto > s.sent:
-                    s.emit(Event(s.index, text[s.sent:upto], None, len(s.out_ids)))
+                    s.emit(Event(s.index, text[s.sent : upto], None, len(s.out_ids)))
                     s.sent = upto
             else:
                 s.finish_reason = done
-                s.emit(Event(s.index, text[s.sent:], done, len(s.out_ids)))
+                s.emit(Event(s.index, text[s.sent :], done, len(s.out_ids)))
                 s.sent = len(text)
 
     def _drop_finished(self) -> None:

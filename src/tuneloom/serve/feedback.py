@@ -55,7 +55,7 @@ class FeedbackRow(Base):
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _redact_url(url: str) -> str:
@@ -76,8 +76,9 @@ class FeedbackStore:
         try:
             Base.metadata.create_all(self.engine)
         except SQLAlchemyError as exc:
-            raise TuneloomError(f"feedback database {self.display_url} is not usable: {exc.__class__.__name__}: "
-                                f"{str(exc).splitlines()[0]}") from None
+            raise TuneloomError(
+                f"feedback database {self.display_url} is not usable: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+            ) from None
 
     @classmethod
     def for_workspace(cls, workspace: Path, url: str | None) -> FeedbackStore:
@@ -91,15 +92,23 @@ class FeedbackStore:
         with Session(self.engine) as session, session.begin():
             session.add(CompletionRow(created=_now(), **fields))
 
-    def record_feedback(self, completion_id: str, rating: str | int, correction: str | None, tags: list[str],
-                        key_id: str | None) -> int | None:
+    def record_feedback(
+        self, completion_id: str, rating: str | int, correction: str | None, tags: list[str], key_id: str | None
+    ) -> int | None:
         """The feedback row's id, or None when the completion id is unknown."""
         kind, value = ("thumbs", 5 if rating == "up" else 1) if isinstance(rating, str) else ("scale", rating)
         with Session(self.engine) as session, session.begin():
             if session.get(CompletionRow, completion_id) is None:
                 return None
-            row = FeedbackRow(completion_id=completion_id, created=_now(), rating=value, rating_kind=kind,
-                              correction=correction, tags=tags, key_id=key_id)
+            row = FeedbackRow(
+                completion_id=completion_id,
+                created=_now(),
+                rating=value,
+                rating_kind=kind,
+                correction=correction,
+                tags=tags,
+                key_id=key_id,
+            )
             session.add(row)
             session.flush()
             return row.id

@@ -14,8 +14,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tuneloom.serve.responses import ApiError
 
 access_log = logging.getLogger("tuneloom.serve.access")
-ROUTES = {"/v1/models", "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/classify", "/v1/feedback",
-          "/health", "/ready", "/metrics"}
+ROUTES = {
+    "/v1/models",
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/classify",
+    "/v1/feedback",
+    "/health",
+    "/ready",
+    "/metrics",
+}
 
 
 class BodyLimit:
@@ -68,8 +77,14 @@ def log_request(request: Request, response: Response, started: float) -> None:
     metrics = request.app.state.tuneloom.metrics
     metrics.requests.labels(endpoint, str(response.status_code)).inc()
     metrics.latency.labels(endpoint).observe(elapsed)
-    access_log.info("%s %s %d %.0fms key=%s", request.method, endpoint, response.status_code, elapsed * 1000,
-                    getattr(request.state, "key_id", "-"))
+    access_log.info(
+        "%s %s %d %.0fms key=%s",
+        request.method,
+        endpoint,
+        response.status_code,
+        elapsed * 1000,
+        getattr(request.state, "key_id", "-"),
+    )
 
 
 async def measured(body: AsyncIterator[bytes], done: Callable[[], None]) -> AsyncIterator[bytes]:

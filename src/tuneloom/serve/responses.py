@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -16,8 +17,14 @@ from tuneloom.serve.engine import Event
 class ApiError(Exception):
     """An answer in OpenAI's error format."""
 
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", code: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        kind: str = "invalid_request_error",
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.kind, self.code, self.headers = status, message, kind, code, headers or {}
 
@@ -26,8 +33,9 @@ class ApiError(Exception):
         return JSONResponse(body, status_code=self.status, headers=self.headers)
 
 
-
-def chat_prompt(tokenizer: Any, messages: list[dict[str, str]], system_prompt: str | None) -> tuple[list[int], list[dict[str, str]]]:
+def chat_prompt(
+    tokenizer: Any, messages: list[dict[str, str]], system_prompt: str | None
+) -> tuple[list[int], list[dict[str, str]]]:
     """Prompt token ids as training renders them (train/sft.py): the model's chat template with the
     generation prompt, and the task's system prompt first when the conversation has none."""
     if system_prompt and messages[0]["role"] != "system":
@@ -73,8 +81,12 @@ async def collect(generation: Generation, request: Request, n: int) -> tuple[lis
 def _chunk(chat: bool, completion_id: str, created: int, model: str, event: Event | None, index: int = 0) -> str:
     if chat:
         delta: dict[str, Any] = {"role": "assistant", "content": ""} if event is None else {"content": event.text}
-        choice: dict[str, Any] = {"index": index if event is None else event.index, "delta": delta, "logprobs": None,
-                                  "finish_reason": None if event is None else event.finish_reason}
+        choice: dict[str, Any] = {
+            "index": index if event is None else event.index,
+            "delta": delta,
+            "logprobs": None,
+            "finish_reason": None if event is None else event.finish_reason,
+        }
         obj = "chat.completion.chunk"
     else:
         assert event is not None
@@ -84,8 +96,18 @@ def _chunk(chat: bool, completion_id: str, created: int, model: str, event: Even
     return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
 
-async def sse(generation: Generation, chat: bool, completion_id: str, created: int, model: str, n: int,
-               include_usage: bool, prompt_tokens: int, record: Any, observe: Any) -> AsyncIterator[str]:
+async def sse(
+    generation: Generation,
+    chat: bool,
+    completion_id: str,
+    created: int,
+    model: str,
+    n: int,
+    include_usage: bool,
+    prompt_tokens: int,
+    record: Any,
+    observe: Any,
+) -> AsyncIterator[str]:
     """OpenAI's streaming format; the completion is stored before `[DONE]`; a disconnect cancels generation."""
     texts, tokens = [""] * n, [0] * n
     finishes: list[str | None] = [None] * n
@@ -98,8 +120,11 @@ async def sse(generation: Generation, chat: bool, completion_id: str, created: i
             tokens[event.index] = event.completion_tokens
             finishes[event.index] = event.finish_reason
             if event.finish_reason in ("timeout", "shutdown", "error", "cancelled"):
-                error = {"message": f"generation ended: {event.finish_reason}", "type": "server_error",
-                         "code": event.finish_reason}
+                error = {
+                    "message": f"generation ended: {event.finish_reason}",
+                    "type": "server_error",
+                    "code": event.finish_reason,
+                }
                 yield f"data: {json.dumps({'error': error})}\n\n"
                 return
             if event.text or event.finish_reason:
@@ -107,11 +132,20 @@ async def sse(generation: Generation, chat: bool, completion_id: str, created: i
         observe(sum(tokens))
         await record(texts, finishes[0], sum(tokens))
         if include_usage:
-            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": sum(tokens),
-                     "total_tokens": prompt_tokens + sum(tokens)}
+            usage = {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": sum(tokens),
+                "total_tokens": prompt_tokens + sum(tokens),
+            }
             obj = "chat.completion.chunk" if chat else "text_completion"
-            body: dict[str, Any] = {"id": completion_id, "object": obj, "created": created, "model": model,
-                                    "choices": [], "usage": usage}
+            body: dict[str, Any] = {
+                "id": completion_id,
+                "object": obj,
+                "created": created,
+                "model": model,
+                "choices": [],
+                "usage": usage,
+            }
             yield f"data: {json.dumps(body)}\n\n"
         yield "data: [DONE]\n\n"
     finally:

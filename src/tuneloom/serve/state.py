@@ -41,8 +41,12 @@ def build_state(project: Project, settings: ServeConfig) -> ServerState:
     metrics = ServeMetrics()
     redactor = redactor_for(settings.redact)
     return ServerState(
-        project=project, settings=settings, resolver=TargetResolver(project, settings),
-        backend=make_backend(settings, metrics), keys=KeyStore(keys_path(project.workspace)),
-        feedback=FeedbackStore.for_workspace(project.workspace, settings.feedback_db), metrics=metrics,
+        project=project,
+        settings=settings,
+        resolver=TargetResolver(project, settings),
+        backend=make_backend(settings, metrics),
+        keys=KeyStore(keys_path(project.workspace)),
+        feedback=FeedbackStore.for_workspace(project.workspace, settings.feedback_db),
+        metrics=metrics,
         redactor=redactor,
     )

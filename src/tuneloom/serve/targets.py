@@ -73,12 +73,17 @@ class TargetResolver:
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, Target]] = {}
         self._registry: Any = None
-        self.base_models = list(settings.base_models if settings.base_models is not None else dict.fromkeys(
-            t.model for t in project.config.tasks if t.model in CATALOG))
+        self.base_models = list(
+            settings.base_models
+            if settings.base_models is not None
+            else dict.fromkeys(t.model for t in project.config.tasks if t.model in CATALOG)
+        )
         unknown = [m for m in self.base_models if m not in CATALOG]
         if unknown:
-            raise TuneloomError(f"serve.base_models: {unknown} are not catalog names; allowed: {sorted(CATALOG)}. "
-                                "Serve a folder with serve.models: [{name: ..., path: ...}] instead.")
+            raise TuneloomError(
+                f"serve.base_models: {unknown} are not catalog names; allowed: {sorted(CATALOG)}. "
+                "Serve a folder with serve.models: [{name: ..., path: ...}] instead."
+            )
         self.local = {m.name: m for m in settings.models}
         for m in settings.models:
             if not (project.root / m.path).is_dir():
@@ -146,12 +151,21 @@ class TargetResolver:
             base_ref = m.base or json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
             if not base_ref:
                 raise TuneloomError(f"serve.models '{name}': set `base:` (the adapter does not name its base model)")
-            base = resolve_model(base_ref if base_ref in CATALOG or Path(base_ref).is_absolute()
-                                 else str((self.project.root / base_ref).resolve()))
-            return Target(name=name, served=name, kind=kind, base_path=base, adapter_path=path,
-                          system_prompt=m.system_prompt, labels=_labels_of_folder(base))
-        return Target(name=name, served=name, kind=kind, base_path=path, system_prompt=m.system_prompt,
-                      labels=_labels_of_folder(path))
+            base = resolve_model(
+                base_ref if base_ref in CATALOG or Path(base_ref).is_absolute() else str((self.project.root / base_ref).resolve())
+            )
+            return Target(
+                name=name,
+                served=name,
+                kind=kind,
+                base_path=base,
+                adapter_path=path,
+                system_prompt=m.system_prompt,
+                labels=_labels_of_folder(base),
+            )
+        return Target(
+            name=name, served=name, kind=kind, base_path=path, system_prompt=m.system_prompt, labels=_labels_of_folder(path)
+        )
 
     def _registered_target(self, version: Any) -> Target:
         lineage, path = version.lineage, Path(version.path)
@@ -169,9 +183,16 @@ class TargetResolver:
             manifest = manifest_path(lineage.get("dataset_path", ""))
             labels = tuple(read_manifest(manifest.parent).labels) if manifest.is_file() else _labels_of_folder(path)
             if not labels:
-                raise TuneloomError(f"{version.name}:{version.version}: its class labels are unknown "
-                                    f"(dataset {manifest.parent} is gone)")
-        return Target(name=version.name, served=f"{version.name}:{version.version}", kind=kind, base_path=base,
-                      adapter_path=path if adapter else None, labels=labels,
-                      system_prompt=(task.get("data") or {}).get("system_prompt"),
-                      trust_remote_code=bool(task.get("trust_remote_code", False)))
+                raise TuneloomError(
+                    f"{version.name}:{version.version}: its class labels are unknown (dataset {manifest.parent} is gone)"
+                )
+        return Target(
+            name=version.name,
+            served=f"{version.name}:{version.version}",
+            kind=kind,
+            base_path=base,
+            adapter_path=path if adapter else None,
+            labels=labels,
+            system_prompt=(task.get("data") or {}).get("system_prompt"),
+            trust_remote_code=bool(task.get("trust_remote_code", False)),
+        )

@@ -101,8 +101,13 @@ class TaskKind(Protocol):
         """Label -> count per split, or None for tasks without labels."""
 
     def training_parts(
-        self, task: TaskConfig, model_path: Path, precision: str, manifest: DatasetManifest,
-        train: list[Example], validation: list[Example],
+        self,
+        task: TaskConfig,
+        model_path: Path,
+        precision: str,
+        manifest: DatasetManifest,
+        train: list[Example],
+        validation: list[Example],
     ) -> TaskParts:
         """Model, tokenizer, encoded splits and trainer pieces for the shared training loop."""
 

@@ -47,8 +47,15 @@ class ChatSft(KindDefaults):
 
         measure_chat(examples, tokenizer)
 
-    def training_parts(self, task: TaskConfig, model_path: Path, precision: str, manifest: DatasetManifest,
-                       train: list[Example], validation: list[Example]) -> TaskParts:
+    def training_parts(
+        self,
+        task: TaskConfig,
+        model_path: Path,
+        precision: str,
+        manifest: DatasetManifest,
+        train: list[Example],
+        validation: list[Example],
+    ) -> TaskParts:
         from tuneloom.train import sft
 
         return sft.prepare(task, model_path, precision, manifest, train, validation)

@@ -47,8 +47,15 @@ class Classification(KindDefaults):
     def label_counts(self, splits: dict[str, list[Example]]) -> dict[str, dict[str, int]] | None:
         return {s: dict(Counter(label for e in rows for label in example_labels(e))) for s, rows in splits.items()}
 
-    def training_parts(self, task: TaskConfig, model_path: Path, precision: str, manifest: DatasetManifest,
-                       train: list[Example], validation: list[Example]) -> TaskParts:
+    def training_parts(
+        self,
+        task: TaskConfig,
+        model_path: Path,
+        precision: str,
+        manifest: DatasetManifest,
+        train: list[Example],
+        validation: list[Example],
+    ) -> TaskParts:
         from tuneloom.train import classify
 
         return classify.prepare(task, model_path, precision, manifest, train, validation)

@@ -39,8 +39,15 @@ class Ner(KindDefaults):
     def label_counts(self, splits: dict[str, list[Example]]) -> dict[str, dict[str, int]] | None:
         return {s: dict(Counter(span["label"] for e in rows for span in e["entities"])) for s, rows in splits.items()}
 
-    def training_parts(self, task: TaskConfig, model_path: Path, precision: str, manifest: DatasetManifest,
-                       train: list[Example], validation: list[Example]) -> TaskParts:
+    def training_parts(
+        self,
+        task: TaskConfig,
+        model_path: Path,
+        precision: str,
+        manifest: DatasetManifest,
+        train: list[Example],
+        validation: list[Example],
+    ) -> TaskParts:
         from tuneloom.train import ner
 
         return ner.prepare(task, model_path, precision, manifest, train, validation)

@@ -35,8 +35,15 @@ class Preference(KindDefaults):
 
         measure_pairs(examples, tokenizer)
 
-    def training_parts(self, task: TaskConfig, model_path: Path, precision: str, manifest: DatasetManifest,
-                       train: list[Example], validation: list[Example]) -> TaskParts:
+    def training_parts(
+        self,
+        task: TaskConfig,
+        model_path: Path,
+        precision: str,
+        manifest: DatasetManifest,
+        train: list[Example],
+        validation: list[Example],
+    ) -> TaskParts:
         from tuneloom.train import preference
 
         return preference.prepare(task, model_path, precision, manifest, train, validation)

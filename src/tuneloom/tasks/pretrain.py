@@ -36,8 +36,15 @@ class Pretrain(KindDefaults):
 
         measure_texts(examples, tokenizer)
 
-    def training_parts(self, task: TaskConfig, model_path: Path, precision: str, manifest: DatasetManifest,
-                       train: list[Example], validation: list[Example]) -> TaskParts:
+    def training_parts(
+        self,
+        task: TaskConfig,
+        model_path: Path,
+        precision: str,
+        manifest: DatasetManifest,
+        train: list[Example],
+        validation: list[Example],
+    ) -> TaskParts:
         from tuneloom.train import pretrain
 
         return pretrain.prepare(task, model_path, precision, manifest, train, validation)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from tuneloom.tasks.base import TaskKind
 from tuneloom.tasks.registry import kind_of, kinds
@@ -67,7 +68,9 @@ def check_metric_names(task: TaskConfig) -> None:
     if task.gate.max_class_f1_drop is not None and not kind.per_class_f1:
         raise ValueError(f"gate.max_class_f1_drop applies to {_which(lambda k: k.per_class_f1)} tasks only")
     if task.gate.max_forgetting is not None and not (kind.forgetting_check and task.eval.forgetting_check):
-        raise ValueError(f"gate.max_forgetting needs a {_which(lambda k: k.forgetting_check)} task with eval.forgetting_check: true")
+        raise ValueError(
+            f"gate.max_forgetting needs a {_which(lambda k: k.forgetting_check)} task with eval.forgetting_check: true"
+        )
     unknown = [m for m in task.eval.metrics or [] if m not in kind.metrics]
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown} for {task.type}; allowed: {list(kind.metrics)}")

@@ -8,29 +8,31 @@ import platform
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from datasets import Dataset
 from rich.console import Console
 from transformers import PrinterCallback, TrainerCallback, set_seed
 
-from tuneloom.tasks import kind_of
 from tuneloom.artifacts import (
     DatasetManifest,
     DatasetRef,
     RunSnapshot,
-    TrainResult,
     TrainingSummary,
+    TrainResult,
     read_manifest,
     read_snapshot,
     write_summary,
 )
+from tuneloom.atomic import read_jsonl, write_jsonl_atomic
 from tuneloom.catalog import resolve_model
 from tuneloom.config import Project, TaskConfig
 from tuneloom.data.prepare import load_split, prepare_dataset
 from tuneloom.errors import TuneloomError
 from tuneloom.reports.training import write_run_report
+from tuneloom.tasks import kind_of
 from tuneloom.train.common import (
     RunLogger,
     TaskParts,
@@ -40,11 +42,10 @@ from tuneloom.train.common import (
     stopping_callbacks,
     training_kwargs,
 )
+from tuneloom.train.distributed import gather, is_main, shared_run_dir, world_size
 from tuneloom.train.memory import check_training_memory
 from tuneloom.train.speed import speed_up_lora
-from tuneloom.train.distributed import gather, is_main, shared_run_dir, world_size
 from tuneloom.train.tracking import start_tracking
-from tuneloom.atomic import read_jsonl, write_jsonl_atomic
 from tuneloom.workspace import Workspace, run_state, set_status
 
 __all__ = ["ResumeError", "TrainResult", "resume_run", "train_task"]
@@ -72,7 +73,10 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def train_task(
-    project: Project, task_name: str | None = None, dataset_dir: str | Path | None = None, console: Console | None = None,
+    project: Project,
+    task_name: str | None = None,
+    dataset_dir: str | Path | None = None,
+    console: Console | None = None,
     callbacks: list[TrainerCallback] | None = None,
 ) -> TrainResult:
     """Train one task of the project; prepares its data first when no dataset version exists.
@@ -101,8 +105,11 @@ def train_task(
     run = shared_run_dir(lambda: ws.new_run(task.name, snapshot))
     console.print(f"[bold]{task.name}[/]: {task.method.kind} on {task.model} ({precision}), run {run.name}")
     return _run_with_status(
-        run, lambda extra: _fit(task, dataset_dir, manifest, model_path, run, precision, console, extra),
-        lambda: start_tracking(project, run, snapshot.model_dump(mode="json")), callbacks, console,
+        run,
+        lambda extra: _fit(task, dataset_dir, manifest, model_path, run, precision, console, extra),
+        lambda: start_tracking(project, run, snapshot.model_dump(mode="json")),
+        callbacks,
+        console,
     )
 
 
@@ -133,9 +140,12 @@ def resume_run(run_dir: str | Path, console: Console | None = None) -> TrainResu
     console.print(f"[bold]{task.name}[/]: resuming run {run.name} from step {step}")
     return _run_with_status(
         run,
-        lambda extra: _fit(task, dataset_dir, manifest, Path(snapshot.base_model_path), run, snapshot.precision,
-                           console, extra, str(checkpoint)),
-        None, None, console,
+        lambda extra: _fit(
+            task, dataset_dir, manifest, Path(snapshot.base_model_path), run, snapshot.precision, console, extra, str(checkpoint)
+        ),
+        None,
+        None,
+        console,
     )
 
 
@@ -154,8 +164,11 @@ def _forget_metrics_after(run: Path, step: int) -> None:
 
 
 def _run_with_status(
-    run: Path, fit: Callable[[list[TrainerCallback]], TrainResult], tracking: Callable[[], Any] | None,
-    callbacks: list[TrainerCallback] | None, console: Console,
+    run: Path,
+    fit: Callable[[list[TrainerCallback]], TrainResult],
+    tracking: Callable[[], Any] | None,
+    callbacks: list[TrainerCallback] | None,
+    console: Console,
 ) -> TrainResult:
     """Run `fit` with the extra callbacks, recording completed / interrupted (SIGTERM, Ctrl-C) / failed in
     status.json and the MLflow run; under `accelerate launch` only rank 0 writes."""
@@ -169,8 +182,11 @@ def _run_with_status(
     except BaseException as exc:
         if main:
             interrupted = isinstance(exc, KeyboardInterrupt)
-            set_status(run, "interrupted" if interrupted else "failed",
-                       error="stopped by a signal before the end" if interrupted else f"{type(exc).__name__}: {exc}")
+            set_status(
+                run,
+                "interrupted" if interrupted else "failed",
+                error="stopped by a signal before the end" if interrupted else f"{type(exc).__name__}: {exc}",
+            )
             if tracker:
                 tracker.finish("KILLED" if interrupted else "FAILED")
         raise
@@ -236,15 +252,24 @@ def merge_adapter(task: TaskConfig, adapter_dir: Path, precision: str, out_dir: 
     from tuneloom.inference import model_dtype
     from tuneloom.train.common import save_merged
 
-    heads = {"causal_lm": AutoPeftModelForCausalLM, "sequence_classification": AutoPeftModelForSequenceClassification,
-             "token_classification": AutoPeftModelForTokenClassification}
+    heads = {
+        "causal_lm": AutoPeftModelForCausalLM,
+        "sequence_classification": AutoPeftModelForSequenceClassification,
+        "token_classification": AutoPeftModelForTokenClassification,
+    }
     head = kind_of(task.type).head
-    kwargs: dict[str, Any] = {"trust_remote_code": task.trust_remote_code,  # heads keep fp32 weights, as in training
-                              "dtype": model_dtype(precision if head == "causal_lm" else "fp32")}
+    kwargs: dict[str, Any] = {
+        "trust_remote_code": task.trust_remote_code,  # heads keep fp32 weights, as in training
+        "dtype": model_dtype(precision if head == "causal_lm" else "fp32"),
+    }
     if head != "causal_lm":
-        kwargs.update(num_labels=trained_config.num_labels, id2label=trained_config.id2label,
-                      label2id=trained_config.label2id, problem_type=trained_config.problem_type,
-                      pad_token_id=trained_config.pad_token_id)
+        kwargs.update(
+            num_labels=trained_config.num_labels,
+            id2label=trained_config.id2label,
+            label2id=trained_config.label2id,
+            problem_type=trained_config.problem_type,
+            pad_token_id=trained_config.pad_token_id,
+        )
     model = heads[head].from_pretrained(adapter_dir, **kwargs)
     return save_merged(model, out_dir)
 
@@ -258,8 +283,15 @@ def _final_eval_loss(trainer: Any) -> float:
 
 
 def _fit(
-    task: TaskConfig, dataset_dir: Path, manifest: DatasetManifest, model_path: Path, run: Path, precision: str,
-    console: Console, extra: list[TrainerCallback], resume_from: str | None = None,
+    task: TaskConfig,
+    dataset_dir: Path,
+    manifest: DatasetManifest,
+    model_path: Path,
+    run: Path,
+    precision: str,
+    console: Console,
+    extra: list[TrainerCallback],
+    resume_from: str | None = None,
 ) -> TrainResult:
     set_seed(task.train.seed)
     train_rows, val_rows = load_split(dataset_dir, "train"), load_split(dataset_dir, "validation")
@@ -274,7 +306,9 @@ def _fit(
     for note in parts.notes:
         console.print(f"[yellow]{note}")
     if parts.truncated:
-        console.print(f"[yellow]{parts.truncated} training examples were longer than max_length={task.train.max_length} and were truncated")
+        console.print(
+            f"[yellow]{parts.truncated} training examples were longer than max_length={task.train.max_length} and were truncated"
+        )
     trainable, total = count_parameters(parts.model)
     trainer = _trainer(task, parts, run, precision, console, extra)
     # read before training: checkpoint rotation may delete the resumed-from checkpoint

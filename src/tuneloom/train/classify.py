@@ -16,8 +16,14 @@ from tuneloom.inference import classifier_head, load_tokenizer
 from tuneloom.train.common import TaskParts, lora_config
 
 
-def prepare(task: TaskConfig, model_path: Path, precision: str, manifest: DatasetManifest,
-            train_rows: list[dict[str, Any]], val_rows: list[dict[str, Any]]) -> TaskParts:
+def prepare(
+    task: TaskConfig,
+    model_path: Path,
+    precision: str,
+    manifest: DatasetManifest,
+    train_rows: list[dict[str, Any]],
+    val_rows: list[dict[str, Any]],
+) -> TaskParts:
     labels = manifest.labels
     tokenizer = load_tokenizer(model_path, task.trust_remote_code)
     train, truncated = encode_split(tokenizer, train_rows, labels, task.train.max_length)

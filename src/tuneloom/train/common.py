@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from rich.console import Console
@@ -62,7 +63,7 @@ def lora_config(method: MethodConfig, task_type: str, exclude: list[str] | None 
         exclude_modules=exclude,
         task_type=task_type,
         r=method.r,
-        lora_alpha=method.alpha,
+        lora_alpha=method.alpha,  # type: ignore[arg-type]  # peft annotates int; a float alpha scales the same way
         lora_dropout=method.dropout,
         target_modules=method.target_modules,
         use_dora=method.kind == "dora",

@@ -35,9 +35,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from tuneloom.tasks import kind_of
 from tuneloom.config import TaskConfig
 from tuneloom.errors import TuneloomError
+from tuneloom.tasks import kind_of
 from tuneloom.train.speed import attention_for
 
 Mode = Literal["inference", "full", "lora", "qlora"]
@@ -143,7 +143,9 @@ def model_shape(path: str | Path, trust_remote_code: bool = False) -> ModelShape
         attention_heads=heads,
         vocab_size=int(getattr(config, "vocab_size", embed.weight.shape[0])),
         decoder=decoder,
-        stored_bytes=2 if str(getattr(config, "dtype", None) or getattr(config, "torch_dtype", "")).endswith(("bfloat16", "float16")) else 4,
+        stored_bytes=2
+        if str(getattr(config, "dtype", None) or getattr(config, "torch_dtype", "")).endswith(("bfloat16", "float16"))
+        else 4,
     )
 
 
@@ -212,9 +214,17 @@ def plan_memory(
         activations = stored + logits + scores
     overhead = CUDA_OVERHEAD if device == "cuda" else CPU_OVERHEAD
     return MemoryPlan(
-        mode=mode, precision=precision, seq_len=seq_len, batch_size=batch_size,
-        gradient_checkpointing=gradient_checkpointing, attention=attention, device=device, weights=int(weights),
-        trainable_parameters=int(trainable), trainable_state=int(state), activations=int(activations),
+        mode=mode,
+        precision=precision,
+        seq_len=seq_len,
+        batch_size=batch_size,
+        gradient_checkpointing=gradient_checkpointing,
+        attention=attention,
+        device=device,
+        weights=int(weights),
+        trainable_parameters=int(trainable),
+        trainable_state=int(state),
+        activations=int(activations),
         overhead=overhead,
     )
 
@@ -270,16 +280,27 @@ def _gb(n: int) -> str:
 
 
 def fit_advice(
-    shape: ModelShape, plan: MemoryPlan, available: int, lora_r: int = 16, quantizable: bool = True,
+    shape: ModelShape,
+    plan: MemoryPlan,
+    available: int,
+    lora_r: int = 16,
+    quantizable: bool = True,
 ) -> str | None:
     """None when `plan` fits in `available` bytes, else a message naming settings that would fit."""
     if plan.total <= available:
         return None
 
     def replan(**changes: object) -> MemoryPlan:
-        settings: dict[str, Any] = dict(mode=plan.mode, precision=plan.precision, seq_len=plan.seq_len, batch_size=plan.batch_size,
-                        gradient_checkpointing=plan.gradient_checkpointing, lora_r=lora_r, device=plan.device,
-                        attention=plan.attention)
+        settings: dict[str, Any] = dict(
+            mode=plan.mode,
+            precision=plan.precision,
+            seq_len=plan.seq_len,
+            batch_size=plan.batch_size,
+            gradient_checkpointing=plan.gradient_checkpointing,
+            lora_r=lora_r,
+            device=plan.device,
+            attention=plan.attention,
+        )
         settings.update(changes)
         return plan_memory(shape, **settings)
 
@@ -316,8 +337,9 @@ def fit_advice(
     return f"{need}. Settings that would fit: {'; '.join(fitting)}."
 
 
-def check_training_memory(task: TaskConfig, model_path: Path, precision: str, labels: int = 0,
-                          longest: int | None = None) -> MemoryPlan:
+def check_training_memory(
+    task: TaskConfig, model_path: Path, precision: str, labels: int = 0, longest: int | None = None
+) -> MemoryPlan:
     """The plan of training `task`; raises InsufficientMemory, naming settings that fit, when it does not fit.
 
     Batches are padded to their longest example, so a batch of `longest` tokens (the longest encoded
@@ -328,9 +350,16 @@ def check_training_memory(task: TaskConfig, model_path: Path, precision: str, la
         shape, precision = shape.model_copy(update={"vocab_size": max(labels, 2)}), "fp32"
     mode = "lora" if task.method.kind == "dora" else task.method.kind  # DoRA's magnitude vectors are tiny next to LoRA's A and B
     seq = min(longest or task.train.max_length, task.train.max_length)
-    plan = plan_memory(shape, mode, "nf4" if mode == "qlora" else precision,  # type: ignore[arg-type]  # precision comes in as str (choose_precision's values)
-                       seq, task.train.batch_size, gradient_checkpointing=task.train.gradient_checkpointing,
-                       lora_r=task.method.r, attention=attention_for(task, seq))  # type: ignore[arg-type]  # attention_for returns "eager" or "sdpa" as str
+    plan = plan_memory(
+        shape,
+        mode,
+        "nf4" if mode == "qlora" else precision,  # type: ignore[arg-type]  # precision comes in as str (choose_precision's values)
+        seq,
+        task.train.batch_size,
+        gradient_checkpointing=task.train.gradient_checkpointing,
+        lora_r=task.method.r,
+        attention=attention_for(task, seq),  # type: ignore[arg-type]  # attention_for returns "eager" or "sdpa" as str
+    )
     available, where = available_memory()
     advice = fit_advice(shape, plan, available, task.method.r, shape.decoder)
     if advice:

@@ -60,7 +60,9 @@ def encode_row(tokenizer: PreTrainedTokenizerBase, row: dict[str, Any], tags: li
     return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels, "truncated": truncated}
 
 
-def encode_split(tokenizer: PreTrainedTokenizerBase, rows: list[dict[str, Any]], tags: list[str], max_length: int) -> tuple[list[dict[str, Any]], int]:
+def encode_split(
+    tokenizer: PreTrainedTokenizerBase, rows: list[dict[str, Any]], tags: list[str], max_length: int
+) -> tuple[list[dict[str, Any]], int]:
     out, truncated = [], 0
     for row in rows:
         enc = encode_row(tokenizer, row, tags, max_length)
@@ -80,8 +82,14 @@ def build_model(task: TaskConfig, model_path: Path | str, tags: list[str], pad_t
     return get_peft_model(model, lora_config(task.method, "TOKEN_CLS", exclude=["classifier", "score"]))
 
 
-def prepare(task: TaskConfig, model_path: Path, precision: str, manifest: DatasetManifest,
-            train_rows: list[dict[str, Any]], val_rows: list[dict[str, Any]]) -> TaskParts:
+def prepare(
+    task: TaskConfig,
+    model_path: Path,
+    precision: str,
+    manifest: DatasetManifest,
+    train_rows: list[dict[str, Any]],
+    val_rows: list[dict[str, Any]],
+) -> TaskParts:
     tags = tag_names(manifest.labels)
     tokenizer = load_tokenizer(model_path, task.trust_remote_code)
     train, truncated = encode_split(tokenizer, train_rows, tags, task.train.max_length)

@@ -46,8 +46,14 @@ def drop_reference_adapter(model: Any) -> None:
         model.delete_adapter(REFERENCE_ADAPTER)
 
 
-def prepare(task: TaskConfig, model_path: Path, precision: str, manifest: DatasetManifest,
-            train_rows: list[dict[str, Any]], val_rows: list[dict[str, Any]]) -> TaskParts:
+def prepare(
+    task: TaskConfig,
+    model_path: Path,
+    precision: str,
+    manifest: DatasetManifest,
+    train_rows: list[dict[str, Any]],
+    val_rows: list[dict[str, Any]],
+) -> TaskParts:
     tokenizer = sft.load_tokenizer(model_path, task.trust_remote_code)  # prompts go through the chat template
     model = sft.build_model(task, model_path, precision, attention_for(task, longest_example(manifest, task)))
     cfg = task.train
@@ -57,9 +63,25 @@ def prepare(task: TaskConfig, model_path: Path, precision: str, manifest: Datase
         from trl import KTOConfig, KTOTrainer
 
         train, val = unpaired(train_rows, cfg.seed), unpaired(val_rows, cfg.seed)
-        return TaskParts(tokenizer, model, train, val, trainer_class=KTOTrainer, args_class=KTOConfig,
-                         extra_args={**common, "train_sampling_strategy": "sequential"}, before_save=drop_reference_adapter)
+        return TaskParts(
+            tokenizer,
+            model,
+            train,
+            val,
+            trainer_class=KTOTrainer,
+            args_class=KTOConfig,
+            extra_args={**common, "train_sampling_strategy": "sequential"},
+            before_save=drop_reference_adapter,
+        )
     from trl import DPOConfig, DPOTrainer
 
-    return TaskParts(tokenizer, model, pairs(train_rows), pairs(val_rows), trainer_class=DPOTrainer,
-                     args_class=DPOConfig, extra_args=common, before_save=drop_reference_adapter)
+    return TaskParts(
+        tokenizer,
+        model,
+        pairs(train_rows),
+        pairs(val_rows),
+        trainer_class=DPOTrainer,
+        args_class=DPOConfig,
+        extra_args=common,
+        before_save=drop_reference_adapter,
+    )

@@ -33,8 +33,14 @@ def encode_split(tokenizer: PreTrainedTokenizerBase, rows: list[dict[str, Any]],
     return out
 
 
-def prepare(task: TaskConfig, model_path: Path, precision: str, manifest: DatasetManifest,
-            train_rows: list[dict[str, Any]], val_rows: list[dict[str, Any]]) -> TaskParts:
+def prepare(
+    task: TaskConfig,
+    model_path: Path,
+    precision: str,
+    manifest: DatasetManifest,
+    train_rows: list[dict[str, Any]],
+    val_rows: list[dict[str, Any]],
+) -> TaskParts:
     tokenizer = load_tokenizer(model_path, task.trust_remote_code)
     max_len = task.train.max_length
     train, val = encode_split(tokenizer, train_rows, max_len), encode_split(tokenizer, val_rows, max_len)

@@ -20,18 +20,22 @@ from pydantic import BaseModel
 from rich.console import Console
 from transformers import TrainerCallback
 
+from tuneloom.atomic import write_json_atomic
 from tuneloom.config import Project, SearchConfig, TaskConfig, apply_overrides
 from tuneloom.data import prepare_dataset
 from tuneloom.errors import ProjectFileError, TuneloomError
 from tuneloom.reports.training import write_search_report
-from tuneloom.atomic import write_json_atomic
 from tuneloom.workspace import set_status
 
 # Where each searchable setting lives in a task (the `--set` path).
 PATHS = {
-    "lr": "train.lr", "batch_size": "train.batch_size", "epochs": "train.epochs",
-    "weight_decay": "train.weight_decay", "warmup_ratio": "train.warmup_ratio",
-    "r": "method.r", "dropout": "method.dropout",
+    "lr": "train.lr",
+    "batch_size": "train.batch_size",
+    "epochs": "train.epochs",
+    "weight_decay": "train.weight_decay",
+    "warmup_ratio": "train.warmup_ratio",
+    "r": "method.r",
+    "dropout": "method.dropout",
 }
 
 
@@ -145,7 +149,10 @@ def search_task(project: Project, task_name: str | None, n_trials: int, console:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = optuna.create_study(
-            study_name=study_name, storage=study_storage(url), direction="minimize", load_if_exists=True,
+            study_name=study_name,
+            storage=study_storage(url),
+            direction="minimize",
+            load_if_exists=True,
             pruner=optuna.pruners.MedianPruner(n_startup_trials=2) if space.pruning else optuna.pruners.NopPruner(),
         )
     except Exception as exc:  # a bad URL, an unreachable server, a missing driver
@@ -157,8 +164,10 @@ def search_task(project: Project, task_name: str | None, n_trials: int, console:
 
     def objective(trial: Any) -> float:
         params = suggest(trial, space)
-        console.print(f"[bold]trial {trial.number}[/]: " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                                                                    for k, v in params.items()))
+        console.print(
+            f"[bold]trial {trial.number}[/]: "
+            + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+        )
         trial_project = Project(config=apply_overrides(project.config, trial_overrides(task, params)), path=project.path)
         pruning = PruningCallback(trial)
         result = train_task(trial_project, task.name, dataset_dir, console, callbacks=[pruning])
@@ -178,9 +187,13 @@ def search_task(project: Project, task_name: str | None, n_trials: int, console:
 
 def _row(trial: Any) -> TrialRow:
     return TrialRow(
-        number=trial.number, state=trial.state.name, value=trial.value if trial.state.name == "COMPLETE" else None,
-        last_reported=trial.user_attrs.get("last_reported"), params=dict(trial.params),
-        run=trial.user_attrs.get("run"), steps=trial.user_attrs.get("steps"),
+        number=trial.number,
+        state=trial.state.name,
+        value=trial.value if trial.state.name == "COMPLETE" else None,
+        last_reported=trial.user_attrs.get("last_reported"),
+        params=dict(trial.params),
+        run=trial.user_attrs.get("run"),
+        steps=trial.user_attrs.get("steps"),
     )
 
 
@@ -204,14 +217,30 @@ def _write_report(project: Project, task: TaskConfig, study: Any, url: str, new_
     best = min(done, key=lambda t: t.value) if done else None  # type: ignore[arg-type, return-value]  # COMPLETE trials have a value
     folder = project.workspace / "searches" / f"{study.study_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     data = {
-        "task": task.name, "study": study.study_name, "storage": _redact(url), "new_trials": new_trials,
-        "params": task.search.params() if task.search else [], "paths": PATHS,
-        "trials": [t.model_dump() for t in trials], "best": best.model_dump() if best else None,
+        "task": task.name,
+        "study": study.study_name,
+        "storage": _redact(url),
+        "new_trials": new_trials,
+        "params": task.search.params() if task.search else [],
+        "paths": PATHS,
+        "trials": [t.model_dump() for t in trials],
+        "best": best.model_dump() if best else None,
         "importances": _importances(study),
-        "best_command": " ".join(["tuneloom train --task", task.name, *(f"--set {o}" for o in trial_overrides(task, best.params))])
-        if best else None,
+        "best_command": " ".join(
+            ["tuneloom train --task", task.name, *(f"--set {o}" for o in trial_overrides(task, best.params))]
+        )
+        if best
+        else None,
     }
     write_json_atomic(folder / "search.json", data)
     report = write_search_report(folder, data)
-    return SearchResult(task=task.name, study=study.study_name, storage=data["storage"], folder=str(folder),
-                        report=str(report), new_trials=new_trials, trials=trials, best=best)
+    return SearchResult(
+        task=task.name,
+        study=study.study_name,
+        storage=data["storage"],
+        folder=str(folder),
+        report=str(report),
+        new_trials=new_trials,
+        trials=trials,
+        best=best,
+    )

@@ -34,24 +34,26 @@ def load_tokenizer(model_path: Path | str, trust_remote_code: bool = False) -> P
     return tokenizer
 
 
+def _template_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], **kwargs: Any) -> list[int]:
+    """Token ids of `messages` rendered with the chat template (transformers types the result loosely)."""
+    rendered: Any = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True, **kwargs)
+    return list(rendered["input_ids"])
+
+
 def encode_chat(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], max_length: int) -> dict[str, Any]:
     """input_ids and labels for a conversation; labels mask everything but assistant turns.
 
     Each assistant turn's tokens are found as the difference between the template rendered up to
     that turn's generation prompt and rendered through the turn, so multi-turn chats work too.
     """
-    ids: list[int] = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+    ids = _template_ids(tokenizer, messages)
     labels = [IGNORE] * len(ids)
     for i, msg in enumerate(messages):
         if msg["role"] != "assistant":
             continue
-        start = len(
-            tokenizer.apply_chat_template(messages[:i], add_generation_prompt=True, tokenize=True, return_dict=True)[
-                "input_ids"
-            ]
-        )
-        end = len(tokenizer.apply_chat_template(messages[: i + 1], tokenize=True, return_dict=True)["input_ids"])
-        while end > start and not tokenizer.decode(ids[end - 1 : end]).strip():
+        start = len(_template_ids(tokenizer, messages[:i], add_generation_prompt=True))
+        end = len(_template_ids(tokenizer, messages[: i + 1]))
+        while end > start and not str(tokenizer.decode(ids[end - 1 : end])).strip():
             end -= 1  # the template's line break after the end-of-turn token is not the model's to say
         labels[start:end] = ids[start:end]
     truncated = len(ids) > max_length
@@ -59,7 +61,9 @@ def encode_chat(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str
     return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels, "truncated": truncated}
 
 
-def encode_split(tokenizer: PreTrainedTokenizerBase, rows: list[dict[str, Any]], max_length: int) -> tuple[list[dict[str, Any]], int, int]:
+def encode_split(
+    tokenizer: PreTrainedTokenizerBase, rows: list[dict[str, Any]], max_length: int
+) -> tuple[list[dict[str, Any]], int, int]:
     """Encoded rows, how many were truncated, and how many were dropped for having no answer tokens left."""
     out, truncated, dropped = [], 0, 0
     for row in rows:
@@ -72,16 +76,32 @@ def encode_split(tokenizer: PreTrainedTokenizerBase, rows: list[dict[str, Any]],
     return out, truncated, dropped
 
 
-def prepare(task: TaskConfig, model_path: Path, precision: str, manifest: DatasetManifest,
-            train_rows: list[dict[str, Any]], val_rows: list[dict[str, Any]]) -> TaskParts:
+def prepare(
+    task: TaskConfig,
+    model_path: Path,
+    precision: str,
+    manifest: DatasetManifest,
+    train_rows: list[dict[str, Any]],
+    val_rows: list[dict[str, Any]],
+) -> TaskParts:
     tokenizer = load_tokenizer(model_path, task.trust_remote_code)
     train, truncated, dropped = encode_split(tokenizer, train_rows, task.train.max_length)
     val, _, _ = encode_split(tokenizer, val_rows, task.train.max_length)
-    notes = [f"{dropped} training examples had no answer tokens within max_length={task.train.max_length}: skipped"] if dropped else []
+    notes = (
+        [f"{dropped} training examples had no answer tokens within max_length={task.train.max_length}: skipped"]
+        if dropped
+        else []
+    )
     model = build_model(task, model_path, precision, attention_for(task, longest_example(manifest, task)))
-    return TaskParts(tokenizer, model, train, val,
-                     collator(tokenizer, task.packs, answer_logits_only=not task.trust_remote_code),  # custom code may not take logits_to_keep
-                     truncated=truncated, notes=notes)
+    return TaskParts(
+        tokenizer,
+        model,
+        train,
+        val,
+        collator(tokenizer, task.packs, answer_logits_only=not task.trust_remote_code),  # custom code may not take logits_to_keep
+        truncated=truncated,
+        notes=notes,
+    )
 
 
 def build_model(task: TaskConfig, model_path: Path, precision: str, attention: str | None = None) -> Any:

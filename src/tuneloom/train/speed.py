@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
-from tuneloom.tasks import kind_of
 from tuneloom.config import TaskConfig
+from tuneloom.tasks import kind_of
 
 EAGER_MAX_TOKENS = 256  # the longest example for which eager attention beats sdpa on a CPU (see above)
 LANE_BITS = 15  # each int64 of random bits gives four 16-bit lanes; the top bit of the top lane is always 0

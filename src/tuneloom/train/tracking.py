@@ -45,12 +45,13 @@ class MlflowTracker(TrainerCallback):
 
         experiment = f"{EXPERIMENT_PREFIX}/{snapshot.get('project') or 'default'}"
         run = self.registry.client.create_run(
-            self.registry.experiment_id(experiment), run_name=self.run_dir.name,
+            self.registry.experiment_id(experiment),
+            run_name=self.run_dir.name,
             tags={"tuneloom.run_dir": str(self.run_dir), "tuneloom.task": snapshot["task"]["name"]},
         )
         params = [Param(k, v) for k, v in run_params(snapshot).items()]
         for i in range(0, len(params), 100):  # log_batch takes at most 100 params per call
-            self.registry.client.log_batch(run.info.run_id, params=params[i:i + 100])
+            self.registry.client.log_batch(run.info.run_id, params=params[i : i + 100])
         return run.info.run_id
 
     @property
@@ -80,7 +81,7 @@ class MlflowTracker(TrainerCallback):
         batch, self.buffer = self.buffer, []
         try:
             for i in range(0, len(batch), 1000):
-                self.registry.client.log_batch(self.run_id, metrics=batch[i:i + 1000])
+                self.registry.client.log_batch(self.run_id, metrics=batch[i : i + 1000])
         except Exception as exc:  # the run folder's metrics.jsonl still has every value
             log.warning("MLflow tracking: could not log %d metric values: %s", len(batch), exc)
 

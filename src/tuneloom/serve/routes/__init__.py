@@ -7,4 +7,3 @@ from fastapi import APIRouter
 from tuneloom.serve.routes import chat, classify, embeddings, feedback, health
 
 ROUTERS: tuple[APIRouter, ...] = (chat.router, embeddings.router, classify.router, feedback.router, health.router)
-

@@ -60,8 +60,9 @@ class Running:
         return "chat.completion" if self.chat else "text_completion"
 
 
-async def generate(state: ServerState, request: Request,
-                   call: ModelCall[ChatCompletionRequest] | ModelCall[CompletionRequest]) -> Response:
+async def generate(
+    state: ServerState, request: Request, call: ModelCall[ChatCompletionRequest] | ModelCall[CompletionRequest]
+) -> Response:
     """Check the limits, start generating, and answer whole or as a stream."""
     params, n = sampling(state.settings, call.body)
     tokenizer = await run_in_threadpool(state.backend.tokenizer, call.target)  # loads the base model on first use
@@ -72,13 +73,15 @@ async def generate(state: ServerState, request: Request,
     request_body.update(params.__dict__, n=n)
     generation = start(state, call.target, ids, params, n)
     chat = isinstance(call.body, ChatCompletionRequest)
-    run = Running(call, generation, f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}", int(time.time()), n,
-                  len(ids), request_body)
+    run = Running(
+        call, generation, f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}", int(time.time()), n, len(ids), request_body
+    )
     return streamed(state, run) if call.body.stream else await answered(state, request, run)
 
 
-def prompt(tokenizer: Any, call: ModelCall[ChatCompletionRequest] | ModelCall[CompletionRequest]
-           ) -> tuple[list[int], dict[str, Any]]:
+def prompt(
+    tokenizer: Any, call: ModelCall[ChatCompletionRequest] | ModelCall[CompletionRequest]
+) -> tuple[list[int], dict[str, Any]]:
     """The prompt's token ids and the request as stored: chat messages as training renders them, or raw text."""
     req = call.body
     if isinstance(req, ChatCompletionRequest):
@@ -93,8 +96,9 @@ def start(state: ServerState, target: Target, ids: list[int], params: SamplingPa
     try:
         return state.backend.start(target, ids, params, n, time.monotonic() + state.settings.request_timeout_s)
     except Overloaded as exc:
-        raise ApiError(429, f"server busy: {exc}; retry later", "rate_limit_error", "overloaded",
-                       {"Retry-After": str(exc.retry_after)}) from None
+        raise ApiError(
+            429, f"server busy: {exc}; retry later", "rate_limit_error", "overloaded", {"Retry-After": str(exc.retry_after)}
+        ) from None
 
 
 def observe(metrics: ServeMetrics, generation: Generation, started: float, tokens: int) -> None:
@@ -108,18 +112,38 @@ def observe(metrics: ServeMetrics, generation: Generation, started: float, token
 
 
 async def record(state: ServerState, run: Running, texts: list[str], finish: str | None, tokens: int) -> None:
-    await record_answer(state, run.call, run.id, run.object, request=run.request_body, response={"choices": texts},
-                        finish=finish, prompt_tokens=run.prompt_tokens, completion_tokens=tokens)
+    await record_answer(
+        state,
+        run.call,
+        run.id,
+        run.object,
+        request=run.request_body,
+        response={"choices": texts},
+        finish=finish,
+        prompt_tokens=run.prompt_tokens,
+        completion_tokens=tokens,
+    )
 
 
 def streamed(state: ServerState, run: Running) -> StreamingResponse:
     """Server-sent events; the answer is stored and measured when the stream ends."""
     req = run.call.body
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
-    stream = sse(run.generation, run.chat, run.id, run.created, req.model, run.n, include_usage, run.prompt_tokens,
-                 partial(record, state, run), partial(observe, state.metrics, run.generation, run.call.started))
-    return StreamingResponse(stream, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    stream = sse(
+        run.generation,
+        run.chat,
+        run.id,
+        run.created,
+        req.model,
+        run.n,
+        include_usage,
+        run.prompt_tokens,
+        partial(record, state, run),
+        partial(observe, state.metrics, run.generation, run.call.started),
+    )
+    return StreamingResponse(
+        stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
 
 
 async def answered(state: ServerState, request: Request, run: Running) -> JSONResponse:
@@ -127,11 +151,28 @@ async def answered(state: ServerState, request: Request, run: Running) -> JSONRe
     texts, finishes, tokens = await collect(run.generation, request, run.n)
     observe(state.metrics, run.generation, run.call.started, sum(tokens))
     raise_for_abnormal(finishes)
-    choices = [({"index": i, "message": {"role": "assistant", "content": t}, "logprobs": None, "finish_reason": f}
-                if run.chat else {"index": i, "text": t, "logprobs": None, "finish_reason": f})
-               for i, (t, f) in enumerate(zip(texts, finishes, strict=True))]
-    usage = {"prompt_tokens": run.prompt_tokens, "completion_tokens": sum(tokens),
-             "total_tokens": run.prompt_tokens + sum(tokens)}
+    choices = [
+        (
+            {"index": i, "message": {"role": "assistant", "content": t}, "logprobs": None, "finish_reason": f}
+            if run.chat
+            else {"index": i, "text": t, "logprobs": None, "finish_reason": f}
+        )
+        for i, (t, f) in enumerate(zip(texts, finishes, strict=True))
+    ]
+    usage = {
+        "prompt_tokens": run.prompt_tokens,
+        "completion_tokens": sum(tokens),
+        "total_tokens": run.prompt_tokens + sum(tokens),
+    }
     await record(state, run, texts, finishes[0], sum(tokens))
-    return JSONResponse({"id": run.id, "object": run.object, "created": run.created, "model": run.call.body.model,
-                         "system_fingerprint": run.call.target.served, "choices": choices, "usage": usage})
+    return JSONResponse(
+        {
+            "id": run.id,
+            "object": run.object,
+            "created": run.created,
+            "model": run.call.body.model,
+            "system_fingerprint": run.call.target.served,
+            "choices": choices,
+            "usage": usage,
+        }
+    )

@@ -16,8 +16,9 @@ router = APIRouter()
 async def embeddings(call: EmbeddingCall, state: State) -> Response:
     req = call.body
     check_inputs(state.settings, req.texts())
-    vectors, tokens = await run_in_threadpool(state.backend.embed, call.target, req.texts(),
-                                              state.settings.limits.max_prompt_tokens)
+    vectors, tokens = await run_in_threadpool(
+        state.backend.embed, call.target, req.texts(), state.settings.limits.max_prompt_tokens
+    )
     if req.encoding_format == "base64":  # what the openai client asks for by default
         import base64
 
@@ -25,5 +26,6 @@ async def embeddings(call: EmbeddingCall, state: State) -> Response:
 
         vectors = [base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode() for v in vectors]
     data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
-    return JSONResponse({"object": "list", "data": data, "model": req.model,
-                         "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+    return JSONResponse(
+        {"object": "list", "data": data, "model": req.model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    )

@@ -21,6 +21,7 @@ async def feedback(req: FeedbackRequest, key: ApiKey, state: State) -> Response:
         raise ApiError(404, f"no completion with id '{req.completion_id}'", code="completion_not_found")
     if key is not None and not key.allows(row.served.rpartition(":")[0] or row.served):
         raise ApiError(403, "this API key may not rate answers of that model", "permission_error", "model_not_allowed")
-    feedback_id = await run_in_threadpool(state.feedback.record_feedback, req.completion_id, req.rating,
-                                          req.correction, req.tags, key.id if key else None)
+    feedback_id = await run_in_threadpool(
+        state.feedback.record_feedback, req.completion_id, req.rating, req.correction, req.tags, key.id if key else None
+    )
     return JSONResponse({"id": feedback_id, "object": "feedback", "completion_id": req.completion_id, "stored": True})

@@ -19,8 +19,11 @@ async def models(key: ApiKey, state: State) -> Response:
         names = await run_in_threadpool(state.resolver.names)
     except TuneloomError as exc:
         raise ApiError(500, str(exc), "server_error") from None
-    data = [{"id": name, "object": "model", "created": int(state.started), "owned_by": owner}
-            for name, owner in names if key is None or key.allows(name)]
+    data = [
+        {"id": name, "object": "model", "created": int(state.started), "owned_by": owner}
+        for name, owner in names
+        if key is None or key.allows(name)
+    ]
     return JSONResponse({"object": "list", "data": data})
 
 
@@ -33,8 +36,7 @@ async def health() -> Response:
 async def ready(state: State) -> Response:
     running, waiting = state.backend.load()
     body = {"ready": state.accepting, "backend": state.backend.name, "running": running, "waiting": waiting}
-    return JSONResponse(body, status_code=200 if body["ready"] else 503,
-                        headers={} if body["ready"] else {"Retry-After": "5"})
+    return JSONResponse(body, status_code=200 if body["ready"] else 503, headers={} if body["ready"] else {"Retry-After": "5"})
 
 
 @router.get("/metrics")
