@@ -319,7 +319,8 @@ def read_summary(run_dir: str | Path) -> TrainingSummary:
 
 
 def write_summary(run_dir: str | Path, summary: TrainingSummary) -> None:
-    write_json_atomic(Path(run_dir) / "summary.json", _dump(summary))
+    data = summary.model_dump(mode="json", exclude={"eval"} if summary.eval is None else None)
+    write_json_atomic(Path(run_dir) / "summary.json", data)  # no `eval` key until the run is evaluated
 
 
 def read_eval(run_dir: str | Path) -> EvalResult:
