@@ -11,7 +11,7 @@ from tuneloom.config.evaluation import EvalConfig, GateConfig
 from tuneloom.config.train import SEARCH_PARAMS, MethodConfig, SearchConfig, TrainConfig
 from tuneloom.tasks import kind_names, kind_of, rules
 
-BUILTIN_TASK_TYPES = ("chat_sft", "classification", "ner", "preference", "pretrain")  # for the schema; see tuneloom.tasks
+BUILTIN_TASK_TYPES = tuple(kind_names())  # the built-in kinds, for the schema and the docs
 
 
 class TaskConfig(Strict):

@@ -24,22 +24,19 @@ def _drop(metric: str, reference: float, tuned: float) -> float:
     return tuned - reference if lower_is_better(metric) else reference - tuned
 
 
-def check_gate(gate: GateConfig, result: dict[str, Any]) -> GateResult:
-    """Evaluate every rule; `result` is an eval.json (base, tuned and, when present, production)."""
-    reference = "production" if result.get("production") else "base"
-    ref, tuned = result[reference], result["tuned"]
-    rules: list[RuleResult] = []
+def _metric_rules(gate: GateConfig, reference: str, ref: dict[str, Any], tuned: dict[str, Any]) -> list[RuleResult]:
+    """`min` and `max_drop` rules; a metric missing on either side fails its own rule."""
     missing = [m for m in [*gate.min, *gate.max_drop] if m not in tuned or m not in ref]
-    for metric in dict.fromkeys(missing):
-        rules.append(
-            RuleResult(
-                rule=f"measured {metric}",
-                value=0.0,
-                limit=0.0,
-                passed=False,
-                detail=f"{metric} was not measured for tuned and {reference} (judge not configured?)",
-            )
+    rules = [
+        RuleResult(
+            rule=f"measured {m}",
+            value=0.0,
+            limit=0.0,
+            passed=False,
+            detail=f"{m} was not measured for tuned and {reference} (judge not configured?)",
         )
+        for m in dict.fromkeys(missing)
+    ]
     for metric, limit in gate.min.items():
         if metric in missing:
             continue
@@ -58,66 +55,79 @@ def check_gate(gate: GateConfig, result: dict[str, Any]) -> GateResult:
     for metric, limit in gate.max_drop.items():
         if metric in missing:
             continue
-        drop = _drop(metric, float(ref[metric]), float(tuned[metric]))
+        before, after = float(ref[metric]), float(tuned[metric])
+        drop = _drop(metric, before, after)
         rules.append(
             RuleResult(
                 rule=f"max drop {metric}",
                 value=drop,
                 limit=limit,
                 passed=drop <= limit,
-                detail=f"{reference} {float(ref[metric]):.4f} -> tuned {float(tuned[metric]):.4f}: "
-                f"drop {drop:+.4f}, allowed {limit:.4f}",
+                detail=f"{reference} {before:.4f} -> tuned {after:.4f}: drop {drop:+.4f}, allowed {limit:.4f}",
             )
         )
-    if gate.max_class_f1_drop is not None:
-        for label, scores in tuned["per_class"].items():
-            before = ref["per_class"][label]["f1"]
-            drop = before - scores["f1"]
-            rules.append(
-                RuleResult(
-                    rule=f"max class F1 drop {label}",
-                    value=drop,
-                    limit=gate.max_class_f1_drop,
-                    passed=drop <= gate.max_class_f1_drop,
-                    detail=f"{reference} F1 {before:.3f} -> tuned {scores['f1']:.3f} (n={scores['support']})",
-                )
-            )
-    if gate.max_latency_ms is not None:
-        latency = float(tuned["latency_ms_per_example"])
+    return rules
+
+
+def _class_rules(limit: float, reference: str, ref: dict[str, Any], tuned: dict[str, Any]) -> list[RuleResult]:
+    rules = []
+    for label, scores in tuned["per_class"].items():
+        before = ref["per_class"][label]["f1"]
+        drop = before - scores["f1"]
         rules.append(
             RuleResult(
-                rule="max latency",
-                value=latency,
-                limit=gate.max_latency_ms,
-                passed=latency <= gate.max_latency_ms,
-                detail=f"{latency:.1f} ms per test example, budget {gate.max_latency_ms:.1f} ms",
+                rule=f"max class F1 drop {label}",
+                value=drop,
+                limit=limit,
+                passed=drop <= limit,
+                detail=f"{reference} F1 {before:.3f} -> tuned {scores['f1']:.3f} (n={scores['support']})",
             )
         )
+    return rules
+
+
+def _latency_rule(limit: float, tuned: dict[str, Any]) -> RuleResult:
+    latency = float(tuned["latency_ms_per_example"])
+    return RuleResult(
+        rule="max latency",
+        value=latency,
+        limit=limit,
+        passed=latency <= limit,
+        detail=f"{latency:.1f} ms per test example, budget {limit:.1f} ms",
+    )
+
+
+def _forgetting_rule(limit: float, forgetting: dict[str, Any] | None) -> RuleResult:
+    if forgetting is None:
+        return RuleResult(
+            rule="max forgetting",
+            value=0.0,
+            limit=limit,
+            passed=False,
+            detail="no forgetting check in this evaluation; run `tuneloom eval` again",
+        )
+    drop = float(forgetting["token_f1_drop"])
+    return RuleResult(
+        rule="max forgetting",
+        value=drop,
+        limit=limit,
+        passed=drop <= limit,
+        detail=f"general-ability token F1 {forgetting['base']['token_f1']:.4f} -> {forgetting['tuned']['token_f1']:.4f} "
+        f"on {forgetting['n']} items: drop {drop:+.4f}, allowed {limit:.4f}",
+    )
+
+
+def check_gate(gate: GateConfig, result: dict[str, Any]) -> GateResult:
+    """Evaluate every rule; `result` is an eval.json (base, tuned and, when present, production)."""
+    reference = "production" if result.get("production") else "base"
+    ref, tuned = result[reference], result["tuned"]
+    rules = _metric_rules(gate, reference, ref, tuned)
+    if gate.max_class_f1_drop is not None:
+        rules += _class_rules(gate.max_class_f1_drop, reference, ref, tuned)
+    if gate.max_latency_ms is not None:
+        rules.append(_latency_rule(gate.max_latency_ms, tuned))
     if gate.max_forgetting is not None:
-        forgetting = result.get("forgetting")
-        if forgetting is None:
-            rules.append(
-                RuleResult(
-                    rule="max forgetting",
-                    value=0.0,
-                    limit=gate.max_forgetting,
-                    passed=False,
-                    detail="no forgetting check in this evaluation; run `tuneloom eval` again",
-                )
-            )
-        else:
-            drop = float(forgetting["token_f1_drop"])
-            rules.append(
-                RuleResult(
-                    rule="max forgetting",
-                    value=drop,
-                    limit=gate.max_forgetting,
-                    passed=drop <= gate.max_forgetting,
-                    detail=f"general-ability token F1 {forgetting['base']['token_f1']:.4f} -> "
-                    f"{forgetting['tuned']['token_f1']:.4f} on {forgetting['n']} items: "
-                    f"drop {drop:+.4f}, allowed {gate.max_forgetting:.4f}",
-                )
-            )
+        rules.append(_forgetting_rule(gate.max_forgetting, result.get("forgetting")))
     return GateResult(passed=all(r.passed for r in rules), reference=reference, rules=rules)
 
 
