@@ -13,13 +13,14 @@ from tuneloom.config import Project, ServeConfig
 from tuneloom.serve.error_handlers import add_error_handlers
 from tuneloom.serve.middleware import BodyLimit, access_log, log_and_measure
 from tuneloom.serve.routes import ROUTERS
-from tuneloom.serve.state import ServerState, build_state
+from tuneloom.serve.state import ServerState, build_state, load_dependencies
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Ready once started; on shutdown stop accepting, let running requests finish, then close."""
+    """Ready once its dependencies are loaded; on shutdown stop accepting, let running requests finish, then close."""
     state: ServerState = app.state.tuneloom
+    await run_in_threadpool(load_dependencies, state)
     if state.settings.auth and not [k for k in state.keys.list() if k.revoked is None]:
         access_log.warning("no API keys yet: every /v1 request is refused until `tuneloom keys create`")
     state.ready = True

@@ -115,12 +115,14 @@ class TransformersBackend:
         self._encoders: OrderedDict[tuple[Path, Path | None], tuple[Any, Any]] = OrderedDict()
         self._lock = threading.Lock()
         self._encoder_lock = threading.Lock()
+        self._load_lock = threading.Lock()  # one model load at a time: transformers imports model code lazily
 
     def chat_model(self, target: Target) -> _ChatModel:
         """The base model's engine, loaded on first use (slow: call it off the event loop)."""
         with self._lock:
             if target.base_path not in self._chat:
-                self._chat[target.base_path] = _ChatModel(target, self.settings, self.metrics)
+                with self._load_lock:
+                    self._chat[target.base_path] = _ChatModel(target, self.settings, self.metrics)
             return self._chat[target.base_path]
 
     def tokenizer(self, target: Target) -> Any:
@@ -160,14 +162,21 @@ class TransformersBackend:
     # -- encoders: embeddings and classification (small models; one call at a time) ------------
 
     def _encoder(self, target: Target) -> tuple[Any, Any]:
-        from transformers import AutoModel, AutoTokenizer
-
-        from tuneloom.inference import attach_adapter, classifier_head
-
         key = (target.base_path, target.adapter_path)
         if key in self._encoders:
             self._encoders.move_to_end(key)
             return self._encoders[key]
+        with self._load_lock:
+            self._encoders[key] = self._load_encoder(target)
+        while len(self._encoders) > 4:
+            self._encoders.popitem(last=False)
+        return self._encoders[key]
+
+    def _load_encoder(self, target: Target) -> tuple[Any, Any]:
+        from transformers import AutoModel, AutoTokenizer
+
+        from tuneloom.inference import attach_adapter, classifier_head
+
         tokenizer = AutoTokenizer.from_pretrained(target.base_path, trust_remote_code=target.trust_remote_code)
         if target.kind == "embedding":
             model = AutoModel.from_pretrained(target.base_path, trust_remote_code=target.trust_remote_code, use_safetensors=True)
@@ -181,10 +190,7 @@ class TransformersBackend:
             )
         if target.adapter_path is not None:
             model = attach_adapter(model, target.adapter_path)
-        self._encoders[key] = (tokenizer, model.eval())
-        while len(self._encoders) > 4:
-            self._encoders.popitem(last=False)
-        return self._encoders[key]
+        return tokenizer, model.eval()
 
     @torch.inference_mode()
     def embed(self, target: Target, texts: list[str], max_tokens: int) -> tuple[list[list[float]], int]:
@@ -321,6 +327,20 @@ class VllmBackend:
             if callable(shutdown):
                 shutdown()
         self.encoders.close(grace_s)
+
+
+def import_model_libraries() -> None:
+    """Import what loading a model needs, once at start-up: a module imported by several request
+    threads at once can be seen half-initialised by all but one of them."""
+    import peft  # noqa: F401
+    import transformers
+    from transformers import cache_utils  # noqa: F401
+
+    from tuneloom import inference  # noqa: F401
+    from tuneloom.train import common  # noqa: F401
+
+    for name in ("AutoModel", "AutoModelForCausalLM", "AutoModelForSequenceClassification", "AutoTokenizer", "DynamicCache"):
+        getattr(transformers, name)  # transformers' lazy module imports each on first access
 
 
 def make_backend(settings: ServeConfig, metrics: ServeMetrics) -> TransformersBackend | VllmBackend:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import os
 import threading
 import time
@@ -72,6 +73,7 @@ class Sequence:
     sent: int = 0  # characters of the decoded text already emitted
     cancelled: bool = False
     finish_reason: str | None = None
+    admitted_at: float = 0.0  # time.monotonic() when it joined the batch
     generator: torch.Generator = field(default_factory=torch.Generator)
 
     def __post_init__(self) -> None:
@@ -122,6 +124,7 @@ class BatchEngine:
         self._cond = threading.Condition()
         self._stop = False
         self._step_time = 0.05
+        self._service_s: float | None = None  # recent time a sequence spends in the batch (moving average)
         # transformers 5.x renamed `past_key_values` to `cache` (the old name goes away in 5.40)
         self.device = next(self._config_model().parameters()).device
         forward = self._config_model().forward
@@ -132,6 +135,8 @@ class BatchEngine:
     # -- public, called from other threads ------------------------------------------------------
 
     def submit(self, seqs: list[Sequence]) -> None:
+        """Queue a request's sequences, or raise Overloaded (429) when the queue is full or the predicted
+        wait plus one service time would not end before the request's deadline."""
         with self._cond:
             if self._stop:
                 raise Overloaded("the server is shutting down", retry_after=5)
@@ -141,12 +146,26 @@ class BatchEngine:
                     f"{len(self._waiting)} sequences are already waiting (queue limit {self.max_queue})",
                     retry_after=self.retry_after(),
                 )
+            wait, service = self._predicted_wait(len(seqs) - free), self._service_s or 0.0
+            if wait and wait + service > min(s.deadline for s in seqs) - time.monotonic():
+                raise Overloaded(
+                    f"the predicted wait of {wait:.0f} s plus {service:.1f} s to answer exceeds the request timeout",
+                    retry_after=max(1, min(60, math.ceil(service))),
+                )
             self._waiting.extend(seqs)
             self._cond.notify()
 
+    def _predicted_wait(self, beyond_free: int) -> float:
+        """Seconds before the last of `beyond_free` new sequences past the free batch slots starts:
+        the queue ahead of it drains a batch per recent service time (0 while nothing is measured)."""
+        ahead = len(self._waiting) + beyond_free
+        if ahead <= 0 or self._service_s is None:
+            return 0.0
+        return math.ceil(ahead / self.max_batch_size) * self._service_s
+
     def retry_after(self) -> int:
-        """Seconds until a slot is likely free: one typical generation at the current step time."""
-        return max(1, min(60, round(self._step_time * 64)))
+        """Seconds until a slot is likely free: one recent service time, or one typical generation at the step time."""
+        return max(1, min(60, math.ceil(self._service_s) if self._service_s is not None else round(self._step_time * 64)))
 
     @property
     def load(self) -> tuple[int, int]:
@@ -217,6 +236,7 @@ class BatchEngine:
                 s.finish_reason = "cancelled" if s.cancelled else "timeout"
                 s.emit(Event(s.index, "", s.finish_reason, 0))
                 continue
+            s.admitted_at = now
             admitted.append(s)
         return admitted
 
@@ -323,6 +343,10 @@ class BatchEngine:
         keep = [i for i, s in enumerate(self._running) if s.finish_reason is None]
         if len(keep) == len(self._running):
             return
+        for s in self._running:
+            if s.finish_reason in ("stop", "length"):
+                spent = now - s.admitted_at
+                self._service_s = spent if self._service_s is None else 0.8 * self._service_s + 0.2 * spent
         self._running = [self._running[i] for i in keep]
         if not keep:
             self._cache, self._mask = None, None

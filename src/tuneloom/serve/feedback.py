@@ -8,6 +8,7 @@ id the client holds is in the database even if the server is killed the next mom
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,7 @@ class FeedbackStore:
     def for_workspace(cls, workspace: Path, url: str | None) -> FeedbackStore:
         if url is None:
             path = workspace / "serve" / "feedback.db"
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(path)
             url = f"sqlite:///{path}"
         return cls(url)
 
@@ -123,6 +124,17 @@ class FeedbackStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def private_file(path: Path) -> None:
+    """Create `path` (and its folder) readable by the owner only; SQLite gives its -wal and -shm files
+    the database's mode. Files that exist already are made private too: they hold prompts and answers."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if file.exists():
+            file.chmod(0o600)
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from tuneloom.config import Project, ServeConfig
 from tuneloom.data.redact import Redactor, redactor_for
 from tuneloom.serve.auth import KeyStore, keys_path
-from tuneloom.serve.backends import make_backend
+from tuneloom.serve.backends import TransformersBackend, VllmBackend, import_model_libraries, make_backend
 from tuneloom.serve.feedback import FeedbackStore
 from tuneloom.serve.metrics import ServeMetrics
 from tuneloom.serve.targets import TargetResolver
+
+log = logging.getLogger("tuneloom.serve")
 
 
 @dataclass
@@ -30,6 +34,7 @@ class ServerState:
     ready: bool = False
     draining: bool = False
     started: float = field(default_factory=time.time)
+    failed: dict[str, str] = field(default_factory=dict)  # dependency -> why it did not load (then /ready is 503)
 
     @property
     def accepting(self) -> bool:
@@ -50,3 +55,24 @@ def build_state(project: Project, settings: ServeConfig) -> ServerState:
         metrics=metrics,
         redactor=redactor,
     )
+
+
+def dependencies(state: ServerState) -> dict[str, Callable[[], object]]:
+    """What requests would otherwise import or build concurrently on first use: loaded once at start-up."""
+    loads: dict[str, Callable[[], object]] = {}
+    if isinstance(state.backend, TransformersBackend | VllmBackend):
+        loads["transformers"] = import_model_libraries
+    resolver = state.resolver
+    if isinstance(resolver, TargetResolver) and resolver.has_registry():
+        loads["registry"] = lambda: resolver.registry  # imports MLflow and opens the registry
+    return loads
+
+
+def load_dependencies(state: ServerState) -> None:
+    """Load every dependency (slow: off the event loop); each failure is logged and kept in `state.failed`."""
+    for name, load in dependencies(state).items():
+        try:
+            load()
+        except Exception as exc:  # any failure: the server still starts, /ready says what is missing
+            log.exception("start-up: %s did not load", name)
+            state.failed[name] = f"{exc.__class__.__name__}: {exc}"

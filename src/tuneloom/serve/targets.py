@@ -71,6 +71,7 @@ class TargetResolver:
         self.project = project
         self.settings = settings
         self._lock = threading.Lock()
+        self._registry_lock = threading.Lock()
         self._cache: dict[str, tuple[float, Target]] = {}
         self._registry: Any = None
         self.base_models = list(
@@ -91,11 +92,12 @@ class TargetResolver:
 
     @property
     def registry(self) -> Any:
-        if self._registry is None:
-            from tuneloom.registry.lookup import registry_for
+        with self._registry_lock:  # built once, whichever request comes first
+            if self._registry is None:
+                from tuneloom.registry.lookup import registry_for
 
-            self._registry = registry_for(self.project)
-        return self._registry
+                self._registry = registry_for(self.project)
+            return self._registry
 
     def has_registry(self) -> bool:
         return self.project.config.registry.uri is not None or (self.project.workspace / "mlflow.db").is_file()

@@ -34,9 +34,13 @@ async def health() -> Response:
 
 @router.get("/ready")
 async def ready(state: State) -> Response:
+    """503 while starting or draining, or when a dependency failed to load (named in `failed`)."""
     running, waiting = state.backend.load()
-    body = {"ready": state.accepting, "backend": state.backend.name, "running": running, "waiting": waiting}
-    return JSONResponse(body, status_code=200 if body["ready"] else 503, headers={} if body["ready"] else {"Retry-After": "5"})
+    ok = state.accepting and not state.failed
+    body: dict[str, object] = {"ready": ok, "backend": state.backend.name, "running": running, "waiting": waiting}
+    if state.failed:
+        body["failed"] = state.failed
+    return JSONResponse(body, status_code=200 if ok else 503, headers={} if ok else {"Retry-After": "5"})
 
 
 @router.get("/metrics")
