@@ -49,8 +49,8 @@ def app_for(state: ServerState) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type"],
         )
-    app.middleware("http")(log_and_measure)
-    app.add_middleware(BodyLimit, limit=settings.limits.max_body_bytes)  # added last: runs first
+    app.add_middleware(BodyLimit, limit=settings.limits.max_body_bytes)
+    app.middleware("http")(log_and_measure)  # added last: runs first, so it counts and logs every answer
     add_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

@@ -78,6 +78,7 @@ class BodyLimit:
 
     async def too_big(self, scope: Scope, receive: Receive, send: Send) -> None:
         error = ApiError(413, f"request body over the {self.limit}-byte limit", code="body_too_large")
+        scope["app"].state.tuneloom.metrics.rejected.labels(error.code).inc()
         await error.response()(scope, receive, send)
 
 
