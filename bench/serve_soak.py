@@ -183,7 +183,12 @@ def main() -> None:
             soak(url, "tiny", clients=1, duration_s=30, max_requests=2, max_tokens=args.max_tokens)  # loads the model
             clients = 2 * (SETTINGS["max_batch_size"] + SETTINGS["max_queue"])
             records = soak(
-                url, "tiny", clients=int(clients), duration_s=args.duration, max_requests=args.max_requests, max_tokens=args.max_tokens
+                url,
+                "tiny",
+                clients=int(clients),
+                duration_s=args.duration,
+                max_requests=args.max_requests,
+                max_tokens=args.max_tokens,
             )
         finally:
             server.terminate()

@@ -22,8 +22,8 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 import yaml
-
 from bench.serve_soak import figures, free_port, soak, start_server, wait_ready
+
 from tests.conftest import CLS_TASK, write_project
 from tests.serve.test_serve import make_adapter, make_classifier, make_classifier_run, make_run
 
@@ -135,9 +135,7 @@ def test_burst_of_first_requests_of_every_kind_on_a_cold_server(server: Server) 
 
 def test_soak_at_twice_the_queue_limit(server: Server) -> None:
     admitted = int(SETTINGS["max_batch_size"] + SETTINGS["max_queue"])
-    records = soak(
-        server.url, "ad-one", key=server.key, clients=2 * admitted, duration_s=20, max_requests=600, max_tokens=4
-    )
+    records = soak(server.url, "ad-one", key=server.key, clients=2 * admitted, duration_s=20, max_requests=600, max_tokens=4)
     result = figures(records, SETTINGS["request_timeout_s"], 2 * admitted, admitted)
     print(f"\nsoak: {json.dumps(result)}")
     assert result["5xx"] == 0 and result["other"] == 0, result
