@@ -265,6 +265,8 @@ def _csv(path: Path, fmt: str, source: SourceConfig, name: str, text: str) -> It
         raise DataError(f"{path}: malformed {fmt.upper()}: {_csv_problem(text, sep) or exc}") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} has no header row: export it again with column names in the first line") from None
+    if not isinstance(frame.index, pd.RangeIndex):  # every row had more fields than the header: pandas made an index of them
+        raise DataError(f"{path}: malformed {fmt.upper()}: {_csv_problem(text, sep)}")
     _unique_header(path, text, sep)
     # Rows are located by their 1-based record number after the header: pandas does not report
     # the line where a multi-line record starts.
