@@ -80,3 +80,11 @@ def test_huge_batch_size_is_refused():
     msg = str(info.value)
     assert "tasks[0].train.batch_size" in msg or "batch_size" in msg
     assert "65536" in msg
+
+
+def test_batch_larger_than_the_training_split_is_cut_to_it(tmp_path):
+    from tuneloom.train.common import training_kwargs
+
+    task = parse_project(BASE.replace("epochs: 2", "epochs: 2\n      batch_size: 1000")).task("router")
+    kwargs = training_kwargs(task, tmp_path, n_train=30, precision="fp32")
+    assert kwargs["per_device_train_batch_size"] == 30 and kwargs["per_device_eval_batch_size"] == 30
