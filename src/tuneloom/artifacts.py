@@ -57,6 +57,9 @@ class SourceAccount(BaseModel):
     duplicates: int
     near_duplicates: int = 0
     redacted: dict[str, int] = Field(default_factory=dict)
+    encoding: str | None = Field(
+        None, description="Encoding(s) the source's text files were read with (None: no text files, e.g. Parquet)."
+    )
 
 
 class PreparedDataset(BaseModel):

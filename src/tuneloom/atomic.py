@@ -1,4 +1,9 @@
-"""Atomic writes: a file or folder is replaced whole or not at all (a crash leaves the old one)."""
+"""Atomic writes: a file or folder is replaced whole or not at all (a crash leaves the old one).
+
+Workspace files may hold personal data (datasets, rejects, redaction originals), so everything
+written here is private to the user: files 0600, folders this module creates 0700. This is the
+one place those modes are set.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,27 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+
+
+def make_private_dirs(folder: Path) -> None:
+    """Create `folder` and any missing parents with mode 0700 (existing folders keep their mode)."""
+    missing = []
+    current = folder
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for path in reversed(missing):
+        path.mkdir(mode=PRIVATE_DIR, exist_ok=True)
+        os.chmod(path, PRIVATE_DIR)  # mkdir's mode is filtered by the umask
+
 
 def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, PRIVATE_FILE)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
@@ -42,8 +63,9 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 @contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
     """Yield a temporary sibling folder that replaces `target` only if the block succeeds."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(target.parent)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    os.chmod(tmp, PRIVATE_DIR)
     try:
         yield tmp
         if target.exists():

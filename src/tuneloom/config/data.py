@@ -25,6 +25,12 @@ class SourceConfig(Strict):
     delimiter: str | None = Field(None, min_length=1, max_length=1, description="CSV delimiter (default: detected).")
     sheet: str | int | None = Field(None, description="xlsx: sheet name or 0-based index (default: the first).")
     label_from_folder: bool = Field(False, description="Folder source: each file's sub-folder name becomes its `label` column.")
+    allow_symlinks: bool = Field(
+        False, description="Read symbolic links in the path or inside the folder (refused by default, naming the link)."
+    )
+    allow_outside_project: bool = Field(
+        False, description="Read a path (or a link target) outside the project folder (refused by default)."
+    )
 
 
 class ColumnsConfig(Strict):

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from tuneloom.config.base import Strict
 from tuneloom.config.data import SourceConfig
 from tuneloom.config.messages import did_you_mean
+from tuneloom.config.paths import checked_source_path, checked_workspace
 from tuneloom.config.scout import ScoutConfig
 from tuneloom.config.serve import ServeConfig
 from tuneloom.config.task import TaskConfig
@@ -22,6 +23,9 @@ class ProjectConfig(Strict):
 
     project: str = Field(description="Project name, shown in reports.")
     workspace: str = Field("workspace", description="Output folder, relative to the project file.")
+    allow_workspace_outside_project: bool = Field(
+        False, description="Allow a workspace outside the project folder (never the file system root or home folder)."
+    )
     registry: RegistryConfig = RegistryConfig()
     tracking: TrackingConfig = TrackingConfig()
     serve: ServeConfig = ServeConfig()
@@ -73,10 +77,12 @@ class Project(BaseModel):
 
     @property
     def workspace(self) -> Path:
-        return (self.root / self.config.workspace).resolve()
+        """The workspace folder; refused when it is the root, the home folder, or outside the project (unless allowed)."""
+        return checked_workspace(self.root, self.config.workspace, self.config.allow_workspace_outside_project)
 
     def source_path(self, source: SourceConfig) -> Path:
-        return (self.root / source.path).resolve()
+        """A source's resolved path; refused through a symbolic link or outside the project unless the source allows it."""
+        return checked_source_path(self.root, source.path, source.allow_symlinks, source.allow_outside_project)
 
 
 def project_schema() -> dict[str, Any]:

@@ -35,7 +35,7 @@ class TrainConfig(Strict):
     epochs: Annotated[float, Field(gt=0)] = Field(3, description="Passes over the training split (may be fractional).")
     max_steps: Annotated[int, Field(gt=0)] | None = None
     lr: Annotated[float, Field(gt=0, lt=1)] = Field(2e-4, description="Peak learning rate.")
-    batch_size: Annotated[int, Field(gt=0)] = Field(8, description="Examples per forward pass on each process.")
+    batch_size: Annotated[int, Field(gt=0, le=65536)] = Field(8, description="Examples per forward pass on each process.")
     grad_accum: Annotated[int, Field(gt=0)] = Field(
         1, description="Forward passes per optimizer step; the effective batch is batch_size x grad_accum x processes."
     )

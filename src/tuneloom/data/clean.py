@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from tuneloom.config import BoilerplateRule, CleanConfig
 from tuneloom.data.documents import html_to_text
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\u200c\u200d\ufeff]")
+# Control, zero-width and bidirectional formatting characters (U+061C, U+200E/F, U+202A-E, U+2066-9):
+# invisible, and bidi overrides can make text read differently from what it holds.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u202a-\u202e\u2066-\u2069\u061c\ufeff]")
 _SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 _SYMBOL = re.compile(r"[^\w\s]|_")
@@ -31,7 +33,7 @@ DEFAULT_BOILERPLATE = [
 
 
 def normalize_text(value: object) -> str:
-    """NFC, no control or zero-width characters, single spaces, at most one blank line in a row."""
+    """NFC, no control, zero-width or bidi formatting characters, single spaces, at most one blank line in a row."""
     text = unicodedata.normalize("NFC", str(value)).replace("\r\n", "\n").replace("\r", "\n")
     text = _CONTROL.sub("", text)
     text = "\n".join(_SPACES.sub(" ", line).strip() for line in text.split("\n"))

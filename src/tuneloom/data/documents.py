@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import zipfile
 from pathlib import Path
+from typing import NamedTuple
 
 from tuneloom.errors import DataError
 
@@ -17,50 +18,85 @@ _BOMS = (
 )
 
 
-def decode_text(path: Path, data: bytes, encoding: str | None = None) -> str:
-    """Bytes of a text file as str: the declared encoding, else BOM, UTF-8, or charset-normalizer's guess."""
+class Decoded(NamedTuple):
+    """A text file's text, the encoding it was read with, and a warning when that encoding is a guess."""
+
+    text: str
+    encoding: str
+    warning: str | None = None
+
+
+def _western(text: str) -> bool:
+    """Whether a Windows-1252 reading looks like Western text: mostly ASCII letters with some accents.
+
+    Text in another single-byte encoding (Cyrillic, Greek) read as Windows-1252 is nearly all
+    accented letters; real Western text has far more plain letters than accented ones.
+    """
+    letters = sum(1 for ch in text if ch.isalpha())
+    accented = sum(1 for ch in text if ord(ch) > 127)
+    return letters > 0 and accented / letters <= 0.3
+
+
+def _guess(path: Path, data: bytes) -> Decoded:
+    """Not UTF-8: Windows-1252 when the result reads as Western text, else charset-normalizer's guess (with a warning)."""
+    try:
+        text = data.decode("cp1252")
+        if _western(text):
+            return Decoded(text, "cp1252")
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data[: 4 << 20]).best()
+    if best is None:
+        raise DataError(
+            f"{path}: this is not a text file (binary content or an unknown encoding); "
+            f"export it again as CSV/text, or set `encoding:` on the source if you know it"
+        ) from None
+    try:
+        text = data.decode(best.encoding)
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path}: looks like {best.encoding} but byte {exc.start} does not decode; set `encoding:` on the source"
+        ) from None
+    warning = (
+        f"{path.name}: not UTF-8; the encoding was guessed as {best.encoding}. Check the text in the dataset "
+        f"and set `encoding:` on the source if it is wrong"
+    )
+    return Decoded(text, best.encoding, warning)
+
+
+def decode_text(path: Path, data: bytes, encoding: str | None = None) -> Decoded:
+    """Bytes of a text file as str: the declared encoding, else BOM, UTF-8, Windows-1252 for Western text,
+    or charset-normalizer's guess (which comes with a warning)."""
     if encoding:
         try:
-            return data.decode(encoding)
+            return Decoded(data.decode(encoding), encoding)
         except (UnicodeDecodeError, LookupError) as exc:
             raise DataError(
                 f"{path}: cannot decode as {encoding} ({exc}); fix `encoding:` on the source or leave it out to detect it"
             ) from None
-    for bom, name in _BOMS:
-        if data.startswith(bom):
-            return data.decode(name)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        from charset_normalizer import from_bytes
-
-        results = from_bytes(data[: 4 << 20])
-        best = results.best()
-        if best is not None:  # on a tie prefer Windows-1252, what Western spreadsheet exports mostly are
-            ties = [m for m in results if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
-            best = next((m for m in ties if m.encoding == "cp1252"), best)
-        if best is None:
-            raise DataError(
-                f"{path}: this is not a text file (binary content or an unknown encoding); "
-                f"export it again as CSV/text, or set `encoding:` on the source if you know it"
-            ) from None
+    decoded = next((Decoded(data.decode(name), name) for bom, name in _BOMS if data.startswith(bom)), None)
+    if decoded is None:
         try:
-            text = data.decode(best.encoding)
-        except UnicodeDecodeError as exc:
-            raise DataError(
-                f"{path}: looks like {best.encoding} but byte {exc.start} does not decode; set `encoding:` on the source"
-            ) from None
-    head = text[:8192]
+            decoded = Decoded(data.decode("utf-8"), "utf-8")
+        except UnicodeDecodeError:
+            decoded = _guess(path, data)
+    head = decoded.text[:8192]
     controls = sum(1 for ch in head if ord(ch) < 32 and ch not in "\t\n\r")
     if head and controls / len(head) > 0.02:
         raise DataError(
             f"{path}: this is not a text file ({controls} control characters in the first {len(head)}); check the file"
         )
-    return text
+    return decoded
 
 
-def read_text(path: Path, encoding: str | None = None) -> str:
-    return decode_text(path, path.read_bytes(), encoding)
+def read_text(path: Path, encoding: str | None = None) -> Decoded:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the file ({exc.strerror}); check its permissions") from None
+    return decode_text(path, data, encoding)
 
 
 def read_pdf(path: Path) -> str:
@@ -137,5 +173,6 @@ def html_to_text(markup: str) -> str:
     return "\n".join(" ".join(line.split()) for line in text.split("\n"))
 
 
-def read_html(path: Path, encoding: str | None = None) -> str:
-    return html_to_text(read_text(path, encoding))
+def read_html(path: Path, encoding: str | None = None) -> Decoded:
+    decoded = read_text(path, encoding)
+    return decoded._replace(text=html_to_text(decoded.text))

@@ -29,7 +29,7 @@ def _parsed(value: Any) -> Any:
     if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
         try:
             return json.loads(value)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             return None
     return value
 
@@ -64,6 +64,8 @@ def chat_example(data: DataConfig, record: dict[str, Any], clean: Cleaner) -> tu
         if any(len(m["content"]) < data.min_chars for m in out if m["role"] == "user"):
             return None, "empty_or_short_prompt"
     else:
+        if any(isinstance(_cell(record, c), (list, dict)) for c in (cols.prompt, cols.response)):
+            return None, "not_text"  # a JSON list or object where text belongs: not its repr
         prompt, response = clean.text(_cell(record, cols.prompt)), clean.text(_cell(record, cols.response))
         if len(prompt) < data.min_chars:
             return None, "empty_or_short_prompt"

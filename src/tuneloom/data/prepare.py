@@ -26,10 +26,10 @@ from tuneloom.artifacts import (
     write_manifest,
 )
 from tuneloom.atomic import atomic_dir, read_jsonl, write_jsonl_atomic
-from tuneloom.config import Project, TaskConfig
+from tuneloom.config import Project, SourceConfig, TaskConfig
 from tuneloom.data import tokens
 from tuneloom.data.dedup import NearDuplicates, clusters
-from tuneloom.data.ingest import read_source, source_files
+from tuneloom.data.ingest import SourceInfo, read_source, source_files
 from tuneloom.data.redact import load_person_finder
 from tuneloom.data.report import write_data_report
 from tuneloom.data.rows import RowStage, run_rows
@@ -56,14 +56,17 @@ LIBRARIES = (
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the file ({exc.strerror}); check its permissions") from None
     return digest.hexdigest()
 
 
-def _hash_source(path: Path) -> tuple[str, dict[str, str]]:
-    files = source_files(path)
+def _hash_source(path: Path, source: SourceConfig, root: Path) -> tuple[str, dict[str, str]]:
+    files = source_files(path, source, root)
     hashes = {(f.name if f == path else f.relative_to(path).as_posix()): _sha256(f) for f in files}
     if path.is_file():
         return next(iter(hashes.values())), hashes
@@ -80,9 +83,16 @@ def _columns_present(path: Path, record: dict[str, Any], required: list[str]) ->
             close = difflib.get_close_matches(col, list(record), n=1)
             hints.append(f"'{col}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
         raise DataError(
-            f"{path}: mapped column(s) {', '.join(hints)} not found; the file has columns {list(record)}. "
+            f"{path}: mapped column(s) {', '.join(hints)} not found; the file has columns {_listing(list(record))}. "
             f"Fix `data.columns` in the project file."
         )
+
+
+def _listing(columns: list[str], limit: int = 20) -> str:
+    """A column list for a message: the first `limit` names, then how many more."""
+    if len(columns) <= limit:
+        return str(columns)
+    return f"{columns[:limit]} and {len(columns) - limit} more ({len(columns)} in all)"
 
 
 def dataset_version(task: TaskConfig, source_hashes: list[str]) -> str:
@@ -119,6 +129,7 @@ class SourceTally:
     duplicates: int = 0
     near_duplicates: int = 0
     redacted: Counter[str] = field(default_factory=Counter)
+    encoding: str | None = None
 
     def account(self, path: Path, sha256: str, files: dict[str, str]) -> SourceAccount:
         kept = self.read - sum(self.rejected.values()) - self.duplicates
@@ -132,6 +143,7 @@ class SourceTally:
             duplicates=self.duplicates,
             near_duplicates=self.near_duplicates,
             redacted={k: v for k, v in self.redacted.items() if v},
+            encoding=self.encoding,
         )
 
 
@@ -146,13 +158,21 @@ class SortedRows:
     by_location: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def _read_rows(project: Project, task: TaskConfig, paths: list[Path], stage: RowStage) -> tuple[list[Any], list[int]]:
-    """(rows, index of the source each row came from), checking the mapped columns exist."""
+def _read_rows(
+    project: Project, task: TaskConfig, paths: list[Path], stage: RowStage, tallies: list[SourceTally], warnings: list[str]
+) -> tuple[list[Any], list[int]]:
+    """(rows, index of the source each row came from), checking the mapped columns exist.
+
+    Records each source's encoding in its tally and appends encoding warnings to `warnings`.
+    """
     rows, owner = [], []
     for i, (source, path) in enumerate(zip(task.data.sources, paths)):
-        source_rows = read_source(path, source)
+        info = SourceInfo()
+        source_rows = read_source(path, source, info, project.root)
         if source_rows:
             _columns_present(path, source_rows[0][1], stage.required)
+        tallies[i].encoding = info.encoding()
+        warnings.extend(info.warnings)
         rows.extend(source_rows)
         owner.extend([i] * len(source_rows))
     return rows, owner
@@ -297,7 +317,7 @@ def prepare_dataset(
     task = project.config.task(task_name)
     data, ws = task.data, Workspace(project.workspace)
     paths = _source_paths(project, task)
-    hashed = [_hash_source(p) for p in paths]
+    hashed = [_hash_source(p, s, project.root) for p, s in zip(paths, task.data.sources)]
     version = dataset_version(task, [h for h, _ in hashed])
     folder = ws.dataset_dir(task.name, version)
     if manifest_path(folder).is_file():
@@ -309,13 +329,13 @@ def prepare_dataset(
     ner_model = data.redact.ner_model  # set whenever person redaction is on (RedactConfig validates it)
     person = load_person_finder(ner_model) if data.redact.enabled and "person" in data.redact.types and ner_model else None
     stage = RowStage(task.type, data, person)
-    raw, owner = _read_rows(project, task, paths, stage)
     tallies = [SourceTally() for _ in paths]
-    rows = _sort_rows(task, run_rows(stage, raw, data.workers), owner, tallies)
     warnings: list[str] = []
+    raw, owner = _read_rows(project, task, paths, stage, tallies, warnings)
+    rows = _sort_rows(task, run_rows(stage, raw, data.workers), owner, tallies)
     tokenizer, window = _token_lengths(task, rows, tallies, warnings)
     if not rows.kept:
-        raise DataError(f"task '{task.name}': no usable rows in {[str(p) for p in paths]}; see the reasons above")
+        _nothing_kept(task, ws.dataset_dir(task.name, f"rejected-{version}"), paths, tallies, rows.rejects)
     accounts = _accounts(hashed, paths, tallies, log)
     splits = split_examples(rows.kept, data.split)
     kind = kind_of(task.type)
@@ -345,6 +365,25 @@ def prepare_dataset(
     _write_version(folder, task, splits, rows, _manifest(task, result, label_counts, token_stats))
     ws.set_latest_dataset(task.name, version)
     return result
+
+
+def _nothing_kept(
+    task: TaskConfig, folder: Path, paths: list[Path], tallies: list[SourceTally], rejects: list[dict[str, Any]]
+) -> None:
+    """Every row was rejected (or there were none): say why, with counts, and keep rejects.jsonl where the message says."""
+    lines = []
+    for path, tally in zip(paths, tallies):
+        if tally.read == 0:
+            lines.append(f"  {path.name}: no rows to read (a header without rows, or no records)")
+            continue
+        reasons = ", ".join(f"{reason} ({n})" for reason, n in tally.rejected.most_common())
+        dupes = f", duplicates ({tally.duplicates})" if tally.duplicates else ""
+        lines.append(f"  {path.name}: read {tally.read}; rejected: {reasons or 'none'}{dupes}")
+    where = ""
+    if rejects:
+        write_jsonl_atomic(folder / "rejects.jsonl", rejects)
+        where = f"\nEach rejected row, with its reason: {folder / 'rejects.jsonl'}"
+    raise DataError(f"task '{task.name}': no usable rows.\n" + "\n".join(lines) + where)
 
 
 def _preview(example: dict[str, Any], limit: int = 300) -> str:

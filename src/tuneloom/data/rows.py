@@ -58,6 +58,7 @@ class RowStage:
         self.cleaner = Cleaner(self.data.clean)
         self.redactor = Redactor(list(self.data.redact.types), self.person_finder) if self.data.redact.enabled else None
         self.required = self.data.columns.required()
+        self.text_columns = self.data.columns.text_columns()
         self.raw_limit = max(10 * self.data.max_chars, 1 << 20)
 
     def row(self, location: str, record: dict[str, Any]) -> RowResult:
@@ -65,6 +66,8 @@ class RowStage:
             return RowResult(location, reason="missing_columns")
         if sum(len(v) for v in record.values() if isinstance(v, str)) > self.raw_limit:
             return RowResult(location, reason="too_long")  # before cleaning: a 50 MB cell is not worth normalising
+        if any(isinstance(record[c], (list, dict)) for c in self.text_columns):
+            return RowResult(location, reason="not_text")  # a JSON list or object where text belongs: not its repr
         example, reason = kind_of(self.task_type).build_example(self.data, record, self.cleaner)
         if example is None:
             return RowResult(location, reason=reason)

@@ -208,6 +208,11 @@ def _trainer(
 ) -> Any:
     """The task's Trainer (transformers', or TRL's for preference tasks) with our arguments and callbacks."""
     has_val = bool(parts.validation)
+    if task.train.batch_size > len(parts.train):
+        console.print(
+            f"note: train.batch_size {task.train.batch_size} is larger than the {len(parts.train)} training examples; "
+            f"using batches of {max(1, len(parts.train))}"
+        )
     args = parts.args_class(**{**training_kwargs(task, run, len(parts.train), precision, has_val), **parts.extra_args})
     kwargs: dict[str, Any] = {}
     if parts.collator is not None:

@@ -92,7 +92,8 @@ def longest_example(manifest: DatasetManifest, task: TaskConfig) -> int:
 def training_kwargs(task: TaskConfig, run_dir: Path, n_train: int, precision: str, has_validation: bool = True) -> dict[str, Any]:
     """Trainer arguments from the project file; also fed to TRL's configs (which extend TrainingArguments)."""
     cfg = task.train
-    steps_per_epoch = max(1, math.ceil(n_train / (cfg.batch_size * cfg.grad_accum)))
+    batch = min(cfg.batch_size, max(1, n_train))  # a batch cannot hold more examples than there are
+    steps_per_epoch = max(1, math.ceil(n_train / (batch * cfg.grad_accum)))
     total = cfg.max_steps or max(1, math.ceil(steps_per_epoch * cfg.epochs))
     eval_every = cfg.eval_every or (cfg.save_every if cfg.keep_best or cfg.early_stopping_patience else None)
     eval_every = eval_every or max(1, total // 6)
@@ -102,8 +103,8 @@ def training_kwargs(task: TaskConfig, run_dir: Path, n_train: int, precision: st
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps or -1,
         learning_rate=cfg.lr,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
+        per_device_train_batch_size=batch,
+        per_device_eval_batch_size=batch,
         gradient_accumulation_steps=cfg.grad_accum,
         warmup_steps=cfg.warmup_ratio,  # transformers 5 reads a value below 1 as a share of the total steps
         lr_scheduler_type=cfg.scheduler,

@@ -1,0 +1,1 @@
+"""The hostile-input corpus: broken, odd and malicious data files, each with its exact outcome."""
