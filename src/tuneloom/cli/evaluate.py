@@ -69,6 +69,8 @@ def _print_eval(result: EvalResult) -> None:
     if result.comparison_production is not None:
         rows = [(result.task, m, {**c, "base": c["production"]}) for m, c in result.comparison_production.items()]
         out.print(comparison_table(f"tuned vs production {result.production_version} (the 'base' column is production)", rows))
+    if result.baselines:
+        out.print(baselines_table(result))
     forgetting = getattr(result, "forgetting", None)
     if forgetting:
         out.print(
@@ -89,6 +91,29 @@ def comparison_table(title: str, rows: list[tuple[str, str, dict[str, Any]]]) ->
         colour = "green" if better else ("red" if c["delta"] else "white")
         ci = f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]" if "ci_low" in c else ""
         table.add_row(task, metric, f"{c['base']:.4f}", f"{c['tuned']:.4f}", f"[{colour}]{c['delta']:+.4f}[/]", ci)
+    return table
+
+
+def baselines_table(result: EvalResult) -> Table:
+    """One row per (baseline, shown metric): its value, tuned's, tuned minus it and the 95% interval."""
+    from tuneloom.config import LOWER_IS_BETTER
+
+    table = Table(title=f"cheap baselines on the same {result.n_examples} test examples (fitted on the train split)")
+    for col in ("baseline", "metric", "baseline value", "tuned", "tuned minus baseline", "95% CI", "fit s"):
+        table.add_column(col, justify="left" if col in ("baseline", "metric") else "right")
+    for name, b in (result.baselines or {}).items():
+        if "skipped" in b:
+            table.add_row(name, "", "[dim]skipped[/]", "", "", b["skipped"], "")
+            continue
+        for metric in [m for m in result.metrics_shown if m in b["metrics"]]:
+            value, tuned = b["metrics"][metric], result.tuned[metric]
+            lead = value - tuned if metric in LOWER_IS_BETTER else tuned - value
+            ci = b["intervals"].get(metric)
+            ci_text = f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else ""
+            colour = "green" if lead > 0 else ("red" if lead < 0 else "white")
+            table.add_row(
+                name, metric, f"{value:.4f}", f"{tuned:.4f}", f"[{colour}]{tuned - value:+.4f}[/]", ci_text, f"{b['seconds']:.1f}"
+            )
     return table
 
 

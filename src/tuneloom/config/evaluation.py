@@ -55,6 +55,18 @@ class EvalConfig(Strict):
         True, description="Chat tasks: also score base and tuned on Tuneloom's general-ability set (48 items)."
     )
     judge: JudgeConfig | None = Field(None, description="Chat tasks: an optional LLM-as-judge endpoint.")
+    baselines: bool = Field(
+        True,
+        description="Also fit cheap baselines on the train split (TF-IDF and embedding logistic regression, "
+        "nearest-neighbour answers, a gazetteer) and score them on the same test examples.",
+    )
+
+
+class BeatBaselines(Strict):
+    """The tuned model must beat the best cheap baseline on one metric."""
+
+    metric: str = Field(min_length=1, description="The metric to compare on, e.g. accuracy or token_f1.")
+    margin: float = Field(0.0, description="How much better than the best baseline the tuned model must be.")
 
 
 class GateConfig(Strict):
@@ -75,4 +87,7 @@ class GateConfig(Strict):
     )
     max_forgetting: Annotated[float, Field(ge=0)] | None = Field(
         None, description="Chat: largest allowed drop of token F1 on the general-ability set (base minus tuned)."
+    )
+    beat_baselines: BeatBaselines | None = Field(
+        None, description="The tuned model must beat the best cheap baseline by a margin on a metric (needs eval.baselines)."
     )

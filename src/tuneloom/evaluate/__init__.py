@@ -73,6 +73,14 @@ def _score(ctx: EvalContext, console: Console) -> dict[str, Any]:
         return kind.evaluate(ticking)
 
 
+def _baselines(ctx: EvalContext, scored: dict[str, Any], console: Console) -> dict[str, dict[str, Any]]:
+    """The kind's cheap baselines on the same test rows (cached in the dataset folder)."""
+    started = time.perf_counter()
+    found = kind_of(ctx.task.type).baselines(ctx, scored)
+    console.print(f"baselines: {', '.join(found)} ({time.perf_counter() - started:.1f} s)")
+    return found
+
+
 def evaluate_run(
     run_dir: str | Path, console: Console | None = None, production: Any = None, test_data: str | Path | None = None
 ) -> EvalResult:
@@ -103,9 +111,12 @@ def evaluate_run(
         tick=lambda n: None,
         production=_production_model(production, snapshot),
         general=_general_rows(snapshot),
+        train_dir=Path(snapshot.dataset.path),
     )
     started = time.time()
     raw = _score(ctx, console)
+    if task.eval.baselines:
+        raw["baselines"] = _baselines(ctx, raw, console)
     per_example_views(kind_of(task.type), raw, rows)
     shown = task.eval.metrics or list(kind_of(task.type).metrics)
     if "judge_score" in raw["tuned"] and "judge_score" in raw["base"]:

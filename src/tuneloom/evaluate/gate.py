@@ -117,6 +117,24 @@ def _forgetting_rule(limit: float, forgetting: dict[str, Any] | None) -> RuleRes
     )
 
 
+def _baselines_rule(metric: str, margin: float, result: dict[str, Any]) -> RuleResult:
+    """The tuned model must beat the best cheap baseline on `metric` by `margin`; the detail names the winner."""
+    from tuneloom.evaluate.baselines import best_baseline
+
+    rule = f"beat baselines {metric}"
+    best = best_baseline(result.get("baselines"), metric)
+    if best is None or metric not in result["tuned"]:
+        detail = f"no baseline measured {metric} in this evaluation: set eval.baselines: true and run `tuneloom eval` again"
+        return RuleResult(rule=rule, value=0.0, limit=margin, passed=False, detail=detail)
+    name, value = best
+    tuned = float(result["tuned"][metric])
+    lead = -_drop(metric, value, tuned)  # how much better tuned is than the best baseline
+    passed = lead >= margin
+    verdict = "" if passed else f"; ship the baseline '{name}' instead, or improve the tuned model"
+    detail = f"tuned {tuned:.4f} vs best baseline {name} {value:.4f}: lead {lead:+.4f}, needed {margin:+.4f}{verdict}"
+    return RuleResult(rule=rule, value=lead, limit=margin, passed=passed, detail=detail)
+
+
 def check_gate(gate: GateConfig, result: dict[str, Any]) -> GateResult:
     """Evaluate every rule; `result` is an eval.json (base, tuned and, when present, production)."""
     reference = "production" if result.get("production") else "base"
@@ -128,6 +146,8 @@ def check_gate(gate: GateConfig, result: dict[str, Any]) -> GateResult:
         rules.append(_latency_rule(gate.max_latency_ms, tuned))
     if gate.max_forgetting is not None:
         rules.append(_forgetting_rule(gate.max_forgetting, result.get("forgetting")))
+    if gate.beat_baselines is not None:
+        rules.append(_baselines_rule(gate.beat_baselines.metric, gate.beat_baselines.margin, result))
     return GateResult(passed=all(r.passed for r in rules), reference=reference, rules=rules)
 
 

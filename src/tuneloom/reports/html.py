@@ -14,6 +14,21 @@ from tuneloom.reports import plots
 from tuneloom.tasks import lower_is_better
 
 
+def baseline_rows(ev: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (baseline, shown metric) of an eval.json, or per skipped baseline (with its reason)."""
+    rows: list[dict[str, Any]] = []
+    for name, b in (ev.get("baselines") or {}).items():
+        if "skipped" in b:
+            rows.append({"name": name, "skipped": b["skipped"]})
+            continue
+        for metric in [m for m in ev["metrics_shown"] if m in b["metrics"]]:
+            value, tuned = b["metrics"][metric], ev["tuned"][metric]
+            lead = value - tuned if lower_is_better(metric) else tuned - value
+            row = {"name": name, "method": b["method"], "metric": metric, "value": value, "tuned": tuned, "lead": lead}
+            rows.append({**row, "ci": b["intervals"].get(metric), "seconds": b["seconds"]})
+    return rows
+
+
 def _task_section(run: Path) -> dict[str, Any]:
     snapshot, summary, ev = read_snapshot(run), read_summary(run), read_eval(run).model_dump(mode="json", exclude_none=True)
     manifest = read_manifest(snapshot.dataset.path)
@@ -39,6 +54,7 @@ def _task_section(run: Path) -> dict[str, Any]:
         "eval": ev,
         "plots": images,
         "per_class": per_class,
+        "baselines": baseline_rows(ev),
     }
     if per_class:
         images.append(plots.per_class_f1(ev["labels"], ev["base"], ev["tuned"]))

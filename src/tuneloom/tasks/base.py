@@ -53,6 +53,7 @@ class EvalContext:
     tick: Callable[[int], None]
     production: ProductionModel | None = None
     general: list[dict[str, Any]] | None = None  # chat: the general-ability set for the forgetting check
+    train_dir: Path | None = None  # the run's dataset version: baselines fit on its train split and cache there
 
     @property
     def method(self) -> str:
@@ -117,6 +118,11 @@ class TaskKind(Protocol):
     def evaluate(self, ctx: EvalContext) -> dict[str, Any]:
         """Score base, tuned and (when given) production on `ctx.rows`."""
 
+    def baselines(self, ctx: EvalContext, scored: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Cheap baselines fitted on the train split and scored on `ctx.rows`, compared with the tuned
+        model's results in `scored` (what `evaluate` returned): name -> {method, metrics, intervals,
+        seconds}, or name -> {skipped: reason} (see `tuneloom.evaluate.baselines`)."""
+
     def slice_key(self, row: Example) -> str | None:
         """What to group per-slice results by when a row has no `slice` value."""
 
@@ -145,6 +151,9 @@ class KindDefaults:
 
     def label_counts(self, splits: dict[str, list[Example]]) -> dict[str, dict[str, int]] | None:
         return None
+
+    def baselines(self, ctx: EvalContext, scored: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        return {"baselines": {"skipped": f"no cheap baseline is defined for {self.name} tasks"}}  # type: ignore[attr-defined]
 
     def slice_key(self, row: Example) -> str | None:
         return None

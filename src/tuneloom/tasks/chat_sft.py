@@ -73,5 +73,10 @@ class ChatSft(KindDefaults):
             result["judge"] = judge_sides(result, ctx.task.eval.judge)
         return result
 
+    def baselines(self, ctx: EvalContext, scored: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        from tuneloom.evaluate.baselines import chat_baselines
+
+        return chat_baselines(ctx, scored)
+
 
 KIND = ChatSft()

@@ -71,6 +71,11 @@ class Classification(KindDefaults):
 
         return (evaluate_multilabel if ctx.task.data.multi_label else evaluate_classification)(ctx)
 
+    def baselines(self, ctx: EvalContext, scored: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        from tuneloom.evaluate.baselines import classification_baselines
+
+        return classification_baselines(ctx, scored)
+
     def slice_key(self, row: Example) -> str | None:
         return row.get("label")
 

@@ -60,5 +60,10 @@ class Ner(KindDefaults):
 
         return evaluate_ner(ctx)
 
+    def baselines(self, ctx: EvalContext, scored: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        from tuneloom.evaluate.baselines import ner_baselines
+
+        return ner_baselines(ctx, scored)
+
 
 KIND = Ner()

@@ -56,5 +56,8 @@ class Preference(KindDefaults):
 
         return evaluate_preference(ctx)
 
+    def baselines(self, ctx: EvalContext, scored: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        return {"baselines": {"skipped": "a preference pair has no single reference answer for a retrieval baseline to match"}}
+
 
 KIND = Preference()

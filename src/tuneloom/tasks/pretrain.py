@@ -57,5 +57,8 @@ class Pretrain(KindDefaults):
 
         return evaluate_pretrain(ctx)
 
+    def baselines(self, ctx: EvalContext, scored: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        return {"baselines": {"skipped": "perplexity on raw text has no cheap baseline that is not itself a language model"}}
+
 
 KIND = Pretrain()

@@ -71,6 +71,9 @@ def check_metric_names(task: TaskConfig) -> None:
         raise ValueError(
             f"gate.max_forgetting needs a {_which(lambda k: k.forgetting_check)} task with eval.forgetting_check: true"
         )
+    beat = task.gate.beat_baselines
+    if beat is not None and (beat.metric not in allowed or not task.eval.baselines):
+        raise ValueError(f"gate.beat_baselines needs eval.baselines: true and a metric among {list(allowed)}")
     unknown = [m for m in task.eval.metrics or [] if m not in kind.metrics]
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown} for {task.type}; allowed: {list(kind.metrics)}")
