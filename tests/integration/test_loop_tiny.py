@@ -78,6 +78,7 @@ def test_report_has_both_tasks_and_embedded_images(looped):
     assert "Where tuning helped most and where it hurt" in html and "Where tuning changed the answer" in html
     assert "Results by label" in html  # classification slices default to the label
     assert "Test examples the tuned model got wrong" in html
+    assert "Cheap baselines" in html and "nearest_bm25" in html and "tfidf_logreg" in html
 
 
 @pytest.mark.parametrize("task", [CHAT_TASK, CLS_TASK])

@@ -97,6 +97,8 @@ def embed_texts(
     from transformers import AutoModel, AutoTokenizer
 
     pooling = pooling_of(model_dir)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # batches of similar length pad little
+    texts = [texts[i] for i in order]
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     model = AutoModel.from_pretrained(model_dir, dtype=torch.float32, trust_remote_code=trust_remote_code).eval()
     out = []
@@ -114,7 +116,12 @@ def embed_texts(
             else:
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
             out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
-    return np.concatenate(out) if out else np.zeros((0, 1))
+    if not out:
+        return np.zeros((0, 1))
+    stacked = np.concatenate(out)
+    vectors = np.empty_like(stacked)
+    vectors[order] = stacked
+    return vectors
 
 
 # ---------------------------------------------------------------------------------------------
