@@ -54,6 +54,8 @@ def test_tfidf_logreg_gets_separable_data_right():
 def test_pooling_follows_the_sentence_transformers_config(minilm_dir, tiny_bert_dir, tmp_path):
     assert baselines.pooling_of(minilm_dir) == "mean"  # all-MiniLM-L6-v2 ships modules.json + 1_Pooling
     assert baselines.pooling_of(tiny_bert_dir) == "cls"  # a plain encoder folder
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
+    assert baselines.pooling_of(tmp_path) == "mean"  # a decoder's first token sees nothing of the text
     (tmp_path / "1_Pooling").mkdir()
     (tmp_path / "modules.json").write_text(json.dumps([{"path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
     (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))

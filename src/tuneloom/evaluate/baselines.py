@@ -55,7 +55,8 @@ def cached(ctx: EvalContext, settings: dict[str, Any], fit: Callable[[], Fitted]
         except (ValueError, KeyError, TypeError):
             pass  # a damaged cache file is refitted and replaced
     fitted = fit()
-    write_json_atomic(path, {"key": key, "baselines": fitted})
+    if not any("skipped" in b for b in fitted.values()):  # a failure may be passing: fit again next time
+        write_json_atomic(path, {"key": key, "baselines": fitted})
     return fitted
 
 
@@ -63,7 +64,7 @@ def _timed(method: str, fit: Callable[[], Any]) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         predictions = fit()
-    except (ValueError, OSError, RuntimeError) as exc:  # e.g. one class only, an encoder that cannot load
+    except (ImportError, ValueError, OSError, RuntimeError) as exc:  # one class only, an encoder that cannot load...
         return {"skipped": f"{method}: {exc}"}
     return {"method": method, "predictions": predictions, "seconds": round(time.perf_counter() - started, 2)}
 
@@ -74,10 +75,13 @@ def _timed(method: str, fit: Callable[[], Any]) -> dict[str, Any]:
 
 def pooling_of(model_dir: Path) -> str:
     """The pooling an encoder was trained with: a sentence-transformers folder's Pooling module
-    (`modules.json`, `1_Pooling/config.json`: mean, cls or max), else the BERT-style CLS token."""
-    modules = Path(model_dir) / "modules.json"
+    (`modules.json`, `1_Pooling/config.json`: mean, cls or max), else the BERT-style CLS token
+    (mean for a causal LM, whose first token sees nothing of the text)."""
+    modules, config_json = Path(model_dir) / "modules.json", Path(model_dir) / "config.json"
     if not modules.is_file():
-        return "cls"
+        config = json.loads(config_json.read_text(encoding="utf-8")) if config_json.is_file() else {}
+        causal = any(str(a).endswith("ForCausalLM") for a in config.get("architectures") or [])
+        return "mean" if causal else "cls"
     for module in json.loads(modules.read_text(encoding="utf-8")):
         if str(module.get("type", "")).endswith("Pooling"):
             config_path = Path(model_dir) / module.get("path", "1_Pooling") / "config.json"
@@ -100,6 +104,8 @@ def embed_texts(
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # batches of similar length pad little
     texts = [texts[i] for i in order]
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:  # decoders: pad with the end-of-text token (masked out when pooling)
+        tokenizer.pad_token = tokenizer.eos_token
     model = AutoModel.from_pretrained(model_dir, dtype=torch.float32, trust_remote_code=trust_remote_code).eval()
     out = []
     with torch.inference_mode():
