@@ -131,7 +131,9 @@ def baselines(split: dict[str, list], labels: list[str], corpus: str, seed: int)
     started = time.time()
     vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1).fit(texts["train"])
     lr = logistic(vec.transform(texts["train"]), gold["train"], vec.transform(texts["val"]), gold["val"], seed)
-    out["tfidf_lr"] = _result(lr.predict(vec.transform(texts["val"])), lr.predict(vec.transform(texts["test"])), gold, labels, started)
+    out["tfidf_lr"] = _result(
+        lr.predict(vec.transform(texts["val"])), lr.predict(vec.transform(texts["test"])), gold, labels, started
+    )
 
     from transformers import AutoModel
 
@@ -201,7 +203,12 @@ def recipes(split: dict[str, list], labels: list[str], threads: int) -> dict[str
     precision = choose_precision("auto")
     rows = {k: [{"text": t, "label": y} for t, y in v] for k, v in split.items()}
     gold = {k: [y for _, y in v] for k, v in split.items()}
-    plans = {"lora_cls": ("lora", "head"), "head": ("lora", "head"), "setfit": ("lora", "setfit"), "setfit_full": ("full", "setfit")}
+    plans = {
+        "lora_cls": ("lora", "head"),
+        "head": ("lora", "head"),
+        "setfit": ("lora", "setfit"),
+        "setfit_full": ("full", "setfit"),
+    }
     out: dict[str, dict[str, Any]] = {}
     for name, (method, recipe) in plans.items():
         started = time.time()
@@ -213,7 +220,10 @@ def recipes(split: dict[str, list], labels: list[str], threads: int) -> dict[str
             parts = recipe_parts(recipe, task, path, precision, labels, rows["train"], rows["val"])
         with tempfile.TemporaryDirectory() as tmp:
             model = fit_quietly(task, parts, precision, Path(tmp))
-        pred = {k: [labels[i] for i in predict_labels(model, parts.tokenizer, [r["text"] for r in rows[k]], 256)] for k in ("val", "test")}
+        pred = {
+            k: [labels[i] for i in predict_labels(model, parts.tokenizer, [r["text"] for r in rows[k]], 256)]
+            for k in ("val", "test")
+        }
         out[name] = _result(pred["val"], pred["test"], gold, labels, started)
         print(f"  {name}: {out[name]}", file=sys.stderr, flush=True)
     return out
@@ -230,7 +240,11 @@ def run_one(corpus: str, size: str, pool: list, test: list, args: argparse.Names
     train, val = stratified_split(labelled, 0.15, rng)
     labels = sorted({y for _, y in pool})
     split = {"train": train, "val": val, "test": test}
-    print(f"{corpus} {size}: {len(train)} train, {len(val)} validation, {len(test)} test, {len(labels)} labels", file=sys.stderr, flush=True)
+    print(
+        f"{corpus} {size}: {len(train)} train, {len(val)} validation, {len(test)} test, {len(labels)} labels",
+        file=sys.stderr,
+        flush=True,
+    )
     results = {**baselines(split, labels, corpus, args.seed), **recipes(split, labels, args.threads)}
     auto = max(("head", "setfit"), key=lambda n: results[n]["val_accuracy"])
     results["auto"] = {**results[auto], "chosen": auto}

@@ -127,6 +127,8 @@ def test_auto_records_every_candidate_and_trains_the_best(tmp_path, tiny_st_dir)
     assert choice.scores[choice.chosen] == max(s for s in choice.scores.values() if s is not None)
     recipe = json.loads((Path(result.model_dir) / "pooled_head.json").read_text())["recipe"]
     assert recipe == choice.chosen
+    report = (Path(result.run_dir) / "report.html").read_text()
+    assert "Recipes (train.recipe: auto)" in report and all(name in report for name in choice.scores)
 
 
 def test_auto_skips_candidates_over_the_time_budget(tmp_path, tiny_st_dir, monkeypatch):

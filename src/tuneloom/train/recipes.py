@@ -36,7 +36,8 @@ def examples_per_class(rows: list[dict[str, Any]], labels: list[str]) -> float:
 
 
 def recipe_defaults(train: TrainConfig, recipe: str, per_class: float, full: bool) -> TrainConfig:
-    """`train` with the recipe's defaults for the settings the project file did not set.
+    """`train` with the recipe's defaults for the settings left at TrainConfig's defaults (a resumed run,
+    whose snapshot holds every setting, gets the same schedule).
 
     setfit: one pass over the pairs at SetFit's body learning rate (2e-5 full, 1e-4 for an adapter).
     head: more passes over few examples (10 below 16 per class, 5 below 50), and 5e-5 for full fine-tuning.
@@ -47,7 +48,8 @@ def recipe_defaults(train: TrainConfig, recipe: str, per_class: float, full: boo
         wanted = {"epochs": 10 if per_class < 16 else 5 if per_class < AUTO_MAX_PER_CLASS else train.epochs}
         if full:
             wanted["lr"] = 5e-5
-    return train.model_copy(update={k: v for k, v in wanted.items() if k not in train.model_fields_set})
+    fields = TrainConfig.model_fields
+    return train.model_copy(update={k: v for k, v in wanted.items() if getattr(train, k) == fields[k].default})
 
 
 def _with_schedule(parts: TaskParts, task: TaskConfig, train: TrainConfig, precision: str) -> TaskParts:
