@@ -13,7 +13,8 @@ Corpora (shipped inside packages on the index; nothing is downloaded at run time
 Per corpus, a fixed test set (`--test-cap` examples) and, from the rest, `--sizes` labelled examples
 (100, and "full": every remaining example up to `--full-cap`, capped so one run takes tens of minutes on
 two CPU cores), each split 85/15 into train and validation, stratified. Hyperparameters are chosen on
-validation only: the C of every logistic regression, and which recipe `auto` keeps. Methods:
+validation only: the C of every logistic regression (cross-validation over train + validation, as the
+recipes' heads), and which recipe `auto` keeps. Methods:
 
 - zero_shot: the base encoder, each text given the label whose name it is closest to (as `tuneloom evaluate`).
 - tfidf_lr: TF-IDF (words 1-2) + logistic regression; embedding_lr: logistic regression on the frozen
@@ -52,7 +53,6 @@ import numpy as np
 MODEL = "all-minilm-l6-v2"
 BASELINES = ("zero_shot", "tfidf_lr", "embedding_lr")
 RECIPES = ("lora_cls", "head", "setfit", "setfit_full")
-C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 URL = re.compile(r"https?://\S+")
 
 
@@ -111,11 +111,17 @@ def scores(truth: list[str], pred: list[str], labels: list[str]) -> dict[str, fl
 
 
 def logistic(x: Any, y: list[str], xv: Any, yv: list[str], seed: int) -> Any:
-    """Logistic regression with C chosen on validation accuracy."""
+    """Logistic regression fitted on train, its C chosen as the recipes choose theirs: cross-validation
+    over train + validation (`tuneloom.train.setfit.choose_c`)."""
+    from scipy import sparse
     from sklearn.linear_model import LogisticRegression
 
-    fitted = [LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(x, y) for c in C_GRID]
-    return max(fitted, key=lambda m: float((m.predict(xv) == np.asarray(yv)).mean()))
+    from tuneloom.train.setfit import choose_c
+
+    index = {label: i for i, label in enumerate(sorted(set(y) | set(yv)))}
+    both = sparse.vstack([x, xv]).tocsr() if sparse.issparse(x) else np.concatenate([x, xv])
+    c = choose_c(both, np.array([index[label] for label in [*y, *yv]]), seed)
+    return LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(x, y)
 
 
 def baselines(split: dict[str, list], labels: list[str], corpus: str, seed: int) -> dict[str, dict[str, Any]]:

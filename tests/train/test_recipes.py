@@ -138,7 +138,7 @@ def test_auto_skips_candidates_over_the_time_budget(tmp_path, tiny_st_dir, monke
     monkeypatch.setattr(recipes.time, "time", lambda: float(next(clock)))
     project = load_project(_project(tmp_path, tiny_st_dir, recipe="auto", recipe_budget=50))
     task = project.config.task(CLS_TASK)
-    rows = [{"text": f"{r['subject']} {r['body']}", "label": r["queue"]} for r in ticket_rows()[:40] if r["queue"]]
+    rows = [{"text": f"{r['subject']} {r['body']}", "label": r["queue"]} for r in ticket_rows()[::2] if r["queue"]]
     labels = sorted({r["label"] for r in rows})
     choice = recipes.select_recipe(task, tiny_st_dir, "fp32", labels, rows[:30], rows[30:])
     assert choice.chosen == "head" and choice.scores["setfit"] is None and "budget" in choice.reason

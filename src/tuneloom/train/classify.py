@@ -15,6 +15,7 @@ from tuneloom.config import TaskConfig
 from tuneloom.inference import classifier_head, load_tokenizer
 from tuneloom.pooled_head import build_pooled, encoder_pooling, save_pooled
 from tuneloom.train.common import TaskParts, lora_config
+from tuneloom.train.setfit import fit_head
 
 
 def prepare(
@@ -46,7 +47,8 @@ def head_parts(
     train_rows: list[dict[str, Any]],
     val_rows: list[dict[str, Any]],
 ) -> TaskParts:
-    """The head recipe: cross-entropy on a head over the encoder's pooling (see `head_pooling`)."""
+    """The head recipe: cross-entropy on a head over the encoder's pooling (see `head_pooling`); on pooled
+    embeddings the head starts as the logistic regression on the frozen encoder's embeddings (single-label)."""
     tokenizer = load_tokenizer(model_path, task.trust_remote_code)
     train, truncated = encode_split(tokenizer, train_rows, labels, task.train.max_length)
     val, _ = encode_split(tokenizer, val_rows, labels, task.train.max_length)
@@ -57,6 +59,8 @@ def head_parts(
         model, save = build_model(task, model_path, labels, tokenizer.pad_token_id), None
     else:
         model, save = pooled_model(task, model_path, labels, pooling, "head"), save_pooled
+        if not multi:  # start from the linear probe (LP-FT): a random head on unit-norm embeddings learns slowly
+            fit_head(model, tokenizer, train, val, task.train.seed)
     parts = TaskParts(tokenizer, model, train, val, collator(tokenizer), loss_func=loss, truncated=truncated, save=save)
     if pooling is None and encoder_pooling(model_path) is not None:
         parts.notes.append("method.merge: the head sits on the model's own pooler, not the sentence-transformers pooling")

@@ -21,9 +21,11 @@ from transformers import PrinterCallback, set_seed
 
 from tuneloom.artifacts import RecipeChoice
 from tuneloom.config import TaskConfig, TrainConfig
+from tuneloom.inference import load_tokenizer
 from tuneloom.pooled_head import encoder_pooling, save_pooled
-from tuneloom.train.classify import head_parts, pooled_model
+from tuneloom.train.classify import encode_split, head_parts, pooled_model
 from tuneloom.train.common import TaskParts, training_kwargs
+from tuneloom.train.distributed import world_size
 from tuneloom.train.setfit import VALIDATION_PAIRS, PairCollator, PairTrainer, fit_head, make_pairs, pairs_per_example
 
 RECIPES = ("head", "setfit")
@@ -90,22 +92,26 @@ def setfit_parts(
         raise ValueError("train.recipe setfit needs one label per example; multi-label tasks use recipe head")
     if task.method.merge:
         raise ValueError("train.recipe setfit saves the encoder and a separate head: method.merge does not apply")
-    head = head_parts(task, model_path, precision, labels, train_rows, val_rows)
+    if world_size() > 1:  # the pair loss calls the encoder outside DistributedDataParallel's forward
+        raise ValueError("train.recipe setfit trains in one process; run it without accelerate launch")
+    tokenizer = load_tokenizer(model_path, task.trust_remote_code)
+    train, truncated = encode_split(tokenizer, train_rows, labels, task.train.max_length)
+    val, _ = encode_split(tokenizer, val_rows, labels, task.train.max_length)
     model = pooled_model(task, model_path, labels, encoder_pooling(model_path) or ("mean", True), "setfit")
-    per_example = pairs_per_example(len(head.train), examples_per_class(train_rows, labels), task.train.setfit_pairs)
-    pairs = make_pairs(head.train, per_example, task.train.seed)
-    val_pairs = make_pairs(head.validation, VALIDATION_PAIRS, task.train.seed) if len(head.validation) > 1 else []
+    per_example = pairs_per_example(len(train), examples_per_class(train_rows, labels), task.train.setfit_pairs)
+    pairs = make_pairs(train, per_example, task.train.seed)
+    val_pairs = make_pairs(val, VALIDATION_PAIRS, task.train.seed) if len(val) > 1 else []
 
     def finish(trained: Any) -> None:
-        fit_head(getattr(trained, "module", trained), head.tokenizer, head.train, head.validation, task.train.seed)
+        fit_head(getattr(trained, "module", trained), tokenizer, train, val, task.train.seed)
 
     return TaskParts(
-        head.tokenizer,
+        tokenizer,
         model,
         pairs,
         val_pairs,
-        PairCollator(head.tokenizer),
-        truncated=head.truncated,
+        PairCollator(tokenizer),
+        truncated=truncated,
         notes=[f"setfit: {len(pairs)} sentence pairs ({per_example} per example), then logistic regression"],
         trainer_class=PairTrainer,
         before_save=finish,

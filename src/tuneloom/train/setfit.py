@@ -22,7 +22,7 @@ from tuneloom.pooled_head import PooledClassifier
 
 MAX_PAIRS = 10_000  # pairs in all, whatever the data size (one pass over them is the contrastive phase)
 VALIDATION_PAIRS = 4  # pairs per validation example, for the validation loss
-C_GRID = (0.1, 1.0, 10.0, 100.0)  # inverse regularisation strengths tried for the head, picked on validation
+C_GRID = (0.1, 1.0, 10.0, 100.0)  # inverse regularisation strengths tried for the head, by cross-validation
 
 
 def pairs_per_example(n_examples: int, per_class: float, requested: int | None) -> int:
@@ -95,25 +95,38 @@ def embed_rows(model: PooledClassifier, tokenizer: Any, rows: list[dict[str, Any
 def fit_head(
     model: PooledClassifier, tokenizer: Any, train: list[dict[str, Any]], validation: list[dict[str, Any]], seed: int
 ) -> float:
-    """Logistic regression on the tuned embeddings, its C chosen on validation, copied into `model.classifier`.
+    """Logistic regression on the embeddings of `train`, copied into `model.classifier`; returns its C.
 
-    Returns the chosen C. Without validation rows, C = 1.
+    C is chosen by stratified cross-validation over train + validation (a few-shot validation split
+    alone is too small to tell strengths apart); the regression is fitted on train.
     """
     from sklearn.linear_model import LogisticRegression
 
     x, y = embed_rows(model, tokenizer, train), np.array([r["labels"] for r in train])
-    xv, yv = (
-        (embed_rows(model, tokenizer, validation), np.array([r["labels"] for r in validation])) if validation else (None, None)
-    )
-    best: tuple[float, float, Any] | None = None
-    for c in C_GRID if xv is not None else (1.0,):
-        head = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x, y)
-        score = float((head.predict(xv) == yv).mean()) if xv is not None else 0.0
-        if best is None or score > best[0]:
-            best = (score, c, head)
-    assert best is not None
-    _copy_into(model.classifier, best[2], len(model.labels))
-    return best[1]
+    pool_x = np.concatenate([x, embed_rows(model, tokenizer, validation)]) if validation else x
+    pool_y = np.concatenate([y, [r["labels"] for r in validation]]) if validation else y
+    if len(np.unique(y)) < 2:  # one class to learn: predict it
+        with torch.no_grad():
+            model.classifier.weight.zero_()
+            model.classifier.bias.fill_(-1e4).index_fill_(0, torch.tensor(int(y[0]) if len(y) else 0), 0.0)
+        return 0.0
+    c = choose_c(pool_x, pool_y, seed)
+    head = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(x, y)
+    _copy_into(model.classifier, head, len(model.labels))
+    return c
+
+
+def choose_c(x: np.ndarray, y: np.ndarray, seed: int) -> float:
+    """The C of `C_GRID` with the best cross-validated accuracy (the larger on ties); 10 when a class has one example."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    folds = min(5, int(np.bincount(y)[np.unique(y)].min()))
+    if folds < 2:
+        return 10.0
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    scores = [cross_val_score(LogisticRegression(C=c, max_iter=3000, random_state=seed), x, y, cv=cv).mean() for c in C_GRID]
+    return max(zip(scores, C_GRID))[1]
 
 
 def _copy_into(linear: torch.nn.Linear, head: Any, n_labels: int) -> None:
