@@ -138,6 +138,16 @@ class RunStatus(Artifact):
     resumed_from: str | None = None
 
 
+class RecipeChoice(BaseModel):
+    """`train.recipe: auto`: the recipe kept and each candidate's validation accuracy (None: not tried)."""
+
+    chosen: str
+    metric: str = "validation_accuracy"
+    scores: dict[str, float | None] = {}
+    seconds: dict[str, float] = {}
+    reason: str = ""
+
+
 class TrainResult(BaseModel):
     task: str
     run_dir: str
@@ -161,6 +171,7 @@ class TrainResult(BaseModel):
     attention: str | None = None  # the decoder's attention implementation (see train.attention)
     best_checkpoint: str | None = None
     resumed_from: str | None = None
+    recipes: RecipeChoice | None = None  # classification with train.recipe: auto
 
 
 class EvalSummary(BaseModel):

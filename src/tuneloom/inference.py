@@ -3,7 +3,8 @@
     model = load_trained("sequence_classification", run / "model", base_path, "lora", "bf16", labels, False)
 
 Heads (sequence and token classification) keep fp32 weights, as training does; causal LMs load in the
-run's precision. torch and transformers are imported inside the functions, so the CLI stays fast.
+run's precision. A classifier trained on pooled embeddings (a folder with `pooled_head.json`, see
+`tuneloom.pooled_head`) is rebuilt from that file, whatever `method` says. torch and transformers are imported inside the functions, so the CLI stays fast.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ if TYPE_CHECKING:
     from tuneloom.tasks.base import InferenceHead
 
 HEAD_SEED = 0  # the untrained tagging head of the NER baseline is drawn from this seed
+POOLED_HEAD_FILE = "pooled_head.json"  # marks a classifier on pooled embeddings (tuneloom.pooled_head)
+
+
+def is_pooled(model_dir: Path | str | None) -> bool:
+    """Whether `model_dir` holds a classifier on pooled embeddings (see `tuneloom.pooled_head`)."""
+    return model_dir is not None and (Path(model_dir) / POOLED_HEAD_FILE).is_file()
 
 
 def model_dtype(precision: str) -> torch.dtype:
@@ -94,6 +101,20 @@ def base_tagger(base_path: Path | str, tags: list[str], trust_remote_code: bool)
         return tagger_head(base_path, tags, trust_remote_code).eval()
 
 
+def load_classifier(
+    model_path: Path | str, adapter_dir: Path | str | None, labels: list[str], trust_remote_code: bool, **kwargs: Any
+) -> Any:
+    """A served classifier in eval mode: `model_path`'s weights, with the adapter in `adapter_dir` when given;
+    a pooled-embedding classifier when either folder holds `pooled_head.json`. `kwargs` go to `classifier_head`."""
+    from tuneloom.pooled_head import load_pooled
+
+    for folder in (adapter_dir, model_path):
+        if folder is not None and is_pooled(folder):
+            return load_pooled(folder, model_path, trust_remote_code)
+    model = classifier_head(model_path, labels, trust_remote_code, **kwargs)
+    return attach_adapter(model, adapter_dir) if adapter_dir is not None else model.eval()
+
+
 def attach_adapter(base: Any, adapter_dir: Path | str) -> Any:
     """`base` with the LoRA adapter saved in `adapter_dir` (QLoRA adapters too: the base stays unquantized)."""
     from peft import PeftModel
@@ -154,6 +175,10 @@ def load_trained(
     `labels`: the head's label names (classes, or IOB2 tags for token classification; ignored for a
     causal LM). `pad_token_id`: set on a classification base whose config has none.
     """
+    if head == "sequence_classification" and is_pooled(model_dir):
+        from tuneloom.pooled_head import load_pooled
+
+        return load_pooled(model_dir, base_path, trust_remote_code)
     if method == "full":
         dtype = model_dtype(precision if head == "causal_lm" else "fp32")
         return _full(head, Path(model_dir), dtype, trust_remote_code)

@@ -83,6 +83,21 @@ class TrainConfig(Strict):
     class_weights: Literal["balanced", "none"] = Field(
         "balanced", description="Classification: weight the loss by inverse class frequency (rare queues count)."
     )
+    recipe: Literal["head", "setfit", "auto"] = Field(
+        "head",
+        description="Classification: how the classifier is trained. head: a head trained with cross-entropy (on mean-pooled "
+        "embeddings when the encoder is a sentence-transformers model, on the model's own pooler otherwise); setfit: "
+        "contrastive sentence pairs from the labelled examples tune the encoder, then a logistic-regression head; auto: "
+        "with fewer than 50 examples per class, train each recipe, keep the best on the validation split.",
+    )
+    recipe_budget: Annotated[int, Field(gt=0)] = Field(
+        900, description="recipe auto: seconds for trying recipes; a recipe not started within them is skipped."
+    )
+    setfit_pairs: Annotated[int, Field(gt=0)] | None = Field(
+        None,
+        description="recipe setfit: sentence pairs per training example (half same-label; default: 20 with up to 32 "
+        "examples per class, fewer above, at most 10,000 pairs in all).",
+    )
     preference_loss: Literal["dpo", "kto"] = Field(
         "dpo", description="Preference tasks: DPO on the pairs, or KTO on them unpaired (chosen good, rejected bad)."
     )

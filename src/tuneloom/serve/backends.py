@@ -175,21 +175,22 @@ class TransformersBackend:
     def _load_encoder(self, target: Target) -> tuple[Any, Any]:
         from transformers import AutoModel, AutoTokenizer
 
-        from tuneloom.inference import attach_adapter, classifier_head
+        from tuneloom.inference import attach_adapter, load_classifier
 
         tokenizer = AutoTokenizer.from_pretrained(target.base_path, trust_remote_code=target.trust_remote_code)
         if target.kind == "embedding":
             model = AutoModel.from_pretrained(target.base_path, trust_remote_code=target.trust_remote_code, use_safetensors=True)
+            if target.adapter_path is not None:
+                model = attach_adapter(model, target.adapter_path)
         else:
-            model = classifier_head(
+            model = load_classifier(
                 target.base_path,
+                target.adapter_path,
                 list(target.labels),
                 target.trust_remote_code,
                 pad_token_id=tokenizer.pad_token_id,
                 use_safetensors=True,
             )
-        if target.adapter_path is not None:
-            model = attach_adapter(model, target.adapter_path)
         return tokenizer, model.eval()
 
     @torch.inference_mode()

@@ -237,7 +237,10 @@ def _save(trainer: Any, parts: TaskParts, task: TaskConfig, run: Path, precision
     if parts.before_save is not None:
         parts.before_save(trainer.model)
     model_dir = run / "model"
-    trainer.save_model(str(model_dir))  # the Trainer saves on the main process only
+    if parts.save is None:
+        trainer.save_model(str(model_dir))  # the Trainer saves on the main process only
+    elif is_main():
+        parts.save(trainer.accelerator.unwrap_model(trainer.model), model_dir)
     if not is_main():
         return model_dir
     parts.tokenizer.save_pretrained(model_dir)
@@ -350,4 +353,5 @@ def _fit(
         processes=world_size(),
         global_batch_size=task.train.batch_size * task.train.grad_accum * world_size(),
         process_ids=process_ids,
+        recipes=parts.recipes,
     )

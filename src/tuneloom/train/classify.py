@@ -13,7 +13,9 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 from tuneloom.artifacts import DatasetManifest
 from tuneloom.config import TaskConfig
 from tuneloom.inference import classifier_head, load_tokenizer
+from tuneloom.pooled_head import build_pooled, encoder_pooling, save_pooled
 from tuneloom.train.common import TaskParts, lora_config
+from tuneloom.train.setfit import fit_head
 
 
 def prepare(
@@ -24,14 +26,63 @@ def prepare(
     train_rows: list[dict[str, Any]],
     val_rows: list[dict[str, Any]],
 ) -> TaskParts:
-    labels = manifest.labels
+    """The parts of `train.recipe` (head, setfit, or the best of them on validation for auto)."""
+    from tuneloom.train.recipes import recipe_parts, select_recipe
+
+    recipe: str = task.train.recipe
+    choice = None
+    if recipe == "auto":
+        choice = select_recipe(task, model_path, precision, manifest.labels, train_rows, val_rows)
+        recipe = choice.chosen
+    parts = recipe_parts(recipe, task, model_path, precision, manifest.labels, train_rows, val_rows)
+    parts.recipes = choice
+    return parts
+
+
+def head_parts(
+    task: TaskConfig,
+    model_path: Path,
+    precision: str,
+    labels: list[str],
+    train_rows: list[dict[str, Any]],
+    val_rows: list[dict[str, Any]],
+) -> TaskParts:
+    """The head recipe: cross-entropy on a head over the encoder's pooling (see `head_pooling`); on pooled
+    embeddings the head starts as the logistic regression on the frozen encoder's embeddings (single-label)."""
     tokenizer = load_tokenizer(model_path, task.trust_remote_code)
     train, truncated = encode_split(tokenizer, train_rows, labels, task.train.max_length)
     val, _ = encode_split(tokenizer, val_rows, labels, task.train.max_length)
     multi = task.data.multi_label
     loss = balanced_loss(labels, train_rows) if task.train.class_weights == "balanced" and not multi else None
-    model = build_model(task, model_path, labels, tokenizer.pad_token_id)
-    return TaskParts(tokenizer, model, train, val, collator(tokenizer), loss_func=loss, truncated=truncated)
+    pooling = head_pooling(task, model_path)
+    if pooling is None:
+        model, save = build_model(task, model_path, labels, tokenizer.pad_token_id), None
+    else:
+        model, save = pooled_model(task, model_path, labels, pooling, "head"), save_pooled
+        if not multi:  # start from the linear probe (LP-FT): a random head on unit-norm embeddings learns slowly
+            fit_head(model, tokenizer, train, val, task.train.seed)
+    parts = TaskParts(tokenizer, model, train, val, collator(tokenizer), loss_func=loss, truncated=truncated, save=save)
+    if pooling is None and encoder_pooling(model_path) is not None:
+        parts.notes.append("method.merge: the head sits on the model's own pooler, not the sentence-transformers pooling")
+    return parts
+
+
+def head_pooling(task: TaskConfig, model_path: Path) -> tuple[str, bool] | None:
+    """(pooling, normalize) of a sentence-transformers encoder, for a head on its pooled embeddings; None (the
+    model's own pooler, e.g. BERT's CLS) for other models, and with method.merge (a merged model is one
+    transformers model)."""
+    return None if task.method.merge else encoder_pooling(model_path)
+
+
+def pooled_model(task: TaskConfig, model_path: Path, labels: list[str], pooling: tuple[str, bool], recipe: str) -> Any:
+    """A `PooledClassifier`; with an adapter method, LoRA on the encoder and the head trained whole."""
+    model = build_pooled(model_path, labels, pooling, task.trust_remote_code, task.data.multi_label)
+    model.recipe = recipe
+    if task.method.kind != "full":
+        from peft import get_peft_model
+
+        model.encoder = get_peft_model(model.encoder, lora_config(task.method, "FEATURE_EXTRACTION"))
+    return model
 
 
 def encode_split(

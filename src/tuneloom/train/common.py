@@ -36,6 +36,8 @@ class TaskParts:
     args_class: type = TrainingArguments
     extra_args: dict[str, Any] = field(default_factory=dict)
     before_save: Callable[[Any], None] | None = None
+    save: Callable[[Any, Path], object] | None = None  # writes model/ itself (else the Trainer's save_model)
+    recipes: Any = None  # the RecipeChoice of train.recipe: auto
 
 
 def cpu_supports_bf16() -> bool:

@@ -1,0 +1,145 @@
+"""A classification head on pooled token embeddings: the pooling a sentence-transformers encoder was trained with.
+
+BERT's sequence-classification head sits on the CLS pooler; a sentence-transformers encoder (all-MiniLM-L6-v2)
+was trained to be read through mean pooling (its `modules.json` + `1_Pooling/config.json`). `PooledClassifier`
+is that encoder, its pooling and a linear layer. A trained one is saved as a folder of plain files:
+
+    pooled_head.json    pooling, normalisation, labels, recipe
+    head.safetensors    the linear layer (weight, bias)
+    config.json + model.safetensors      full fine-tuning: the encoder (a plain transformers model)
+    adapter_config.json + adapter_model.safetensors   LoRA: the adapter on the base encoder
+
+torch and transformers are imported inside the functions that load and save, so the CLI stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tuneloom.inference import POOLED_HEAD_FILE as HEAD_FILE
+from tuneloom.inference import is_pooled
+
+WEIGHTS_FILE = "head.safetensors"
+POOLINGS = ("mean", "cls", "max")
+
+
+def encoder_pooling(path: Path | str) -> tuple[str, bool] | None:
+    """(pooling, normalize) from a sentence-transformers folder's modules.json; None for any other model."""
+    folder = Path(path)
+    modules_file = folder / "modules.json"
+    if not modules_file.is_file():
+        return None
+    modules = json.loads(modules_file.read_text())
+    pooling = next((m for m in modules if m.get("type", "").endswith("models.Pooling")), None)
+    if pooling is None:
+        return None
+    config = json.loads((folder / pooling.get("path", "1_Pooling") / "config.json").read_text())
+    mode = config.get("pooling_mode")
+    if mode is None:
+        flags = {"mean": "pooling_mode_mean_tokens", "cls": "pooling_mode_cls_token", "max": "pooling_mode_max_tokens"}
+        mode = next((name for name, key in flags.items() if config.get(key)), None)
+    if mode not in POOLINGS:
+        return None  # weighted or last-token pooling: keep the model's own head
+    normalize = any(m.get("type", "").endswith("models.Normalize") for m in modules)
+    return str(mode), normalize
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """One vector per sequence from the last hidden states, ignoring padding."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    if pooling == "max":
+        return hidden.masked_fill(weights == 0, torch.finfo(hidden.dtype).min).max(1).values
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+
+class PooledClassifier(torch.nn.Module):
+    """`encoder` (a transformers model, or a peft model around one), its pooling, and a linear head over `labels`."""
+
+    def __init__(self, encoder: Any, labels: list[str], pooling: str, normalize: bool, multi_label: bool = False) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.labels = list(labels)
+        self.pooling, self.normalize, self.multi_label = pooling, normalize, multi_label
+        self.classifier = torch.nn.Linear(encoder.config.hidden_size, len(labels))
+        self.config = encoder.config  # the Trainer and the training loop read it (attention, dtype)
+        self.recipe = "head"
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        pooled = pool(hidden, attention_mask, self.pooling).float()
+        return torch.nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None, **_: Any) -> Any:
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        logits = self.classifier(self.embed(input_ids, attention_mask))
+        loss = None
+        if labels is not None:
+            if self.multi_label:
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float())
+            else:
+                loss = torch.nn.functional.cross_entropy(logits, labels)
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "pooling": self.pooling,
+            "normalize": self.normalize,
+            "labels": self.labels,
+            "multi_label": self.multi_label,
+            "recipe": self.recipe,
+        }
+
+
+def build_pooled(
+    path: Path | str, labels: list[str], pooling: tuple[str, bool], trust_remote_code: bool, multi_label: bool = False
+) -> PooledClassifier:
+    """The encoder in `path` (fp32) with a fresh head on its pooled embeddings."""
+    from transformers import AutoModel
+
+    encoder = AutoModel.from_pretrained(path, dtype=torch.float32, trust_remote_code=trust_remote_code)
+    return PooledClassifier(encoder, labels, pooling[0], pooling[1], multi_label)
+
+
+def save_pooled(model: PooledClassifier, out_dir: Path) -> Path:
+    """The encoder (full weights, or the adapter), the head as plain safetensors, and pooled_head.json."""
+    from safetensors.torch import save_file
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.encoder.save_pretrained(out_dir, safe_serialization=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.classifier.state_dict().items()}
+    save_file(state, str(out_dir / WEIGHTS_FILE), metadata={"format": "pt"})
+    (out_dir / HEAD_FILE).write_text(json.dumps(model.describe(), indent=2) + "\n")
+    return out_dir
+
+
+def load_pooled(model_dir: Path | str, base_path: Path | str, trust_remote_code: bool) -> PooledClassifier:
+    """A saved `PooledClassifier` in eval mode: the encoder from `model_dir` (full weights) or the base
+    encoder with the adapter in `model_dir`."""
+    from safetensors.torch import load_file
+
+    folder = Path(model_dir)
+    if not is_pooled(folder):
+        raise FileNotFoundError(f"{folder} has no {HEAD_FILE}: not a classifier on pooled embeddings")
+    info = json.loads((folder / HEAD_FILE).read_text())
+    has_adapter = (folder / "adapter_config.json").is_file()
+    model = build_pooled(
+        base_path if has_adapter else folder,
+        info["labels"],
+        (info["pooling"], info["normalize"]),
+        trust_remote_code,
+        info.get("multi_label", False),
+    )
+    if has_adapter:
+        from peft import PeftModel
+
+        model.encoder = PeftModel.from_pretrained(model.encoder, str(folder))
+    model.classifier.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+    model.recipe = info.get("recipe", "head")
+    return model.eval()
