@@ -333,12 +333,12 @@ class VllmBackend:
 def import_model_libraries() -> None:
     """Import what loading a model needs, once at start-up: a module imported by several request
     threads at once can be seen half-initialised by all but one of them."""
-    import peft  # noqa: F401
+    import peft  # noqa: F401  # imported for its side effect: fully initialised before requests
     import transformers
-    from transformers import cache_utils  # noqa: F401
+    from transformers import cache_utils  # noqa: F401  # same: generation imports it lazily
 
-    from tuneloom import inference  # noqa: F401
-    from tuneloom.train import common  # noqa: F401
+    from tuneloom import inference  # noqa: F401  # same: the model loaders
+    from tuneloom.train import common  # noqa: F401  # same: peft and bitsandbytes through it
 
     for name in ("AutoModel", "AutoModelForCausalLM", "AutoModelForSequenceClassification", "AutoTokenizer", "DynamicCache"):
         getattr(transformers, name)  # transformers' lazy module imports each on first access

@@ -153,7 +153,7 @@ class KindDefaults:
         return None
 
     def baselines(self, ctx: EvalContext, scored: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        return {"baselines": {"skipped": f"no cheap baseline is defined for {self.name} tasks"}}  # type: ignore[attr-defined]
+        return {"baselines": {"skipped": f"no cheap baseline is defined for {self.name} tasks"}}  # type: ignore[attr-defined]  # every kind declares `name`
 
     def slice_key(self, row: Example) -> str | None:
         return None
