@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from tuneloom.artifacts import manifest_path, read_manifest, read_snapshot
 from tuneloom.catalog import CATALOG, resolve_model
@@ -174,14 +174,14 @@ class TargetResolver:
         snapshot_dir = path.parent / "run"
         task = read_snapshot(snapshot_dir).task if (snapshot_dir / "config.yaml").is_file() else {}
         task_kind = kinds().get(lineage.get("task_type") or "")
-        kind: Kind = "classification" if task_kind is not None and task_kind.serve_as == "classification" else "chat"
+        kind = cast(Kind, task_kind.serve_as if task_kind is not None and task_kind.serve_as else "chat")
         adapter = (path / "adapter_config.json").is_file()
         base = path
         if adapter:
             local = lineage.get("base_model_path")
             base = Path(local) if local and Path(local).is_dir() else resolve_model(lineage["base_model"])
         labels: tuple[str, ...] = ()
-        if kind == "classification":
+        if task_kind is not None and task_kind.head == "sequence_classification":  # its head needs the class names
             manifest = manifest_path(lineage.get("dataset_path", ""))
             labels = tuple(read_manifest(manifest.parent).labels) if manifest.is_file() else _labels_of_folder(path)
             if not labels:
