@@ -74,23 +74,18 @@ def _timed(method: str, fit: Callable[[], Any]) -> dict[str, Any]:
 
 
 def pooling_of(model_dir: Path) -> str:
-    """The pooling an encoder was trained with: a sentence-transformers folder's Pooling module
-    (`modules.json`, `1_Pooling/config.json`: mean, cls or max), else the BERT-style CLS token
-    (mean for a causal LM, whose first token sees nothing of the text)."""
-    modules, config_json = Path(model_dir) / "modules.json", Path(model_dir) / "config.json"
-    if not modules.is_file():
-        config = json.loads(config_json.read_text(encoding="utf-8")) if config_json.is_file() else {}
-        causal = any(str(a).endswith("ForCausalLM") for a in config.get("architectures") or [])
-        return "mean" if causal else "cls"
-    for module in json.loads(modules.read_text(encoding="utf-8")):
-        if str(module.get("type", "")).endswith("Pooling"):
-            config_path = Path(model_dir) / module.get("path", "1_Pooling") / "config.json"
-            config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-            if config.get("pooling_mode_cls_token"):
-                return "cls"
-            if config.get("pooling_mode_max_tokens"):
-                return "max"
-    return "mean"
+    """The pooling an encoder was trained with: a sentence-transformers folder's Pooling module (read by
+    `pooled_head.encoder_pooling`), else the BERT-style CLS token (mean for a causal LM, whose first token
+    sees nothing of the text)."""
+    from tuneloom.pooled_head import encoder_pooling
+
+    found = encoder_pooling(model_dir)
+    if found is not None:
+        return found[0]
+    config_json = Path(model_dir) / "config.json"
+    config = json.loads(config_json.read_text(encoding="utf-8")) if config_json.is_file() else {}
+    causal = any(str(a).endswith("ForCausalLM") for a in config.get("architectures") or [])
+    return "mean" if causal else "cls"
 
 
 def embed_texts(
@@ -99,6 +94,8 @@ def embed_texts(
     """L2-normalised embeddings of `texts` by the frozen model in `model_dir`, pooled as it was trained."""
     import torch
     from transformers import AutoModel, AutoTokenizer
+
+    from tuneloom.pooled_head import pool
 
     pooling = pooling_of(model_dir)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # batches of similar length pad little
@@ -113,14 +110,7 @@ def embed_texts(
             batch = tokenizer(
                 texts[i : i + batch_size], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
             )
-            hidden = model(**batch).last_hidden_state.float()
-            mask = batch["attention_mask"].unsqueeze(-1).float()
-            if pooling == "cls":
-                pooled = hidden[:, 0]
-            elif pooling == "max":
-                pooled = hidden.masked_fill(mask == 0, -1e9).max(1).values
-            else:
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+            pooled = pool(model(**batch).last_hidden_state.float(), batch["attention_mask"], pooling)
             out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
     if not out:
         return np.zeros((0, 1))
