@@ -1,0 +1,1 @@
+"""Knowledge bases: a company's documents chunked, embedded and searched (dense + keyword), with access tags."""
