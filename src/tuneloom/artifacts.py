@@ -7,6 +7,7 @@
     evaluate      -> runs/<run>/eval.json                       EvalResult
     gate          -> runs/<run>/gate.json                       GateRecord
     scout         -> scout/<time>/scout.json                    ScoutResult
+    index         -> knowledge/<name>/index.json                IndexState
 
 Every file carries `schema_version`. A file without it comes from the release before typed
 artifacts and is read as version 1; a newer version, a corrupt file or a missing field raises
@@ -257,6 +258,61 @@ class GateRecord(Artifact, GateResult):
 
 
 # ---------------------------------------------------------------------------------------------
+# knowledge bases
+
+
+class SkippedDocument(BaseModel):
+    """A document left out of a knowledge base, and why (empty, too large, no text layer, duplicate...)."""
+
+    doc_id: str
+    reason: str
+
+
+class IndexStats(BaseModel):
+    """What a knowledge base holds, and what the last build or update did."""
+
+    knowledge_base: str
+    documents: int = 0
+    chunks: int = 0
+    tokens: int = 0
+    added: int = Field(0, description="Documents embedded for the first time by the last build or update.")
+    changed: int = Field(0, description="Documents embedded again because their content changed.")
+    removed: int = Field(0, description="Documents deleted from the index because they left the sources.")
+    unchanged: int = 0
+    embedded_chunks: int = 0
+    skipped: list[SkippedDocument] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    seconds: float = 0.0
+    content_version: str = ""
+
+    @property
+    def chunks_per_s(self) -> float:
+        return self.embedded_chunks / self.seconds if self.seconds else 0.0
+
+
+class IndexedDocument(BaseModel):
+    doc_hash: str
+    chunks: int
+    tokens: int
+
+
+class IndexState(Artifact):
+    """`knowledge/<name>/index.json`: the settings an index was built with, its documents, and unfinished work.
+
+    `pending` lists documents whose chunks were being rewritten; a build or update interrupted there
+    re-embeds them on the next run (it resumes), so the index is never left half-written for long.
+    """
+
+    settings_hash: str
+    embedder: str
+    embedder_hash: str
+    pending: list[str] = Field(default_factory=list)
+    documents: dict[str, IndexedDocument] = Field(default_factory=dict)
+    stats: IndexStats
+    updated: str = Field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+# ---------------------------------------------------------------------------------------------
 # files: one reader and one writer each
 
 T = TypeVar("T", bound=BaseModel)
@@ -269,6 +325,7 @@ RECREATE = {
     "eval.json": "run `tuneloom eval RUN` again",
     "gate.json": "run `tuneloom gate RUN` again",
     "scout.json": "run `tuneloom scout` again",
+    "index.json": "run `tuneloom index build` again",
 }
 
 
@@ -370,6 +427,18 @@ def write_scout(out_dir: str | Path, result: BaseModel) -> Path:
     return path
 
 
+def index_state_path(kb_dir: str | Path) -> Path:
+    return Path(kb_dir) / "index.json"
+
+
+def read_index_state(kb_dir: str | Path) -> IndexState:
+    return _load(index_state_path(kb_dir), IndexState)
+
+
+def write_index_state(kb_dir: str | Path, state: IndexState) -> None:
+    write_json_atomic(index_state_path(kb_dir), _dump(state))
+
+
 def artifact_models() -> dict[str, type[BaseModel]]:
     """File name -> model, for `tuneloom schema artifacts` and the docs."""
     from tuneloom.scout import ScoutResult
@@ -382,6 +451,7 @@ def artifact_models() -> dict[str, type[BaseModel]]:
         "runs/<run>/eval.json": EvalResult,
         "runs/<run>/gate.json": GateRecord,
         "scout/<time>/scout.json": ScoutResult,
+        "knowledge/<name>/index.json": IndexState,
     }
 
 

@@ -1,7 +1,7 @@
 """The `tuneloom` command: a thin Typer layer over the Python API, rendered with Rich.
 
 One module per stage holds its commands as plain functions (`project`, `data`, `catalog`, `train`,
-`evaluate`, `registry`, `run`, `scout`, `serve`); `common` holds what they share. This module only
+`evaluate`, `registry`, `run`, `scout`, `serve`, `knowledge`); `common` holds what they share. This module only
 wires them into command groups. Every command imports the heavy stack (torch, transformers, MLflow)
 inside its body, so `tuneloom --help` and `tuneloom config check` answer at once.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from tuneloom.cli import catalog, data, evaluate, project, registry, run, scout, serve, train
+from tuneloom.cli import catalog, data, evaluate, knowledge, project, registry, run, scout, serve, train
 
 __all__ = ["app", "main"]
 
@@ -27,6 +27,7 @@ data_app = typer.Typer(help="Prepare training data.", no_args_is_help=True)
 models_app = typer.Typer(
     help="Base models (catalog, local folders, hub ids) and the registry of tuned versions.", no_args_is_help=True
 )
+index_app = typer.Typer(help="Knowledge bases: build, update, search and describe their indexes.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys for `tuneloom serve` (stored hashed in the workspace).", no_args_is_help=True)
 
 app.command("init")(project.init)
@@ -56,6 +57,12 @@ models_app.command("promote")(registry.promote)
 models_app.command("rollback")(registry.rollback)
 models_app.command("history")(registry.history)
 models_app.command("versions")(registry.versions)
+
+app.add_typer(index_app, name="index")
+index_app.command("build")(knowledge.build)
+index_app.command("update")(knowledge.update)
+index_app.command("search")(knowledge.search)
+index_app.command("stats")(knowledge.stats)
 
 app.add_typer(keys_app, name="keys")
 keys_app.command("create")(serve.keys_create)

@@ -23,6 +23,14 @@ from tuneloom.config.data import (
     SplitConfig,
 )
 from tuneloom.config.evaluation import DEFAULT_RUBRIC, EvalConfig, GateConfig, JudgeConfig
+from tuneloom.config.knowledge import (
+    AccessConfig,
+    ChunkingConfig,
+    EmbedderConfig,
+    KnowledgeConfig,
+    RetrievalConfig,
+    StoreConfig,
+)
 from tuneloom.config.loading import load_project, parse_project
 from tuneloom.config.messages import did_you_mean, format_validation_error
 from tuneloom.config.overrides import apply_overrides
@@ -56,17 +64,21 @@ __all__ = [
     "LOWER_IS_BETTER",
     "SEARCH_PARAMS",
     "TASK_RULES",
+    "AccessConfig",
     "BoilerplateRule",
+    "ChunkingConfig",
     "Choices",
     "CleanConfig",
     "ColumnsConfig",
     "DataConfig",
     "DedupConfig",
+    "EmbedderConfig",
     "EvalConfig",
     "FloatRange",
     "GateConfig",
     "IntRange",
     "JudgeConfig",
+    "KnowledgeConfig",
     "MethodConfig",
     "PiiType",
     "Project",
@@ -74,6 +86,7 @@ __all__ = [
     "ProjectFileError",
     "RedactConfig",
     "RegistryConfig",
+    "RetrievalConfig",
     "ScoutCandidate",
     "ScoutConfig",
     "ScoutConstraints",
@@ -85,6 +98,7 @@ __all__ = [
     "SourceConfig",
     "SourceFormat",
     "SplitConfig",
+    "StoreConfig",
     "Strict",
     "TaskConfig",
     "TrackingConfig",

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from tuneloom.config.base import Strict
 from tuneloom.config.data import SourceConfig
+from tuneloom.config.knowledge import KnowledgeConfig
 from tuneloom.config.messages import did_you_mean
 from tuneloom.config.paths import checked_source_path, checked_workspace
 from tuneloom.config.scout import ScoutConfig
@@ -31,6 +32,9 @@ class ProjectConfig(Strict):
     serve: ServeConfig = ServeConfig()
     scout: ScoutConfig = ScoutConfig()
     tasks: list[TaskConfig] = Field(min_length=1)
+    knowledge: list[KnowledgeConfig] = Field(
+        default_factory=list, description="Knowledge bases: documents indexed for retrieval (`tuneloom index`)."
+    )
 
     @field_validator("tasks")
     @classmethod
@@ -40,6 +44,15 @@ class ProjectConfig(Strict):
         if dupes:
             raise ValueError(f"task names must be unique; repeated: {dupes}")
         return tasks
+
+    @field_validator("knowledge")
+    @classmethod
+    def _unique_knowledge(cls, bases: list[KnowledgeConfig]) -> list[KnowledgeConfig]:
+        names = [k.name for k in bases]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"knowledge base names must be unique; repeated: {dupes}")
+        return bases
 
     @model_validator(mode="after")
     def _scout_tasks(self) -> ProjectConfig:
@@ -61,6 +74,16 @@ class ProjectConfig(Strict):
 
     def task_names(self) -> list[str]:
         return [t.name for t in self.tasks]
+
+    def knowledge_base(self, name: str) -> KnowledgeConfig:
+        """The knowledge base called `name`; an unknown name is refused with the known ones."""
+        names = [k.name for k in self.knowledge]
+        for kb in self.knowledge:
+            if kb.name == name:
+                return kb
+        if not names:
+            raise ProjectFileError(f"no knowledge base named '{name}': the project file has no `knowledge:` section")
+        raise ProjectFileError(f"no knowledge base named '{name}'{did_you_mean(name, names)}; knowledge bases: {names}")
 
 
 class Project(BaseModel):

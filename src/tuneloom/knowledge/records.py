@@ -6,7 +6,7 @@ These records are the contract between the knowledge base (chunking, indexing, h
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -95,5 +95,9 @@ class VectorStore(Protocol):
     def keyword_search(self, text: str, k: int, flt: Filter) -> list[tuple[Chunk, float]]: ...
 
     def count(self) -> int: ...
+
+    def chunks(self) -> Iterator[Chunk]:
+        """Every stored chunk (without its vector), in no particular order."""
+        ...
 
     def close(self) -> None: ...

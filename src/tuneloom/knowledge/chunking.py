@@ -1,0 +1,126 @@
+"""Structure-following chunking: Markdown headings set the section path, paragraphs and tables are the
+units packed into chunks of at most `max_tokens` embedder tokens, with `overlap` tokens carried over.
+
+No config or model is imported here: the caller passes a `TokenCounter` (the embedder's tokenizer).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_SENTENCE = re.compile(r"(?<=[.!?;:])\s+")
+
+
+class TokenCounter(Protocol):
+    """The embedder tokenizer's view of text, without special tokens."""
+
+    def count(self, texts: list[str]) -> list[int]: ...
+
+    def offsets(self, text: str) -> list[tuple[int, int]]: ...
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A chunk before it becomes a `Chunk`: its section path, text and token count."""
+
+    section: tuple[str, ...]
+    text: str
+    tokens: int
+
+
+@dataclass(frozen=True)
+class _Block:
+    section: tuple[str, ...]
+    text: str
+    heading: bool = False
+    joiner: str = "\n\n"  # what goes before it inside a chunk: a blank line, or a space inside a cut paragraph
+
+
+def blocks(text: str) -> Iterator[_Block]:
+    """Paragraphs, tables and headings in order, each with the heading path it lies under."""
+    path: list[tuple[int, str]] = []
+    lines: list[str] = []
+    table = False
+
+    def flush() -> Iterator[_Block]:
+        if lines:
+            yield _Block(tuple(t for _, t in path), "\n".join(lines))
+            lines.clear()
+
+    for line in text.split("\n"):
+        heading = _HEADING.match(line)
+        is_table = line.lstrip().startswith("|")
+        if heading or not line.strip() or is_table != table:
+            yield from flush()
+        table = is_table
+        if heading:
+            level = len(heading.group(1))
+            path = [(lv, t) for lv, t in path if lv < level] + [(level, heading.group(2))]
+            yield _Block(tuple(t for _, t in path), line.strip(), heading=True)
+        elif line.strip():
+            lines.append(line.rstrip())
+    yield from flush()
+
+
+def _split(text: str, counter: TokenCounter, budget: int) -> list[str]:
+    """A block longer than `budget` tokens cut at sentence ends, or at token boundaries inside a long sentence."""
+    sentences = [s for s in _SENTENCE.split(text) if s.strip()]
+    out: list[str] = []
+    for sentence, n in zip(sentences, counter.count(sentences), strict=True):
+        if n <= budget:
+            out.append(sentence)
+            continue
+        offsets = counter.offsets(sentence)
+        for start in range(0, len(offsets), budget):
+            window = offsets[start : start + budget]
+            out.append(sentence[window[0][0] : window[-1][1]])
+    return out
+
+
+def _tail(text: str, counter: TokenCounter, overlap: int) -> str:
+    """The last `overlap` tokens of a chunk's text (the start of the next chunk)."""
+    if overlap == 0:
+        return ""
+    offsets = counter.offsets(text)
+    return text[offsets[-overlap][0] :] if len(offsets) > overlap else ""
+
+
+def chunk_text(text: str, counter: TokenCounter, max_tokens: int, overlap: int) -> list[Piece]:
+    """The document's pieces: a new section starts a new chunk; a full chunk continues with `overlap` tokens."""
+    units: list[_Block] = []
+    items = list(blocks(text))
+    for block, n in zip(items, counter.count([b.text for b in items]), strict=True):
+        if n <= max_tokens - overlap:
+            units.append(block)
+        else:
+            parts = _split(block.text, counter, max_tokens - overlap)
+            units.extend(_Block(block.section, part, joiner="\n\n" if i == 0 else " ") for i, part in enumerate(parts))
+    sizes = counter.count([u.text for u in units])
+    pieces: list[str] = []
+    sections: list[tuple[str, ...]] = []
+    current: list[str] = []  # texts, each with the joiner before it
+    used = 0
+    section: tuple[str, ...] = ()
+    headings_only = False  # a chunk holding only headings runs on into the section below them
+    for unit, n in zip(units, sizes, strict=True):
+        new_section = unit.section != section
+        if current and used + n <= max_tokens and new_section and headings_only:
+            section = unit.section
+        elif current and (new_section or used + n > max_tokens):
+            pieces.append("".join(current))
+            sections.append(section)
+            tail = "" if new_section else _tail(pieces[-1], counter, overlap)
+            current, used = ([tail], overlap) if tail else ([], 0)
+        if not current:
+            section, headings_only = unit.section, True
+        current.append(unit.joiner + unit.text if current else unit.text)
+        headings_only = headings_only and unit.heading
+        used += n
+    if current:
+        pieces.append("".join(current))
+        sections.append(section)
+    return [Piece(s, t, n) for s, t, n in zip(sections, pieces, counter.count(pieces), strict=True)]

@@ -1,0 +1,180 @@
+"""The embedded store: one LanceDB table in the workspace (vectors, native full-text BM25 index, filters, deletes).
+
+LanceDB's own full-text index (not tantivy) is used: it is built in, applies SQL filters before ranking
+(`prefilter`), and follows deletes; exact vector search below `ann_threshold` chunks, IVF-PQ above it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tuneloom.atomic import make_private_dirs, write_json_atomic
+from tuneloom.errors import TuneloomError
+from tuneloom.knowledge.records import Chunk, Filter, IndexMeta
+
+TABLE = "chunks"
+_COLUMNS = ["chunk_id", "doc_id", "doc_hash", "section", "position", "text", "tokens", "tags", "metadata"]
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _where(flt: Filter) -> str | None:
+    """The filter as a LanceDB SQL predicate: untagged chunks, or tags the caller holds; exact metadata pairs."""
+    parts = []
+    if flt.allowed_tags is not None:
+        held = ", ".join(_quote(t) for t in sorted(flt.allowed_tags))
+        parts.append(f"(array_length(tags) = 0 OR array_has_any(tags, [{held}]))" if held else "array_length(tags) = 0")
+    for key, value in sorted(flt.where.items()):
+        parts.append(f"array_has(meta_kv, {_quote(f'{key}={value}')})")
+    return " AND ".join(parts) or None
+
+
+def _chunk(row: dict[str, Any]) -> Chunk:
+    return Chunk(
+        chunk_id=row["chunk_id"],
+        doc_id=row["doc_id"],
+        doc_hash=row["doc_hash"],
+        section=list(row["section"] or []),
+        position=row["position"],
+        text=row["text"],
+        tokens=row["tokens"],
+        tags=list(row["tags"] or []),
+        metadata=json.loads(row["metadata"] or "{}"),
+    )
+
+
+class LanceStore:
+    """A `VectorStore` in a LanceDB folder; the index metadata sits beside the table in meta.json."""
+
+    def __init__(self, folder: Path, ann_threshold: int = 50_000) -> None:
+        import lancedb
+
+        make_private_dirs(folder)
+        self.folder = folder
+        self.ann_threshold = ann_threshold
+        self._db = lancedb.connect(str(folder))
+        self._table: Any = self._db.open_table(TABLE) if TABLE in self._db.list_tables().tables else None
+        self._fts_stale = False
+
+    def meta(self) -> IndexMeta | None:
+        path = self.folder / "meta.json"
+        return IndexMeta.model_validate_json(path.read_text()) if path.is_file() else None
+
+    def set_meta(self, meta: IndexMeta) -> None:
+        write_json_atomic(self.folder / "meta.json", meta.model_dump(mode="json"))
+
+    def documents(self) -> dict[str, str]:
+        if self._table is None:
+            return {}
+        data = self._table.search().select(["doc_id", "doc_hash"]).limit(None).to_arrow()
+        return dict(zip(data["doc_id"].to_pylist(), data["doc_hash"].to_pylist(), strict=True))
+
+    def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        if not chunks:
+            return
+        data = _arrow(chunks, vectors)
+        if self._table is None:
+            self._table = self._db.create_table(TABLE, data)
+        else:
+            ids = ", ".join(_quote(c.chunk_id) for c in chunks)
+            self._table.delete(f"chunk_id IN ({ids})")
+            self._table.add(data)
+        self._fts_stale = True
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> None:
+        if self._table is None or not doc_ids:
+            return
+        for start in range(0, len(doc_ids), 500):
+            ids = ", ".join(_quote(d) for d in doc_ids[start : start + 500])
+            self._table.delete(f"doc_id IN ({ids})")
+
+    def finish(self) -> None:
+        """After a build or update: rebuild the keyword index, the vector index above the threshold, compact."""
+        if self._table is None:
+            return
+        from lancedb.index import FTS
+
+        if self._fts_stale or not self._table.list_indices():
+            self._table.create_index("text", config=FTS(with_position=False), replace=True)
+        rows = self._table.count_rows()
+        if rows >= self.ann_threshold:
+            partitions = max(1, int(rows**0.5))
+            dim = self._table.schema.field("vector").type.list_size
+            self._table.create_index(
+                metric="dot", vector_column_name="vector", num_partitions=partitions, num_sub_vectors=dim // 8
+            )
+        self._table.optimize()
+        self._fts_stale = False
+
+    def dense_search(self, vector: np.ndarray, k: int, flt: Filter) -> list[tuple[Chunk, float]]:
+        if self._table is None:
+            return []
+        query = self._table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector").metric("dot")
+        if self._table.count_rows() >= self.ann_threshold:
+            query = query.nprobes(32).refine_factor(5)
+        where = _where(flt)
+        if where:
+            query = query.where(where, prefilter=True)
+        result = query.select([*_COLUMNS, "_distance"]).limit(k).to_list()
+        return [(_chunk(r), 1.0 - float(r["_distance"])) for r in result]  # LanceDB's "dot" distance is 1 - dot
+
+    def keyword_search(self, text: str, k: int, flt: Filter) -> list[tuple[Chunk, float]]:
+        if self._table is None or not text.strip():
+            return []
+        query = self._table.search(text, query_type="fts", fts_columns="text")
+        where = _where(flt)
+        if where:
+            query = query.where(where, prefilter=True)
+        result = query.select([*_COLUMNS, "_score"]).limit(k).to_list()
+        return [(_chunk(r), float(r["_score"])) for r in result]
+
+    def count(self) -> int:
+        return 0 if self._table is None else int(self._table.count_rows())
+
+    def chunks(self) -> Iterator[Chunk]:
+        """Every stored chunk, in batches (without vectors)."""
+        if self._table is None:
+            return
+        for batch in self._table.search().select(_COLUMNS).limit(None).to_batches(4096):
+            yield from (_chunk(r) for r in batch.to_pylist())
+
+    def drop(self) -> None:
+        """Remove the table and the metadata (a rebuild, possibly with another vector size)."""
+        if self._table is not None:
+            self._db.drop_table(TABLE)
+            self._table = None
+        (self.folder / "meta.json").unlink(missing_ok=True)
+
+    def close(self) -> None:
+        self._table = None
+
+
+def _arrow(chunks: Sequence[Chunk], vectors: np.ndarray) -> Any:
+    import pyarrow as pa
+
+    if vectors.shape[0] != len(chunks):
+        raise TuneloomError(f"{len(chunks)} chunks but {vectors.shape[0]} vectors: the store was given mismatched rows")
+    dim = int(vectors.shape[1])
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
+    return pa.table(
+        {
+            "chunk_id": [c.chunk_id for c in chunks],
+            "doc_id": [c.doc_id for c in chunks],
+            "doc_hash": [c.doc_hash for c in chunks],
+            "section": pa.array([list(c.section) for c in chunks], pa.list_(pa.string())),
+            "position": pa.array([c.position for c in chunks], pa.int32()),
+            "text": [c.text for c in chunks],
+            "tokens": pa.array([c.tokens for c in chunks], pa.int32()),
+            "tags": pa.array([list(c.tags) for c in chunks], pa.list_(pa.string())),
+            "meta_kv": pa.array([[f"{k}={v}" for k, v in c.metadata.items()] for c in chunks], pa.list_(pa.string())),
+            "metadata": [json.dumps(c.metadata, ensure_ascii=False) for c in chunks],
+            "vector": pa.FixedSizeListArray.from_arrays(flat, dim),
+        }
+    )
