@@ -74,11 +74,20 @@ def _split(text: str, counter: TokenCounter, budget: int) -> list[str]:
         if n <= budget:
             out.append(sentence)
             continue
-        offsets = counter.offsets(sentence)
-        for start in range(0, len(offsets), budget):
-            window = offsets[start : start + budget]
-            out.append(sentence[window[0][0] : window[-1][1]])
+        out.extend(_windows(sentence, counter.offsets(sentence), budget))
     return out
+
+
+def _windows(text: str, offsets: list[tuple[int, int]], budget: int) -> Iterator[str]:
+    """`text` in pieces of at most `budget` tokens, cut before a word-starting token when there is one."""
+    starts = {i for i in range(1, len(offsets)) if offsets[i][0] > offsets[i - 1][1]}
+    start = 0
+    while start < len(offsets):
+        end = min(start + budget, len(offsets))
+        if end < len(offsets):
+            end = next((i for i in range(end, start, -1) if i in starts), end)
+        yield text[offsets[start][0] : offsets[end - 1][1]]
+        start = end
 
 
 def _tail(text: str, counter: TokenCounter, overlap: int) -> str:
@@ -86,7 +95,10 @@ def _tail(text: str, counter: TokenCounter, overlap: int) -> str:
     if overlap == 0:
         return ""
     offsets = counter.offsets(text)
-    return text[offsets[-overlap][0] :] if len(offsets) > overlap else ""
+    start = len(offsets) - overlap
+    while 0 < start < len(offsets) and offsets[start][0] == offsets[start - 1][1]:  # not inside a word
+        start += 1
+    return text[offsets[start][0] :] if 0 < start < len(offsets) else ""
 
 
 def chunk_text(text: str, counter: TokenCounter, max_tokens: int, overlap: int) -> list[Piece]:

@@ -60,7 +60,7 @@ class Embedder:
         self.folder = resolve_model(ref)
         self.hash = embedder_hash(self.folder)
         self.batch_size = batch_size
-        self.model = _load(self.folder)
+        self.model = _load(self.folder, self.hash)
         self.device = self.model.device.type
         self.bf16 = bf16 and (self.device == "cuda" or _bf16_supported())
         self.tokenizer: Any = self.model.tokenizer
@@ -104,7 +104,9 @@ class Embedder:
         return text[: offsets[self.window - 1][1]], note
 
 
-def _load(folder: Path) -> SentenceTransformer:
+@cache
+def _load(folder: Path, content_hash: str) -> SentenceTransformer:
+    """The model, loaded once per process for each content hash (indexes sharing an embedder share it)."""
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as hf_logging
 
