@@ -7,6 +7,7 @@
     evaluate      -> runs/<run>/eval.json                       EvalResult
     gate          -> runs/<run>/gate.json                       GateRecord
     scout         -> scout/<time>/scout.json                    ScoutResult
+    feedback      -> datasets/<task>/feedback-<version>/feedback.json  FeedbackRecord
 
 Every file carries `schema_version`. A file without it comes from the release before typed
 artifacts and is read as version 1; a newer version, a corrupt file or a missing field raises
@@ -257,6 +258,27 @@ class GateRecord(Artifact, GateResult):
 
 
 # ---------------------------------------------------------------------------------------------
+# feedback
+
+
+class FeedbackRecord(Artifact):
+    """`datasets/<task>/feedback-<version>/feedback.json`: which feedback a contribution holds and what the guards kept out.
+
+    The folder is a dataset version (manifest.json, train.jsonl, test.jsonl = the held-out feedback);
+    this file adds the feedback ids behind its rows and each row's lineage.
+    """
+
+    task: str
+    version: str
+    format: str
+    feedback_ids: list[int] = Field(description="Feedback behind train.jsonl.")
+    held_out_ids: list[int] = Field(description="Feedback behind test.jsonl (evaluation only, never trained on).")
+    excluded: dict[str, list[int]] = Field(default_factory=dict, description="duplicate / leaked / invalid -> feedback ids.")
+    lineage: list[dict[str, Any]] = Field(default_factory=list, description="Per row: feedback, completion, version, sources.")
+    created: str = Field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+# ---------------------------------------------------------------------------------------------
 # files: one reader and one writer each
 
 T = TypeVar("T", bound=BaseModel)
@@ -269,6 +291,7 @@ RECREATE = {
     "eval.json": "run `tuneloom eval RUN` again",
     "gate.json": "run `tuneloom gate RUN` again",
     "scout.json": "run `tuneloom scout` again",
+    "feedback.json": "delete the feedback-<version> folder; the next `contribution` (or `tuneloom iterate`) writes it again",
 }
 
 
@@ -370,6 +393,14 @@ def write_scout(out_dir: str | Path, result: BaseModel) -> Path:
     return path
 
 
+def read_feedback_record(folder: str | Path) -> FeedbackRecord:
+    return _load(Path(folder) / "feedback.json", FeedbackRecord)
+
+
+def write_feedback_record(folder: str | Path, record: FeedbackRecord) -> None:
+    write_json_atomic(Path(folder) / "feedback.json", _dump(record))
+
+
 def artifact_models() -> dict[str, type[BaseModel]]:
     """File name -> model, for `tuneloom schema artifacts` and the docs."""
     from tuneloom.scout import ScoutResult
@@ -382,6 +413,7 @@ def artifact_models() -> dict[str, type[BaseModel]]:
         "runs/<run>/eval.json": EvalResult,
         "runs/<run>/gate.json": GateRecord,
         "scout/<time>/scout.json": ScoutResult,
+        "datasets/<task>/feedback-<version>/feedback.json": FeedbackRecord,
     }
 
 

@@ -23,6 +23,7 @@ from tuneloom.config.data import (
     SplitConfig,
 )
 from tuneloom.config.evaluation import DEFAULT_RUBRIC, EvalConfig, GateConfig, JudgeConfig
+from tuneloom.config.feedback import AutoAcceptRule, FeedbackConfig
 from tuneloom.config.loading import load_project, parse_project
 from tuneloom.config.messages import did_you_mean, format_validation_error
 from tuneloom.config.overrides import apply_overrides
@@ -51,6 +52,8 @@ from tuneloom.errors import ProjectFileError
 from tuneloom.tasks.base import LOWER_IS_BETTER  # re-exported for callers written before tuneloom.tasks
 
 __all__ = [
+    "AutoAcceptRule",
+    "FeedbackConfig",
     "BUILTIN_TASK_TYPES",
     "DEFAULT_RUBRIC",
     "LOWER_IS_BETTER",
