@@ -8,6 +8,7 @@
     gate          -> runs/<run>/gate.json                       GateRecord
     scout         -> scout/<time>/scout.json                    ScoutResult
     index         -> knowledge/<name>/index.json                IndexState
+    feedback      -> datasets/<task>/feedback-<version>/feedback.json  FeedbackRecord
 
 Every file carries `schema_version`. A file without it comes from the release before typed
 artifacts and is read as version 1; a newer version, a corrupt file or a missing field raises
@@ -312,6 +313,26 @@ class IndexState(Artifact):
     updated: str = Field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
 
 
+# feedback
+
+
+class FeedbackRecord(Artifact):
+    """`datasets/<task>/feedback-<version>/feedback.json`: which feedback a contribution holds and what the guards kept out.
+
+    The folder is a dataset version (manifest.json, train.jsonl, test.jsonl = the held-out feedback);
+    this file adds the feedback ids behind its rows and each row's lineage.
+    """
+
+    task: str
+    version: str
+    format: str
+    feedback_ids: list[int] = Field(description="Feedback behind train.jsonl.")
+    held_out_ids: list[int] = Field(description="Feedback behind test.jsonl (evaluation only, never trained on).")
+    excluded: dict[str, list[int]] = Field(default_factory=dict, description="duplicate / leaked / invalid -> feedback ids.")
+    lineage: list[dict[str, Any]] = Field(default_factory=list, description="Per row: feedback, completion, version, sources.")
+    created: str = Field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+
 # ---------------------------------------------------------------------------------------------
 # files: one reader and one writer each
 
@@ -326,6 +347,7 @@ RECREATE = {
     "gate.json": "run `tuneloom gate RUN` again",
     "scout.json": "run `tuneloom scout` again",
     "index.json": "run `tuneloom index build` again",
+    "feedback.json": "delete the feedback-<version> folder; the next `contribution` (or `tuneloom iterate`) writes it again",
 }
 
 
@@ -439,6 +461,14 @@ def write_index_state(kb_dir: str | Path, state: IndexState) -> None:
     write_json_atomic(index_state_path(kb_dir), _dump(state))
 
 
+def read_feedback_record(folder: str | Path) -> FeedbackRecord:
+    return _load(Path(folder) / "feedback.json", FeedbackRecord)
+
+
+def write_feedback_record(folder: str | Path, record: FeedbackRecord) -> None:
+    write_json_atomic(Path(folder) / "feedback.json", _dump(record))
+
+
 def artifact_models() -> dict[str, type[BaseModel]]:
     """File name -> model, for `tuneloom schema artifacts` and the docs."""
     from tuneloom.scout import ScoutResult
@@ -452,6 +482,7 @@ def artifact_models() -> dict[str, type[BaseModel]]:
         "runs/<run>/gate.json": GateRecord,
         "scout/<time>/scout.json": ScoutResult,
         "knowledge/<name>/index.json": IndexState,
+        "datasets/<task>/feedback-<version>/feedback.json": FeedbackRecord,
     }
 
 

@@ -23,6 +23,7 @@ from tuneloom.config.data import (
     SplitConfig,
 )
 from tuneloom.config.evaluation import DEFAULT_RUBRIC, EvalConfig, GateConfig, JudgeConfig
+from tuneloom.config.feedback import AutoAcceptRule, FeedbackConfig
 from tuneloom.config.knowledge import (
     AccessConfig,
     ChunkingConfig,
@@ -59,6 +60,8 @@ from tuneloom.errors import ProjectFileError
 from tuneloom.tasks.base import LOWER_IS_BETTER  # re-exported for callers written before tuneloom.tasks
 
 __all__ = [
+    "AutoAcceptRule",
+    "FeedbackConfig",
     "BUILTIN_TASK_TYPES",
     "DEFAULT_RUBRIC",
     "LOWER_IS_BETTER",

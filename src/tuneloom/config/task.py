@@ -8,6 +8,7 @@ from tuneloom.catalog.entries import CATALOG
 from tuneloom.config.base import Strict
 from tuneloom.config.data import DataConfig
 from tuneloom.config.evaluation import EvalConfig, GateConfig
+from tuneloom.config.feedback import FeedbackConfig
 from tuneloom.config.train import SEARCH_PARAMS, MethodConfig, SearchConfig, TrainConfig
 from tuneloom.tasks import kind_names, kind_of, rules
 
@@ -35,6 +36,9 @@ class TaskConfig(Strict):
     )
     label_descriptions: dict[str, str] | None = Field(
         None, description="Classification: a short description per label, used for the zero-shot baseline."
+    )
+    feedback: FeedbackConfig = Field(
+        default_factory=FeedbackConfig, description="Review rules and guards for rows made from served feedback."
     )
 
     @property

@@ -97,10 +97,31 @@ class FeedbackStore:
         self, completion_id: str, rating: str | int, correction: str | None, tags: list[str], key_id: str | None
     ) -> int | None:
         """The feedback row's id, or None when the completion id is unknown."""
+        found = self.record_feedback_once(completion_id, rating, correction, tags, key_id)
+        return None if found is None else found[0]
+
+    def record_feedback_once(
+        self, completion_id: str, rating: str | int, correction: str | None, tags: list[str], key_id: str | None
+    ) -> tuple[int, bool] | None:
+        """(feedback id, whether it was stored just now), or None when the completion id is unknown.
+
+        The same feedback sent again (same answer, key, rating, correction and tags: a client retry)
+        is not stored twice: the first row's id comes back with False.
+        """
         kind, value = ("thumbs", 5 if rating == "up" else 1) if isinstance(rating, str) else ("scale", rating)
         with Session(self.engine) as session, session.begin():
             if session.get(CompletionRow, completion_id) is None:
                 return None
+            same = select(FeedbackRow).where(
+                FeedbackRow.completion_id == completion_id,
+                FeedbackRow.rating == value,
+                FeedbackRow.rating_kind == kind,
+                FeedbackRow.key_id.is_(None) if key_id is None else FeedbackRow.key_id == key_id,
+                FeedbackRow.correction.is_(None) if correction is None else FeedbackRow.correction == correction,
+            )
+            for earlier in session.scalars(same):
+                if list(earlier.tags or []) == list(tags):
+                    return earlier.id, False
             row = FeedbackRow(
                 completion_id=completion_id,
                 created=_now(),
@@ -112,7 +133,7 @@ class FeedbackStore:
             )
             session.add(row)
             session.flush()
-            return row.id
+            return row.id, True
 
     def completion(self, completion_id: str) -> CompletionRow | None:
         with Session(self.engine, expire_on_commit=False) as session:

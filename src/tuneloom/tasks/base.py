@@ -60,6 +60,32 @@ class EvalContext:
         return self.task.method.kind
 
 
+@dataclass(frozen=True)
+class FeedbackItem:
+    """One rated answer from the feedback store, as a task kind turns it into training rows."""
+
+    feedback_id: int
+    request: dict[str, Any] | None  # as the server stored it: chat `messages`, a `prompt`, or classify `input`
+    response: dict[str, Any] | None  # chat `choices`, classify `labels` (+ `tuneloom_sources` when retrieval ran)
+    rating: int  # 1..5 (thumbs: up = 5, down = 1)
+    rating_kind: str  # thumbs | scale
+    correction: str | None
+    bad: bool  # rated at or below the task's feedback.bad_rating_max
+
+
+FeedbackFormat = Literal["sft", "dpo", "kto", "label", "none"]
+
+
+@dataclass(frozen=True)
+class FeedbackRows:
+    """What one feedback item gives a task: rows in its training format, or why none."""
+
+    format: FeedbackFormat
+    rows: list[Example]
+    reason: str | None = None  # why there are no rows (e.g. needs_correction), for the queue and the accounting
+    needs_review: bool = False  # a bad answer with nothing to learn from yet: a reviewer may write the correction
+
+
 InferenceHead = Literal["causal_lm", "sequence_classification", "token_classification"]
 ScoutQuality = Literal["generation", "probe"]  # scout scores a base model by its answers, or by a linear probe
 
@@ -126,6 +152,9 @@ class TaskKind(Protocol):
     def slice_key(self, row: Example) -> str | None:
         """What to group per-slice results by when a row has no `slice` value."""
 
+    def feedback_rows(self, task: TaskConfig, item: FeedbackItem) -> FeedbackRows:
+        """Rows in the task's training format from one rated (and maybe corrected) answer (see `tuneloom.feedback`)."""
+
 
 class KindDefaults:
     """Shared defaults for kinds; a kind overrides what differs (composition of plain functions below)."""
@@ -157,3 +186,6 @@ class KindDefaults:
 
     def slice_key(self, row: Example) -> str | None:
         return None
+
+    def feedback_rows(self, task: TaskConfig, item: FeedbackItem) -> FeedbackRows:
+        return FeedbackRows("none", [], f"{self.name} tasks do not learn from served feedback")  # type: ignore[attr-defined]  # every kind declares `name`

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuneloom.tasks.base import Built, EvalContext, Example, KindDefaults
+from tuneloom.tasks.base import Built, EvalContext, Example, FeedbackItem, FeedbackRows, KindDefaults
 
 if TYPE_CHECKING:
     from tuneloom.artifacts import DatasetManifest
@@ -77,6 +77,11 @@ class ChatSft(KindDefaults):
         from tuneloom.evaluate.baselines import chat_baselines
 
         return chat_baselines(ctx, scored)
+
+    def feedback_rows(self, task: TaskConfig, item: FeedbackItem) -> FeedbackRows:
+        from tuneloom.feedback.convert import sft_rows
+
+        return sft_rows(task, item)
 
 
 KIND = ChatSft()

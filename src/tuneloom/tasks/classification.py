@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuneloom.tasks.base import Built, EvalContext, Example, KindDefaults
+from tuneloom.tasks.base import Built, EvalContext, Example, FeedbackItem, FeedbackRows, KindDefaults
 
 if TYPE_CHECKING:
     from tuneloom.artifacts import DatasetManifest
@@ -78,6 +78,11 @@ class Classification(KindDefaults):
 
     def slice_key(self, row: Example) -> str | None:
         return row.get("label")
+
+    def feedback_rows(self, task: TaskConfig, item: FeedbackItem) -> FeedbackRows:
+        from tuneloom.feedback.convert import label_rows
+
+        return label_rows(task, item)
 
 
 KIND = Classification()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuneloom.tasks.base import Built, EvalContext, Example, KindDefaults
+from tuneloom.tasks.base import Built, EvalContext, Example, FeedbackItem, FeedbackRows, KindDefaults
 
 if TYPE_CHECKING:
     from tuneloom.artifacts import DatasetManifest
@@ -58,6 +58,14 @@ class Preference(KindDefaults):
 
     def baselines(self, ctx: EvalContext, scored: dict[str, Any]) -> dict[str, dict[str, Any]]:
         return {"baselines": {"skipped": "a preference pair has no single reference answer for a retrieval baseline to match"}}
+
+    def feedback_rows(self, task: TaskConfig, item: FeedbackItem) -> FeedbackRows:
+        """A correction -> a DPO pair; a bare rating -> a KTO row when training with train.preference_loss: kto."""
+        from tuneloom.feedback.convert import dpo_rows, kto_rows
+
+        if item.correction or task.train.preference_loss != "kto":
+            return dpo_rows(task, item)
+        return kto_rows(task, item)
 
 
 KIND = Preference()

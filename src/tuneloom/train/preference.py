@@ -29,10 +29,14 @@ def unpaired(rows: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
 
     The same as `trl.data_utils.unpair_preference_dataset`, on plain rows before they become a
     Dataset, then shuffled once with the run's seed: KTO reads its data in order (its KL term pairs
-    each completion with its batch neighbour's prompt), so the shuffle happens here.
+    each completion with its batch neighbour's prompt), so the shuffle happens here. Rows that are
+    unpaired already (KTO rows made from a bare rating of a served answer) pass as they are.
     """
     out = []
     for r in rows:
+        if "completion" in r:
+            out.append({"prompt": r["prompt"], "completion": r["completion"], "label": bool(r["label"])})
+            continue
         out.append({"prompt": r["prompt"], "completion": r["chosen"], "label": True})
         out.append({"prompt": r["prompt"], "completion": r["rejected"], "label": False})
     random.Random(seed).shuffle(out)

@@ -1,0 +1,292 @@
+"""The review queue: new feedback proposed as training rows, then accepted, edited or rejected by a person or a rule."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from sqlalchemy import Select, select
+
+from tuneloom.config import Project, TaskConfig
+from tuneloom.errors import TuneloomError
+from tuneloom.feedback.guards import GuardSets, guard_sets
+from tuneloom.feedback.models import ProposalSummary, QueueFilter, QueueItem
+from tuneloom.feedback.rules import RuleBook
+from tuneloom.feedback.store import NOT_APPLICABLE, ConcurrentChange, ReviewRow, now, open_store, session
+from tuneloom.serve.feedback import CompletionRow, FeedbackRow, FeedbackStore
+from tuneloom.tasks import kind_of
+from tuneloom.tasks.base import FeedbackItem, FeedbackRows
+
+
+def registry_name(task: TaskConfig) -> str:
+    """The name the task's versions are registered and served under."""
+    return task.registry_name or task.name
+
+
+def feedback_item(task: TaskConfig, fb: FeedbackRow, c: CompletionRow, correction: str | None = None) -> FeedbackItem:
+    return FeedbackItem(
+        feedback_id=fb.id,
+        request=c.request,
+        response=c.response,
+        rating=fb.rating,
+        rating_kind=fb.rating_kind,
+        correction=correction if correction is not None else fb.correction,
+        bad=fb.rating <= task.feedback.bad_rating_max,
+    )
+
+
+def lineage(fb: FeedbackRow, c: CompletionRow) -> dict[str, Any]:
+    """Where a row came from: the feedback, the answer, the version that gave it and what it retrieved."""
+    sources = (c.response or {}).get("tuneloom_sources") if isinstance(c.response, dict) else None
+    return {
+        "feedback_id": fb.id,
+        "completion_id": c.id,
+        "model_version": c.served,
+        "requested": c.model,
+        "key_id": fb.key_id,
+        "sources": sources or [],
+    }
+
+
+def convert(
+    task: TaskConfig, fb: FeedbackRow, c: CompletionRow, correction: str | None = None
+) -> tuple[FeedbackRows, list[dict[str, Any]]]:
+    """The kind's rows for one feedback item, each with an id, a source and its lineage."""
+    found = kind_of(task.type).feedback_rows(task, feedback_item(task, fb, c, correction))
+    tagged = [
+        {**row, "id": f"{task.name}-feedback-{fb.id}-{i}", "source": f"feedback:{fb.id}", "lineage": lineage(fb, c)}
+        for i, row in enumerate(found.rows)
+    ]
+    return found, tagged
+
+
+def _flags(sets: GuardSets, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for row in rows:
+        verdict = sets.verdict(copy.deepcopy(row))
+        if verdict is not None:
+            out.append({"kind": verdict[0], **verdict[1]})
+    return out
+
+
+def _new_feedback(s: Any, task: TaskConfig) -> list[Any]:
+    known = select(ReviewRow.feedback_id).where(ReviewRow.task == task.name)
+    stmt = (
+        select(FeedbackRow, CompletionRow)
+        .join(CompletionRow, FeedbackRow.completion_id == CompletionRow.id)
+        .where(CompletionRow.served.startswith(f"{registry_name(task)}:", autoescape=True), FeedbackRow.id.not_in(known))
+        .order_by(FeedbackRow.id)
+    )
+    return list(s.execute(stmt).all())
+
+
+def _propose_once(store: FeedbackStore, project: Project, task: TaskConfig) -> ProposalSummary:
+    summary = ProposalSummary(
+        task=task.name, examined=0, queued=0, auto_accepted=0, needs_correction=0, not_applicable=0, flagged=0
+    )
+    with session(store, write=True) as s:
+        new = _new_feedback(s, task)
+        sets = guard_sets(project, task) if new else None
+        rules = RuleBook(project, task)
+        for fb, c in new:
+            summary.examined += 1
+            found, rows = convert(task, fb, c)
+            summary.reasons[found.reason or found.format] = summary.reasons.get(found.reason or found.format, 0) + 1
+            entry = ReviewRow(
+                task=task.name,
+                feedback_id=fb.id,
+                completion_id=c.id,
+                model_version=c.served,
+                created=now(),
+                state="pending",
+                format=found.format,
+                rows=rows,
+                reason=found.reason,
+                flags=[],
+            )
+            if not rows and not found.needs_review:
+                entry.state = NOT_APPLICABLE
+                summary.not_applicable += 1
+            else:
+                summary.queued += 1
+                summary.needs_correction += int(not rows)
+                summary.formats[found.format] = summary.formats.get(found.format, 0) + 1
+                entry.flags = _flags(sets, rows) if sets is not None else []
+                summary.flagged += int(bool(entry.flags))
+                rule = rules.match(fb.key_id, list(fb.tags or []), bool(fb.correction)) if rows else None
+                if rule is not None:
+                    entry.state, entry.reviewer, entry.reviewed = "accepted", f"rule:{rule.name}", now()
+                    summary.auto_accepted += 1
+            s.add(entry)
+    return summary
+
+
+def propose(project: Project, task_name: str | None = None) -> ProposalSummary:
+    """Put feedback on the task's model that is not in the queue yet into it (idempotent: never twice).
+
+    Each item gets the kind's rows with lineage, advisory leak/duplicate flags, and is accepted at
+    once when an auto-accept rule matches; bad answers without a correction wait for a reviewer.
+    """
+    task = project.config.task(task_name)
+    store = open_store(project)
+    try:
+        for attempt in range(3):
+            try:
+                return _propose_once(store, project, task)
+            except ConcurrentChange:  # another proposer inserted some of the same feedback: see what is left
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+    finally:
+        store.close()
+
+
+def _queue_select(task: TaskConfig, flt: QueueFilter) -> Select[ReviewRow, FeedbackRow, CompletionRow]:
+    stmt = (
+        select(ReviewRow, FeedbackRow, CompletionRow)
+        .join(FeedbackRow, ReviewRow.feedback_id == FeedbackRow.id)
+        .join(CompletionRow, FeedbackRow.completion_id == CompletionRow.id)
+        .where(ReviewRow.task == task.name, ReviewRow.state != NOT_APPLICABLE)
+    )
+    if flt.ids is not None:
+        stmt = stmt.where(ReviewRow.id.in_(flt.ids))
+    if flt.states is not None:
+        stmt = stmt.where(ReviewRow.state.in_(flt.states))
+    if flt.formats is not None:
+        stmt = stmt.where(ReviewRow.format.in_(flt.formats))
+    if flt.model_version is not None:
+        stmt = stmt.where(ReviewRow.model_version == flt.model_version)
+    if flt.unused:
+        stmt = stmt.where(ReviewRow.used_version.is_(None))
+    return stmt.order_by(ReviewRow.id)
+
+
+def _keep(flt: QueueFilter, r: ReviewRow) -> bool:
+    if flt.flagged is not None and bool(r.flags) != flt.flagged:
+        return False
+    return flt.with_rows is None or bool(r.rows) == flt.with_rows
+
+
+def _text(request: Any) -> str:
+    request = request or {}
+    if isinstance(request.get("messages"), list):
+        return "\n".join(f"{m.get('role')}: {m.get('content')}" for m in request["messages"] if m.get("role") != "system")
+    value = request.get("prompt", request.get("input", ""))
+    return "\n".join(value) if isinstance(value, list) else str(value)
+
+
+def _answer(response: Any) -> str | None:
+    response = response or {}
+    value = response.get("choices", response.get("labels"))
+    if isinstance(value, list) and value:
+        return str(value[0]) if "choices" in response else ", ".join(map(str, value))
+    return None
+
+
+def queue_item(r: ReviewRow, fb: FeedbackRow, c: CompletionRow) -> QueueItem:
+    return QueueItem(
+        id=r.id,
+        task=r.task,
+        feedback_id=r.feedback_id,
+        completion_id=r.completion_id,
+        model_version=r.model_version,
+        created=r.created,
+        state=r.state,
+        format=r.format,
+        rows=list(r.rows or []),
+        reason=r.reason,
+        prompt=_text(c.request),
+        answer=_answer(c.response),
+        correction=r.correction or fb.correction,
+        rating=fb.rating,
+        tags=list(fb.tags or []),
+        flags=list(r.flags or []),
+        reviewer=r.reviewer,
+        reviewed=r.reviewed,
+        note=r.note,
+        guard=r.guard,
+        used_version=r.used_version,
+    )
+
+
+def list_queue(project: Project, task_name: str | None = None, flt: QueueFilter | None = None) -> list[QueueItem]:
+    """Queue items matching `flt` (default: every item not used yet), oldest first."""
+    task, flt = project.config.task(task_name), flt or QueueFilter()
+    store = open_store(project)
+    try:
+        with session(store) as s:
+            return [queue_item(r, fb, c) for r, fb, c in s.execute(_queue_select(task, flt)) if _keep(flt, r)]
+    finally:
+        store.close()
+
+
+def _review(project: Project, task_name: str | None, flt: QueueFilter, state: str, reviewer: str, note: str | None) -> list[int]:
+    """Set `state` on the matching items in one transaction; returns their ids."""
+    task = project.config.task(task_name)
+    if not reviewer.strip():
+        raise TuneloomError("a review needs a reviewer name (--reviewer NAME)")
+    store = open_store(project)
+    try:
+        with session(store, write=True) as s:
+            found = [(r, fb, c) for r, fb, c in s.execute(_queue_select(task, flt)) if _keep(flt, r)]
+            _check_requested(flt, found, state)
+            changed = []
+            for r, _fb, _c in found:
+                if state == "accepted" and not r.rows:
+                    continue  # a bad answer without a correction: nothing to accept until someone writes one
+                r.state, r.reviewer, r.reviewed, r.note, r.guard, r.held_out = state, reviewer, now(), note, None, False
+                changed.append(r.id)
+            return changed
+    finally:
+        store.close()
+
+
+def _check_requested(flt: QueueFilter, found: list[Any], state: str) -> None:
+    """Items asked for by id must exist, be unused, and (to be accepted) have rows."""
+    if flt.ids is None:
+        return
+    have = {r.id: r for r, _, _ in found}
+    missing = sorted(set(flt.ids) - set(have))
+    if missing:
+        raise TuneloomError(f"no unused queue item with id {missing} in this task; `tuneloom feedback review --list` shows them")
+    empty = sorted(i for i, r in have.items() if state == "accepted" and not r.rows)
+    if empty:
+        raise TuneloomError(
+            f"queue item(s) {empty} have no training rows ({have[empty[0]].reason}): edit them with a correction, or reject them"
+        )
+
+
+def accept(project: Project, task_name: str | None, flt: QueueFilter, reviewer: str, note: str | None = None) -> list[int]:
+    """Accept the matching items (bulk with a filter; items without rows are skipped unless asked for by id)."""
+    return _review(project, task_name, flt, "accepted", reviewer, note)
+
+
+def reject(project: Project, task_name: str | None, flt: QueueFilter, reviewer: str, note: str | None = None) -> list[int]:
+    """Reject the matching items: they never enter training."""
+    return _review(project, task_name, flt, "rejected", reviewer, note)
+
+
+def edit(
+    project: Project, task_name: str | None, item_id: int, correction: str, reviewer: str, note: str | None = None
+) -> QueueItem:
+    """Replace an item's correction (an answer, or a label) and accept the rows made from it."""
+    task = project.config.task(task_name)
+    if not correction.strip():
+        raise TuneloomError(f"queue item {item_id}: an edit needs the corrected answer or label")
+    if not reviewer.strip():
+        raise TuneloomError("a review needs a reviewer name (--reviewer NAME)")
+    store = open_store(project)
+    try:
+        with session(store, write=True) as s:
+            found = s.execute(_queue_select(task, QueueFilter(ids=[item_id]))).first()
+            if found is None:
+                raise TuneloomError(f"no unused queue item with id {item_id} in task '{task.name}'")
+            r, fb, c = found
+            converted, rows = convert(task, fb, c, correction)
+            if not rows:
+                raise TuneloomError(f"queue item {item_id}: the edit gives no training row ({converted.reason})")
+            r.rows, r.format, r.reason, r.correction = rows, converted.format, None, correction
+            r.state, r.reviewer, r.reviewed, r.note, r.guard, r.held_out = "edited", reviewer, now(), note, None, False
+            return queue_item(r, fb, c)
+    finally:
+        store.close()
