@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -37,23 +40,35 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | None:
     return POSTGRES
 
 
-def make_project(root: Path, store_url: str | None, redact: bool = False, **feedback: Any) -> Project:
-    """The test suite's two-task project, data prepared (no token statistics), with `feedback` settings."""
+@functools.cache
+def _prepared() -> Path:
+    """The project with both tasks' data prepared, once per test session (tests copy it)."""
     from tuneloom.data.prepare import prepare_dataset
 
+    root = Path(tempfile.mkdtemp(prefix="tuneloom-feedback-project-"))
     path = write_project(root, "smollm2-135m-instruct", "all-minilm-l6-v2")
     config = yaml.safe_load(path.read_text())
     for task in config["tasks"]:
         task["data"]["token_stats"] = False
-        task["feedback"] = {"auto_accept": RULES, **feedback}
-        task["data"]["redact"] = {"enabled": redact}
-    if store_url:
-        config["serve"] = {"feedback_db": store_url}
     path.write_text(yaml.safe_dump(config))
     project = load_project(path)
     for name in (CHAT_TASK, CLS_TASK):
         prepare_dataset(project, name)
-    return project
+    return root
+
+
+def make_project(root: Path, store_url: str | None, redact: bool = False, **feedback: Any) -> Project:
+    """A copy of the prepared two-task project with `feedback` settings (and redaction of feedback rows)."""
+    shutil.copytree(_prepared(), root, dirs_exist_ok=True)
+    path = root / "tuneloom.yaml"
+    config = yaml.safe_load(path.read_text())
+    for task in config["tasks"]:
+        task["feedback"] = {"auto_accept": RULES, **feedback}
+        task["data"]["redact"] = {"enabled": redact}  # changes no prepared data: LATEST stays the version above
+    if store_url:
+        config["serve"] = {"feedback_db": store_url}
+    path.write_text(yaml.safe_dump(config))
+    return load_project(path)
 
 
 @pytest.fixture

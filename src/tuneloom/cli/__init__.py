@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from tuneloom.cli import catalog, data, evaluate, knowledge, project, registry, run, scout, serve, train
+from tuneloom.cli import catalog, data, evaluate, feedback, knowledge, project, registry, run, scout, serve, train
 
 __all__ = ["app", "main"]
 
@@ -28,6 +28,9 @@ models_app = typer.Typer(
     help="Base models (catalog, local folders, hub ids) and the registry of tuned versions.", no_args_is_help=True
 )
 index_app = typer.Typer(help="Knowledge bases: build, update, search and describe their indexes.", no_args_is_help=True)
+feedback_app = typer.Typer(
+    help="Feedback on served answers: read it, review it into training rows, account for it.", no_args_is_help=True
+)
 keys_app = typer.Typer(help="API keys for `tuneloom serve` (stored hashed in the workspace).", no_args_is_help=True)
 
 app.command("init")(project.init)
@@ -68,6 +71,13 @@ app.add_typer(keys_app, name="keys")
 keys_app.command("create")(serve.keys_create)
 keys_app.command("revoke")(serve.keys_revoke)
 keys_app.command("list")(serve.keys_list)
+
+app.add_typer(feedback_app, name="feedback")
+feedback_app.command("list")(feedback.list_)
+feedback_app.command("show")(feedback.show)
+feedback_app.command("stats")(feedback.stats)
+feedback_app.command("review")(feedback.review)
+feedback_app.command("accounting")(feedback.accounting)
 
 
 def main() -> None:  # pragma: no cover - console entry point

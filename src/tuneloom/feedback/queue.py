@@ -5,14 +5,15 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import Select, select
 
 from tuneloom.config import Project, TaskConfig
 from tuneloom.errors import TuneloomError
 from tuneloom.feedback.guards import GuardSets, guard_sets
-from tuneloom.feedback.models import ProposalSummary, QueueFilter, QueueItem
+from tuneloom.feedback.models import ProposalSummary, QueueFilter, QueueItem, ReviewState
 from tuneloom.feedback.rules import RuleBook
-from tuneloom.feedback.store import NOT_APPLICABLE, ConcurrentChange, ReviewRow, now, open_store, session
+from tuneloom.feedback.store import NOT_APPLICABLE, STATES, ConcurrentChange, ReviewRow, now, open_store, session
 from tuneloom.serve.feedback import CompletionRow, FeedbackRow, FeedbackStore
 from tuneloom.tasks import kind_of
 from tuneloom.tasks.base import FeedbackItem, FeedbackRows
@@ -234,7 +235,7 @@ def _review(project: Project, task_name: str | None, flt: QueueFilter, state: st
             for r, _fb, _c in found:
                 if state == "accepted" and not r.rows:
                     continue  # a bad answer without a correction: nothing to accept until someone writes one
-                r.state, r.reviewer, r.reviewed, r.note, r.guard, r.held_out = state, reviewer, now(), note, None, False
+                _stamp(r, state, reviewer, note)
                 changed.append(r.id)
             return changed
     finally:
@@ -266,27 +267,79 @@ def reject(project: Project, task_name: str | None, flt: QueueFilter, reviewer: 
     return _review(project, task_name, flt, "rejected", reviewer, note)
 
 
+def _stamp(r: ReviewRow, state: str, reviewer: str, note: str | None) -> None:
+    """A review decision: the guards run again on the item's rows at the next contribution."""
+    r.state, r.reviewer, r.reviewed, r.note, r.guard, r.held_out = state, reviewer, now(), note, None, False
+
+
+def _edited(task: TaskConfig, r: ReviewRow, fb: FeedbackRow, c: CompletionRow, correction: str) -> str | None:
+    """Re-convert the item with the reviewer's correction; why it gives no row, or None after updating it."""
+    if not correction.strip():
+        return "an edit needs the corrected answer or label"
+    converted, rows = convert(task, fb, c, correction)
+    if not rows:
+        return f"the correction gives no training row ({converted.reason})"
+    r.rows, r.format, r.reason, r.correction = rows, converted.format, None, correction
+    return None
+
+
 def edit(
     project: Project, task_name: str | None, item_id: int, correction: str, reviewer: str, note: str | None = None
 ) -> QueueItem:
     """Replace an item's correction (an answer, or a label) and accept the rows made from it."""
+    decide(project, task_name, [Decision(item=item_id, state="edited", correction=correction, note=note)], reviewer)
+    return list_queue(project, task_name, QueueFilter(ids=[item_id]))[0]
+
+
+class Decision(BaseModel):
+    """One reviewer decision on a queue item (a line of a review file)."""
+
+    item: int
+    state: ReviewState
+    correction: str | None = None  # for `edited`: the corrected answer or label
+    note: str | None = None
+    where: str = ""  # for messages: e.g. "review.csv line 4"
+
+
+def decide(project: Project, task_name: str | None, decisions: list[Decision], reviewer: str) -> dict[str, int]:
+    """Apply every decision in one transaction, or none: problems are collected and raised together."""
     task = project.config.task(task_name)
-    if not correction.strip():
-        raise TuneloomError(f"queue item {item_id}: an edit needs the corrected answer or label")
     if not reviewer.strip():
         raise TuneloomError("a review needs a reviewer name (--reviewer NAME)")
     store = open_store(project)
     try:
         with session(store, write=True) as s:
-            found = s.execute(_queue_select(task, QueueFilter(ids=[item_id]))).first()
-            if found is None:
-                raise TuneloomError(f"no unused queue item with id {item_id} in task '{task.name}'")
-            r, fb, c = found
-            converted, rows = convert(task, fb, c, correction)
-            if not rows:
-                raise TuneloomError(f"queue item {item_id}: the edit gives no training row ({converted.reason})")
-            r.rows, r.format, r.reason, r.correction = rows, converted.format, None, correction
-            r.state, r.reviewer, r.reviewed, r.note, r.guard, r.held_out = "edited", reviewer, now(), note, None, False
-            return queue_item(r, fb, c)
+            wanted = QueueFilter(ids=[d.item for d in decisions])
+            found = {r.id: (r, fb, c) for r, fb, c in s.execute(_queue_select(task, wanted))}
+            problems, counts = [], dict.fromkeys(STATES, 0)
+            for d in decisions:
+                problem = _decide(task, found.get(d.item), d, reviewer)
+                if problem:
+                    problems.append(f"{d.where or f'item {d.item}'}: {problem}")
+                else:
+                    counts[d.state] += 1
+            if problems:
+                more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+                raise TuneloomError("nothing was changed:\n  " + "\n  ".join(problems[:20]) + more)
+            return counts
     finally:
         store.close()
+
+
+def _decide(
+    task: TaskConfig, found: tuple[ReviewRow, FeedbackRow, CompletionRow] | None, d: Decision, reviewer: str
+) -> str | None:
+    if found is None:
+        return f"column item: no unused queue item {d.item} in task '{task.name}'"
+    r, fb, c = found
+    if d.state == "pending":
+        return None
+    if d.state == "edited":
+        problem = _edited(task, r, fb, c, d.correction or "")
+        if problem:
+            return f"column correction: {problem}"
+    elif d.state == "accepted" and not r.rows:
+        return f"column status: item {d.item} has no training rows ({r.reason}); write a correction and set status edited, or reject it"
+    if (r.state, r.note) != (d.state, d.note) or d.state == "edited":
+        _stamp(r, d.state, reviewer, d.note)
+    return None
