@@ -111,3 +111,13 @@ def test_other_kinds_say_they_do_not_convert(data_project_dir) -> None:
     task = as_type(tasks(data_project_dir)[CHAT_TASK], "ner")
     found = kind_of("ner").feedback_rows(task, item(correction="x"))
     assert found.rows == [] and found.reason == "ner tasks do not learn from served feedback" and not found.needs_review
+
+
+def test_a_thumbs_down_next_to_a_better_answer_is_a_dpo_pair(data_project_dir) -> None:
+    dpo = as_type(tasks(data_project_dir)[CHAT_TASK], "preference")
+    down = FeedbackItem(8, CHAT, {"choices": ["Unplug it forever."]}, 1, "thumbs", None, True, better_answer="Hold reset 10 s.")
+    pair = kind_of("preference").feedback_rows(dpo, down)
+    assert (
+        pair.rows[0]["chosen"][0]["content"] == "Hold reset 10 s."
+        and pair.rows[0]["rejected"][0]["content"] == "Unplug it forever."
+    )

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from tests.conftest import CHAT_TASK, CLS_TASK
 from tests.feedback.conftest import chat_answer, classify_answer, make_project, open_store, rate
@@ -209,3 +210,34 @@ def test_classification_feedback_guards_unknown_labels(project: Project) -> None
     assert [r["label"] for r in out.rows + out.held_out] == ["shipping"] and (out.feedback_ids + out.held_out_ids) == [fine]
     item = feedback.list_queue(project, CLS_TASK, QueueFilter(ids=None, states=["accepted"]))
     assert {i.feedback_id: i.guard for i in item} == {fine: "passed", odd: "invalid"}
+
+
+def test_two_proposers_at_once_queue_each_feedback_once(project: Project) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = open_store(project)
+    for i in range(20):
+        rate(store, chat_answer(store, f"Question {i} about the Acme hub firmware?", "No."), "down", f"Answer {i}: update it.")
+    store.close()
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: feedback.propose(project, CHAT_TASK), range(2)))
+    assert sum(r.queued for r in results) == 20
+    assert len(feedback.list_queue(project, CHAT_TASK)) == 20 and feedback.accounting(project, CHAT_TASK).feedback_in == 20
+
+
+def test_a_bad_answer_finds_a_well_rated_answer_to_the_same_prompt(project: Project) -> None:
+    from tuneloom.feedback.queue import better_answers
+    from tuneloom.feedback.store import session
+
+    store = open_store(project)
+    good = chat_answer(store, "How do I reset the hub?", "Hold the reset pin for 10 s.")
+    rate(store, good, "up")
+    bad = rate(store, chat_answer(store, "How do I reset the hub?", "Unplug it."), "down")
+    lonely = rate(store, chat_answer(store, "How do I pair the lock?", "No idea."), "down")
+    with session(store) as s:
+        from tuneloom.serve.feedback import CompletionRow, FeedbackRow
+
+        new = list(s.execute(select(FeedbackRow, CompletionRow).join(CompletionRow)).all())
+        found = better_answers(s, project.config.task(CHAT_TASK), new)
+    store.close()
+    assert found == {bad: ("Hold the reset pin for 10 s.", good)} and lonely not in found

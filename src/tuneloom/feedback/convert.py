@@ -63,17 +63,19 @@ def sft_rows(task: TaskConfig, item: FeedbackItem) -> FeedbackRows:
 
 
 def dpo_rows(task: TaskConfig, item: FeedbackItem) -> FeedbackRows:
-    """A correction next to the model's answer -> a pair: chosen = the correction, rejected = the answer."""
+    """A correction (or, for a bad answer, a well-rated answer to the same prompt) next to the model's
+    answer -> a pair: chosen = the correction, rejected = the answer."""
     prompt, answer = chat_prompt(task, item), model_answer(item)
     if prompt is None or answer is None:
         return _no_prompt(item)
-    if not item.correction:
+    chosen = item.correction or (item.better_answer if item.bad else None)
+    if not chosen:
         return _unusable(item, "dpo")
-    if item.correction.strip() == answer.strip():
+    if chosen.strip() == answer.strip():
         return FeedbackRows("none", [], "correction_equals_answer")
     row = {
         "prompt": prompt,
-        "chosen": [{"role": "assistant", "content": item.correction}],
+        "chosen": [{"role": "assistant", "content": chosen}],
         "rejected": [{"role": "assistant", "content": answer}],
     }
     return FeedbackRows("dpo", [row])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from pydantic import BaseModel
@@ -18,13 +19,17 @@ from tuneloom.serve.feedback import CompletionRow, FeedbackRow, FeedbackStore
 from tuneloom.tasks import kind_of
 from tuneloom.tasks.base import FeedbackItem, FeedbackRows
 
+Better = tuple[str, str]  # (a well-rated answer to the same prompt, its completion id)
+
 
 def registry_name(task: TaskConfig) -> str:
     """The name the task's versions are registered and served under."""
     return task.registry_name or task.name
 
 
-def feedback_item(task: TaskConfig, fb: FeedbackRow, c: CompletionRow, correction: str | None = None) -> FeedbackItem:
+def feedback_item(
+    task: TaskConfig, fb: FeedbackRow, c: CompletionRow, correction: str | None = None, better: str | None = None
+) -> FeedbackItem:
     return FeedbackItem(
         feedback_id=fb.id,
         request=c.request,
@@ -33,6 +38,7 @@ def feedback_item(task: TaskConfig, fb: FeedbackRow, c: CompletionRow, correctio
         rating_kind=fb.rating_kind,
         correction=correction if correction is not None else fb.correction,
         bad=fb.rating <= task.feedback.bad_rating_max,
+        better_answer=better,
     )
 
 
@@ -50,15 +56,48 @@ def lineage(fb: FeedbackRow, c: CompletionRow) -> dict[str, Any]:
 
 
 def convert(
-    task: TaskConfig, fb: FeedbackRow, c: CompletionRow, correction: str | None = None
+    task: TaskConfig, fb: FeedbackRow, c: CompletionRow, correction: str | None = None, better: Better | None = None
 ) -> tuple[FeedbackRows, list[dict[str, Any]]]:
     """The kind's rows for one feedback item, each with an id, a source and its lineage."""
-    found = kind_of(task.type).feedback_rows(task, feedback_item(task, fb, c, correction))
+    item = feedback_item(task, fb, c, correction, better[0] if better else None)
+    found = kind_of(task.type).feedback_rows(task, item)
+    origin = lineage(fb, c)
+    if better and not item.correction:
+        origin["chosen_from"] = better[1]  # the well-rated answer that became `chosen`
     tagged = [
-        {**row, "id": f"{task.name}-feedback-{fb.id}-{i}", "source": f"feedback:{fb.id}", "lineage": lineage(fb, c)}
+        {**row, "id": f"{task.name}-feedback-{fb.id}-{i}", "source": f"feedback:{fb.id}", "lineage": origin}
         for i, row in enumerate(found.rows)
     ]
     return found, tagged
+
+
+def _prompt_key(request: Any) -> str | None:
+    request = request if isinstance(request, dict) else {}
+    prompt = request.get("messages", request.get("prompt"))
+    return json.dumps(prompt, sort_keys=True) if prompt else None
+
+
+def better_answers(s: Any, task: TaskConfig, new: list[Any]) -> dict[int, Better]:
+    """For each bad, uncorrected new item: a well-rated (4-5) answer of the same model to the same prompt."""
+    wanted = {
+        key: fb.id
+        for fb, c in new
+        if fb.rating <= task.feedback.bad_rating_max and not fb.correction and (key := _prompt_key(c.request))
+    }
+    if not wanted:
+        return {}
+    good = (
+        select(CompletionRow)
+        .join(FeedbackRow, FeedbackRow.completion_id == CompletionRow.id)
+        .where(CompletionRow.served.startswith(f"{registry_name(task)}:", autoescape=True), FeedbackRow.rating >= 4)
+        .order_by(FeedbackRow.id)
+    )
+    found: dict[int, Better] = {}
+    for c in s.scalars(good):
+        key, choices = _prompt_key(c.request), (c.response or {}).get("choices")
+        if key in wanted and wanted[key] not in found and isinstance(choices, list) and choices:
+            found[wanted[key]] = (str(choices[0]), c.id)
+    return found
 
 
 def _flags(sets: GuardSets, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -88,10 +127,11 @@ def _propose_once(store: FeedbackStore, project: Project, task: TaskConfig) -> P
     with session(store, write=True) as s:
         new = _new_feedback(s, task)
         sets = guard_sets(project, task) if new else None
+        better = better_answers(s, task, new)
         rules = RuleBook(project, task)
         for fb, c in new:
             summary.examined += 1
-            found, rows = convert(task, fb, c)
+            found, rows = convert(task, fb, c, better=better.get(fb.id))
             summary.reasons[found.reason or found.format] = summary.reasons.get(found.reason or found.format, 0) + 1
             entry = ReviewRow(
                 task=task.name,

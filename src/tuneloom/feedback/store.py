@@ -77,6 +77,10 @@ def session(store: FeedbackStore, write: bool = False) -> Iterator[Session]:
         with Session(store.engine, expire_on_commit=False) as s:
             if write:
                 with s.begin():
+                    if store.engine.dialect.name == "sqlite":
+                        # take the write lock first (waiting busy_timeout for it): a transaction that reads and
+                        # then writes after another writer committed would fail at once in WAL mode
+                        s.connection().exec_driver_sql("BEGIN IMMEDIATE")
                     yield s
             else:
                 yield s

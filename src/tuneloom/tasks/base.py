@@ -71,6 +71,7 @@ class FeedbackItem:
     rating_kind: str  # thumbs | scale
     correction: str | None
     bad: bool  # rated at or below the task's feedback.bad_rating_max
+    better_answer: str | None = None  # a well-rated answer to the same prompt, when this one was rated bad
 
 
 FeedbackFormat = Literal["sft", "dpo", "kto", "label", "none"]

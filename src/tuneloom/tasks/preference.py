@@ -63,7 +63,7 @@ class Preference(KindDefaults):
         """A correction -> a DPO pair; a bare rating -> a KTO row when training with train.preference_loss: kto."""
         from tuneloom.feedback.convert import dpo_rows, kto_rows
 
-        if item.correction or task.train.preference_loss != "kto":
+        if item.correction or item.better_answer or task.train.preference_loss != "kto":
             return dpo_rows(task, item)
         return kto_rows(task, item)
 
