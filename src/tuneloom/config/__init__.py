@@ -33,8 +33,8 @@ from tuneloom.config.knowledge import (
     StoreConfig,
 )
 from tuneloom.config.loading import load_project, parse_project
-from tuneloom.config.messages import did_you_mean, format_validation_error
 from tuneloom.config.loop import CanaryConfig, IterateConfig
+from tuneloom.config.messages import did_you_mean, format_validation_error
 from tuneloom.config.overrides import apply_overrides
 from tuneloom.config.project import Project, ProjectConfig, project_schema
 from tuneloom.config.scout import ScoutCandidate, ScoutConfig, ScoutConstraints, ScoutPrecision

@@ -26,11 +26,15 @@ class IterateConfig(Strict):
     start_from: Literal["production", "base"] = Field(
         "production", description="Retrain from the production version's weights, or from the base model."
     )
+    golden_metrics: list[str] | None = Field(
+        None, description="Metrics that may not regress on the golden test set; default: the task type's headline metric."
+    )
     golden_max_drop: Annotated[float, Field(ge=0)] = Field(
-        0.0, description="Largest allowed drop of each task metric on the golden test set against production."
+        0.0, description="Largest allowed drop of each golden metric against production (0: no regression at all)."
     )
     min_feedback_gain: float | None = Field(
-        None, description="If set: the new version must beat production by this much on the held-out feedback rows."
+        None,
+        description="If set: the new version must beat production by this much on the held-out feedback rows (headline metric).",
     )
     promote_to: Literal["production", "canary"] = Field(
         "production", description="Where a version that passes goes: straight to production, or to the canary alias."

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from tuneloom.config.base import Strict
 from tuneloom.config.data import SourceConfig
 from tuneloom.config.knowledge import KnowledgeConfig
-from tuneloom.config.loop import CanaryConfig, IterateConfig
+from tuneloom.config.loop import CanaryConfig
 from tuneloom.config.messages import did_you_mean
 from tuneloom.config.paths import checked_source_path, checked_workspace
 from tuneloom.config.scout import ScoutConfig
@@ -32,7 +32,6 @@ class ProjectConfig(Strict):
     tracking: TrackingConfig = TrackingConfig()
     serve: ServeConfig = ServeConfig()
     scout: ScoutConfig = ScoutConfig()
-    iterate: IterateConfig = IterateConfig()
     canary: CanaryConfig = CanaryConfig()
     tasks: list[TaskConfig] = Field(min_length=1)
     knowledge: list[KnowledgeConfig] = Field(

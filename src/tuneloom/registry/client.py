@@ -124,6 +124,22 @@ class ModelRegistry:
         return production_of(self._model(name))
 
     @mlflow_errors
+    def has_model(self, name: str) -> bool:
+        """Whether `name` is registered (without the error `_model` raises when it is not)."""
+        try:
+            self._model(name)
+        except NotRegistered:
+            return False
+        return True
+
+    @mlflow_errors
+    def set_version_tags(self, name: str, version: int, tags: dict[str, str]) -> None:
+        """Add tags (lineage such as the feedback a version was trained on) to a version."""
+        self._version(name, version)
+        for key, value in tags.items():
+            self.client.set_model_version_tag(name, str(version), key, value)
+
+    @mlflow_errors
     def canary(self, name: str) -> int | None:
         """The version holding the `canary` alias, or None."""
         return production_of(self._model(name), CANARY)
