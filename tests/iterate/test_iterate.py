@@ -31,7 +31,10 @@ from tuneloom.iterate.run import compact_ids
 from tuneloom.registry.lookup import registry_for
 
 SYSTEM = "You are the Acme Home support assistant. Answer briefly."
-ITERATE = [f"{CHAT_TASK}:iterate.{k}" for k in ("min_new_rows=4", "feedback_weight=2", "golden_metrics=[token_f1]", "golden_max_drop=1.0")]
+ITERATE = [
+    f"{CHAT_TASK}:iterate.{k}"
+    for k in ("min_new_rows=4", "feedback_weight=2", "golden_metrics=[token_f1]", "golden_max_drop=1.0")
+]
 FAST = [f"{CHAT_TASK}:eval.forgetting_check=false", f"{CHAT_TASK}:eval.baselines=false", *ITERATE]
 
 
@@ -87,6 +90,7 @@ class FileFeedback:
 @pytest.fixture
 def loop_project(tmp_path: Path, tiny_llama_dir: Path, tiny_bert_dir: Path) -> Path:
     project_file = write_project(tmp_path, tiny_llama_dir, tiny_bert_dir, max_steps=2)
+    project_file.write_text(project_file.read_text() + "tracking: {mlflow: false}\n")
     (tmp_path / "queue.json").write_text(json.dumps(feedback_rows(1, 8)))
     return project_file
 
@@ -129,24 +133,13 @@ def test_lock_refuses_a_second_run_and_cli_exit_code(loop_project: Path) -> None
     with task_lock(project.workspace, CHAT_TASK):
         with pytest.raises(IterateBusy, match="another `tuneloom iterate` is running"):
             iterate_task(project, CHAT_TASK, source=FileFeedback(loop_project.parent), wait_s=0.3)
-        result = CliRunner().invoke(app, ["iterate", "-c", str(loop_project), "--task", CHAT_TASK, *[a for f in FAST for a in ("--set", f)]])
+        result = CliRunner().invoke(
+            app, ["iterate", "-c", str(loop_project), "--task", CHAT_TASK, *[a for f in FAST for a in ("--set", f)]]
+        )
         assert result.exit_code == 4 and "another" in result.output
     (loop_project.parent / "queue.json").write_text(json.dumps(feedback_rows(1, 3)))
     summary = iterate_task(project, CHAT_TASK, source=FileFeedback(loop_project.parent))
     assert summary.exit_code == 3 and "min_new_rows is 4" in summary.reason
-
-
-def test_unavailable_database_after_registration_resumes(loop_project: Path) -> None:
-    project = load_project(loop_project, FAST)
-    with pytest.raises(FeedbackUnavailable):
-        iterate_task(project, CHAT_TASK, source=FileFeedback(loop_project.parent, fail_marking=True))
-    state = read_iterate_state(project.workspace, CHAT_TASK)
-    assert state is not None and state.stage == "registered" and state.version == 1
-    assert registry_for(project).production(CHAT_TASK) is None  # nothing promoted half-way
-    source = FileFeedback(loop_project.parent)
-    summary = iterate_task(project, CHAT_TASK, source=source)
-    assert summary.resumed and summary.outcome == "promoted" and summary.version == 1
-    assert len(registry_for(project).list_versions(CHAT_TASK)) == 1 and len(source.marked()) == 8
 
 
 KILLER = """
@@ -176,21 +169,32 @@ run.iterate_task(load_project(project_file, {fast!r}), {task!r}, source=FileFeed
 """
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("where", ["training", "after_register"])
-def test_kill_9_resumes_without_promoting_half_way(loop_project: Path, where: str) -> None:
+def _killed(project_file: Path, where: str) -> None:
+    """Run iterate in a subprocess that SIGKILLs itself `where` (mid-training, or right after registering)."""
     repo = Path(__file__).resolve().parents[2]
     script = KILLER.format(src=str(repo / "src"), root=str(repo), task=CHAT_TASK, fast=FAST)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(script), str(loop_project), where], env=env, timeout=300)
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(script), str(project_file), where], env=env, timeout=300)
     assert done.returncode == -9
+
+
+@pytest.mark.slow
+def test_kill_9_and_a_failing_database_resume_without_promoting_half_way(loop_project: Path) -> None:
     project = load_project(loop_project, FAST)
-    source = FileFeedback(loop_project.parent)
-    state = read_iterate_state(project.workspace, CHAT_TASK)
-    assert state is not None and state.stage == ("dataset" if where == "training" else "gated")
     registry = registry_for(project)
-    assert source.marked() == [] and (not registry.has_model(CHAT_TASK) or registry.production(CHAT_TASK) is None)
+    source = FileFeedback(loop_project.parent)
+    _killed(loop_project, "training")
+    state = read_iterate_state(project.workspace, CHAT_TASK)
+    assert state is not None and state.stage == "dataset" and not registry.has_model(CHAT_TASK)
+    _killed(loop_project, "after_register")  # resumes, trains again, is killed once the version exists
+    state = read_iterate_state(project.workspace, CHAT_TASK)
+    assert state is not None and state.stage == "gated" and registry.production(CHAT_TASK) is None
+    with pytest.raises(FeedbackUnavailable, match="database is locked"):
+        iterate_task(project, CHAT_TASK, source=FileFeedback(loop_project.parent, fail_marking=True))
+    state = read_iterate_state(project.workspace, CHAT_TASK)
+    assert state is not None and state.stage == "registered" and state.version == 1
+    assert source.marked() == [] and registry.production(CHAT_TASK) is None  # nothing marked or promoted yet
     summary = iterate_task(project, CHAT_TASK, source=source)
     assert summary.resumed and summary.outcome == "promoted" and summary.production_after == 1
-    assert [v.version for v in registry.list_versions(CHAT_TASK)] == [1]  # the killed registration is found again
-    assert sorted(source.marked()) == list(range(1, 9))
+    assert [v.version for v in registry.list_versions(CHAT_TASK)] == [1]  # the killed registration was found again
+    assert sorted(source.marked()) == list(range(1, 9))  # marked once

@@ -88,7 +88,7 @@ def finished_summary(project: Project, task: TaskConfig, state: IterateState, dr
     parent = read_manifest(state.parent_dataset).result.counts
     return IterateSummary(
         task=task.name,
-        outcome=outcome,  # type: ignore[arg-type]  # one of IterateOutcomeKind by construction
+        outcome=outcome,
         exit_code=code,
         reason=reason,
         new_rows=len(state.feedback_ids),
