@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -118,6 +118,9 @@ class RunSnapshot(Artifact):
     base_model_path: str
     precision: str
     versions: dict[str, str] = Field(default_factory=dict)
+    init_from: str | None = Field(
+        None, description="Weights training started from (an earlier version's model/), if not the base's."
+    )
 
     def task_config(self) -> Any:
         """The task as a validated `TaskConfig`."""
@@ -423,6 +426,15 @@ def read_eval(run_dir: str | Path) -> EvalResult:
     return _load(Path(run_dir) / "eval.json", EvalResult)
 
 
+def read_feedback_eval(run_dir: str | Path) -> EvalResult:
+    """`runs/<run>/feedback_eval.json`: the run scored on held-out feedback rows (`tuneloom iterate`)."""
+    return _load(Path(run_dir) / "feedback_eval.json", EvalResult)
+
+
+def write_feedback_eval(run_dir: str | Path, result: EvalResult) -> None:
+    write_json_atomic(Path(run_dir) / "feedback_eval.json", _dump(result))
+
+
 def write_eval(run_dir: str | Path, result: EvalResult) -> None:
     write_json_atomic(Path(run_dir) / "eval.json", _dump(result))
 
@@ -469,6 +481,90 @@ def write_feedback_record(folder: str | Path, record: FeedbackRecord) -> None:
     write_json_atomic(Path(folder) / "feedback.json", _dump(record))
 
 
+# ---------------------------------------------------------------------------------------------
+# the feedback loop (`tuneloom iterate`)
+
+IterateStage = Literal["dataset", "trained", "evaluated", "gated", "registered", "marked", "done"]
+IterateOutcomeKind = Literal["promoted", "canary", "gate_failed", "dry_run", "nothing_new"]
+
+
+class IterateState(Artifact):
+    """`iterate/<task>/state.json`: how far the current turn got; a rerun after a crash resumes from it."""
+
+    task: str
+    started: str  # ISO time, UTC
+    stage: IterateStage
+    dry_run: bool = False
+    parent_dataset: str = Field(description="The task's own prepared dataset version the new one extends.")
+    dataset: str = Field(description="The new dataset version's folder (task data + feedback rows).")
+    holdout: str | None = Field(None, description="Folder of the held-out feedback rows (test split), if any.")
+    contribution: str = Field(description="The feedback contribution's version.")
+    feedback_ids: list[int] = Field(description="Feedback trained on.")
+    held_out_ids: list[int] = Field(default_factory=list, description="Feedback held out for evaluation.")
+    production_before: int | None = None
+    run_dir: str | None = None
+    version: int | None = None
+    gate_passed: bool | None = None
+
+
+class MetricChange(BaseModel):
+    """One metric of the new version against production (or base) on one test set."""
+
+    metric: str
+    reference: str  # production | base
+    before: float
+    after: float
+
+
+class IterateSummary(Artifact):
+    """`iterate/<task>/<time>/summary.json`: what one turn of the loop changed, and why."""
+
+    task: str
+    outcome: IterateOutcomeKind
+    exit_code: int
+    reason: str
+    new_rows: int
+    min_new_rows: int
+    parent_dataset: str | None = None
+    dataset: str | None = None
+    feedback_ids: list[int] = Field(default_factory=list)
+    held_out_ids: list[int] = Field(default_factory=list)
+    training_rows: dict[str, int] = Field(default_factory=dict, description="task, feedback (after weighting), total.")
+    start_from: str | None = None
+    run_dir: str | None = None
+    version: int | None = None
+    production_before: int | None = None
+    production_after: int | None = None
+    golden: list[MetricChange] = Field(default_factory=list)
+    feedback_slice: list[MetricChange] = Field(default_factory=list)
+    gate_failures: list[str] = Field(default_factory=list)
+    resumed: bool = False
+
+
+def iterate_dir(workspace: str | Path, task: str) -> Path:
+    return Path(workspace) / "iterate" / task
+
+
+def read_iterate_state(workspace: str | Path, task: str) -> IterateState | None:
+    """The unfinished turn of `task`, or None."""
+    path = iterate_dir(workspace, task) / "state.json"
+    return _load(path, IterateState) if path.is_file() else None
+
+
+def write_iterate_state(workspace: str | Path, state: IterateState) -> None:
+    write_json_atomic(iterate_dir(workspace, state.task) / "state.json", _dump(state))
+
+
+def read_iterate_summary(path: str | Path) -> IterateSummary:
+    return _load(Path(path), IterateSummary)
+
+
+def write_iterate_summary(workspace: str | Path, summary: IterateSummary, stamp: str) -> Path:
+    path = iterate_dir(workspace, summary.task) / stamp / "summary.json"
+    write_json_atomic(path, _dump(summary))
+    return path
+
+
 def artifact_models() -> dict[str, type[BaseModel]]:
     """File name -> model, for `tuneloom schema artifacts` and the docs."""
     from tuneloom.scout import ScoutResult
@@ -480,9 +576,12 @@ def artifact_models() -> dict[str, type[BaseModel]]:
         "runs/<run>/summary.json": TrainingSummary,
         "runs/<run>/eval.json": EvalResult,
         "runs/<run>/gate.json": GateRecord,
+        "runs/<run>/feedback_eval.json": EvalResult,
         "scout/<time>/scout.json": ScoutResult,
         "knowledge/<name>/index.json": IndexState,
         "datasets/<task>/feedback-<version>/feedback.json": FeedbackRecord,
+        "iterate/<task>/state.json": IterateState,
+        "iterate/<task>/<time>/summary.json": IterateSummary,
     }
 
 

@@ -33,6 +33,7 @@ from tuneloom.config.knowledge import (
     StoreConfig,
 )
 from tuneloom.config.loading import load_project, parse_project
+from tuneloom.config.loop import CanaryConfig, IterateConfig
 from tuneloom.config.messages import did_you_mean, format_validation_error
 from tuneloom.config.overrides import apply_overrides
 from tuneloom.config.project import Project, ProjectConfig, project_schema
@@ -70,6 +71,7 @@ __all__ = [
     "AccessConfig",
     "BoilerplateRule",
     "ChunkingConfig",
+    "CanaryConfig",
     "Choices",
     "CleanConfig",
     "ColumnsConfig",
@@ -79,6 +81,7 @@ __all__ = [
     "EvalConfig",
     "FloatRange",
     "GateConfig",
+    "IterateConfig",
     "IntRange",
     "JudgeConfig",
     "KnowledgeConfig",

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from tuneloom.config.base import Strict
 from tuneloom.config.data import SourceConfig
 from tuneloom.config.knowledge import KnowledgeConfig
+from tuneloom.config.loop import CanaryConfig
 from tuneloom.config.messages import did_you_mean
 from tuneloom.config.paths import checked_source_path, checked_workspace
 from tuneloom.config.scout import ScoutConfig
@@ -31,6 +32,7 @@ class ProjectConfig(Strict):
     tracking: TrackingConfig = TrackingConfig()
     serve: ServeConfig = ServeConfig()
     scout: ScoutConfig = ScoutConfig()
+    canary: CanaryConfig = CanaryConfig()
     tasks: list[TaskConfig] = Field(min_length=1)
     knowledge: list[KnowledgeConfig] = Field(
         default_factory=list, description="Knowledge bases: documents indexed for retrieval (`tuneloom index`)."

@@ -9,6 +9,7 @@ from tuneloom.config.base import Strict
 from tuneloom.config.data import DataConfig
 from tuneloom.config.evaluation import EvalConfig, GateConfig
 from tuneloom.config.feedback import FeedbackConfig
+from tuneloom.config.loop import IterateConfig
 from tuneloom.config.train import SEARCH_PARAMS, MethodConfig, SearchConfig, TrainConfig
 from tuneloom.tasks import kind_names, kind_of, rules
 
@@ -39,6 +40,9 @@ class TaskConfig(Strict):
     )
     feedback: FeedbackConfig = Field(
         default_factory=FeedbackConfig, description="Review rules and guards for rows made from served feedback."
+    )
+    iterate: IterateConfig = Field(
+        default_factory=IterateConfig, description="`tuneloom iterate`: retraining on reviewed feedback, gate and promotion."
     )
 
     @property

@@ -7,7 +7,7 @@ when a function here is called, so importing this package is cheap.
     client.py        ModelRegistry: read, resolve, register, promote, roll back
     api.py           the same as plain functions (one registry per call)
     lineage.py       what a run folder contributes; ModelVersionInfo, ResolvedModel
-    history.py       HistoryEntry; promote and rollback records and rules
+    history.py       HistoryEntry; promote, rollback and canary records and rules
     refs.py          model names and `name:VERSION` / `name@ALIAS` references
     params.py        run params and metrics for MLflow
     uris.py          URIs without credentials
@@ -20,9 +20,10 @@ from tuneloom.registry.client import ModelRegistry
 from tuneloom.registry.errors import NotRegistered, RegistryError, VersionNotFound
 from tuneloom.registry.history import HistoryEntry
 from tuneloom.registry.lineage import ModelVersionInfo, ResolvedModel
-from tuneloom.registry.refs import PRODUCTION
+from tuneloom.registry.refs import CANARY, PRODUCTION
 
 __all__ = [
+    "CANARY",
     "PRODUCTION",
     "HistoryEntry",
     "ModelRegistry",

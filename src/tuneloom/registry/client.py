@@ -7,8 +7,9 @@ MLflow's own environment variables (`MLFLOW_TRACKING_TOKEN`, ...), never from Tu
 the URI itself is never logged.
 
 Each registered version carries lineage tags (base model, dataset version, run folder, task type,
-gate result). The alias `production` marks the version in service; every change of it is recorded
-in its history (see `history`).
+gate result). The alias `production` marks the version in service, the alias `canary` a candidate
+that answers a share of production's traffic; every change of either is recorded in its history
+(see `history`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from tuneloom.registry.history import (
 )
 from tuneloom.registry.lineage import ModelVersionInfo, ResolvedModel, RunLineage, read_lineage, version_info
 from tuneloom.registry.mlflow_setup import error_code, mlflow_errors, new_client
-from tuneloom.registry.refs import PRODUCTION, check_name, parse_ref
+from tuneloom.registry.refs import CANARY, PRODUCTION, check_name, parse_ref
 from tuneloom.registry.uris import is_local_uri, local_path, redact_uri
 
 if TYPE_CHECKING:
@@ -123,8 +124,29 @@ class ModelRegistry:
         return production_of(self._model(name))
 
     @mlflow_errors
+    def has_model(self, name: str) -> bool:
+        """Whether `name` is registered (without the error `_model` raises when it is not)."""
+        try:
+            self._model(name)
+        except NotRegistered:
+            return False
+        return True
+
+    @mlflow_errors
+    def set_version_tags(self, name: str, version: int, tags: dict[str, str]) -> None:
+        """Add tags (lineage such as the feedback a version was trained on) to a version."""
+        self._version(name, version)
+        for key, value in tags.items():
+            self.client.set_model_version_tag(name, str(version), key, value)
+
+    @mlflow_errors
+    def canary(self, name: str) -> int | None:
+        """The version holding the `canary` alias, or None."""
+        return production_of(self._model(name), CANARY)
+
+    @mlflow_errors
     def history(self, name: str) -> list[HistoryEntry]:
-        """Every change of `production`, oldest first."""
+        """Every change of `production` and `canary`, oldest first."""
         return history_of(self._model(name))
 
     @mlflow_errors
@@ -307,3 +329,56 @@ class ModelRegistry:
         self._version(name, target)  # still there?
         self.client.set_registered_model_alias(name, PRODUCTION, str(target))
         return self._append_history(name, action="rollback", from_version=current, to_version=target, reason=clean_reason(reason))
+
+    # -- canary -------------------------------------------------------------------------------
+
+    @mlflow_errors
+    def start_canary(self, name: str, version: int | str, reason: str | None = None, force: bool = False) -> HistoryEntry:
+        """Point `canary` at a version whose gate passed (any version with force and a reason); not at production."""
+        reason = clean_reason(reason)
+        if force and not reason:
+            raise RegistryError('a forced canary needs a reason: add --reason "why this version must be tried"')
+        mv = self._version(name, version)
+        version = int(mv.version)
+        model = self._model(name)
+        if production_of(model) == version:
+            raise RegistryError(f"{name} version {version} is production already; a canary must be another version")
+        refusal = gate_refusal(name, version, dict(mv.tags or {}))
+        if refusal and not force:
+            raise RegistryError(refusal.replace("not promoted", "not made the canary"))
+        previous = production_of(model, CANARY)
+        self.client.set_registered_model_alias(name, CANARY, str(version))
+        return self._append_history(name, action="canary", from_version=previous, to_version=version, forced=force, reason=reason)
+
+    @mlflow_errors
+    def promote_canary(self, name: str, reason: str | None = None) -> HistoryEntry:
+        """Make the canary production (its gate was checked when it became the canary) and clear `canary`.
+
+        Production moves first: a crash before the canary alias is cleared leaves canary == production,
+        which routes nothing anywhere new and is cleared by the next call.
+        """
+        model = self._model(name)
+        version = production_of(model, CANARY)
+        if version is None:
+            raise RegistryError(f"model '{name}' has no canary to promote; start one with `tuneloom iterate` or the API")
+        current = production_of(model)
+        if current != version:
+            self.client.set_registered_model_alias(name, PRODUCTION, str(version))
+        self.client.delete_registered_model_alias(name, CANARY)
+        return self._append_history(name, action="promote", from_version=current, to_version=version, reason=clean_reason(reason))
+
+    @mlflow_errors
+    def rollback_canary(self, name: str, reason: str | None = None) -> HistoryEntry:
+        """Stop the canary: clear `canary`, so production answers all its traffic again."""
+        model = self._model(name)
+        version = production_of(model, CANARY)
+        if version is None:
+            raise RegistryError(f"model '{name}' has no canary to roll back")
+        self.client.delete_registered_model_alias(name, CANARY)
+        return self._append_history(
+            name,
+            action="canary_rollback",
+            from_version=version,
+            to_version=production_of(model) or version,
+            reason=clean_reason(reason),
+        )

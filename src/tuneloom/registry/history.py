@@ -1,4 +1,5 @@
-"""The `production` alias over time: who held it, every promote and rollback, and the rules for both.
+"""The `production` and `canary` aliases over time: every promote and rollback, canary start and
+canary rollback, each with its reason, and the rules for them.
 
 Every change of the alias is kept as a registered-model tag `tuneloom.history.NNNNNN` holding one
 JSON entry, so no single tag grows without bound.
@@ -19,12 +20,15 @@ HISTORY_PREFIX = "tuneloom.history."
 _MAX_REASON = 1000
 
 
+CANARY_ACTIONS = ("canary", "canary_rollback")  # moves of the canary alias; production stays where it is
+
+
 class HistoryEntry(BaseModel):
-    """One change of the `production` alias."""
+    """One change of the `production` alias (promote, rollback) or of the `canary` alias (canary, canary_rollback)."""
 
     seq: int
     time: str  # ISO time, UTC
-    action: Literal["promote", "rollback"]
+    action: Literal["promote", "rollback", "canary", "canary_rollback"]
     from_version: int | None
     to_version: int
     forced: bool = False
@@ -40,9 +44,9 @@ def clean_reason(reason: str | None) -> str | None:
     return (reason or "").strip()[:_MAX_REASON] or None
 
 
-def production_of(model: Any) -> int | None:
-    """The version a registered model's `production` alias points at, or None."""
-    version = (getattr(model, "aliases", None) or {}).get(PRODUCTION)
+def production_of(model: Any, alias: str = PRODUCTION) -> int | None:
+    """The version a registered model's `production` alias (or another alias) points at, or None."""
+    version = (getattr(model, "aliases", None) or {}).get(alias)
     return int(version) if version is not None else None
 
 
@@ -82,6 +86,8 @@ def production_stack(entries: list[HistoryEntry]) -> list[int]:
     """Replay the history: a promote pushes its version, a rollback pops back to its target."""
     stack: list[int] = []
     for e in entries:
+        if e.action in CANARY_ACTIONS:
+            continue
         if e.action == "promote":
             stack.append(e.to_version)
         else:

@@ -7,6 +7,7 @@ import re
 from tuneloom.registry.errors import RegistryError
 
 PRODUCTION = "production"
+CANARY = "canary"  # a candidate answering a share of the traffic addressed to production
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 

@@ -2,7 +2,8 @@
 
 `ApiKey` checks the bearer key (401); `ChatCall`, `CompletionCall`, `EmbeddingCall` and `ClassifyCall`
 validate the body, refuse while the server starts or drains (503), and resolve the requested model,
-checking that the key may use it (403) and that it is of the kind the endpoint serves (400).
+checking that the key may use it (403) and that it is of the kind the endpoint serves (400). A request
+addressed to a model's production version may be answered by its canary (`serve.canary`).
 """
 
 from __future__ import annotations
@@ -69,10 +70,18 @@ def check_scope(key: KeyRecord | None, model_name: str) -> None:
         raise ApiError(403, f"this API key is not allowed to use model '{model_name}'", "permission_error", "model_not_allowed")
 
 
-async def resolve_target(state: ServerState, ref: str, key: KeyRecord | None, kinds: tuple[Kind, ...]) -> Target:
+def choose_target(state: ServerState, ref: str, request_id: str | None) -> Target:
+    """The model `ref` names, or its canary for the canary's share of production's traffic."""
+    target = state.resolver.resolve(ref)
+    return target if state.router is None else state.router.route(ref, target, request_id)
+
+
+async def resolve_target(
+    state: ServerState, ref: str, key: KeyRecord | None, kinds: tuple[Kind, ...], request_id: str | None = None
+) -> Target:
     """The model a request names: 404 if unknown, 403 outside the key's scope, 400 if of the wrong kind."""
     try:
-        target = await run_in_threadpool(state.resolver.resolve, ref)
+        target = await run_in_threadpool(choose_target, state, ref, request_id)
     except UnknownModel as exc:
         raise ApiError(404, str(exc), code="model_not_found") from None
     except TuneloomError as exc:
@@ -97,26 +106,29 @@ class ModelCall(Generic[Body]):
     started: float  # time.monotonic() once admitted, before the model is resolved
 
 
-async def admit(state: ServerState, body: Body, key: KeyRecord | None, kinds: tuple[Kind, ...]) -> ModelCall[Body]:
+async def admit(
+    state: ServerState, body: Body, key: KeyRecord | None, kinds: tuple[Kind, ...], request: Request
+) -> ModelCall[Body]:
     check_accepting(state)
     started = time.monotonic()
-    return ModelCall(body, key, await resolve_target(state, body.model, key, kinds), started)
+    request_id = request.headers.get("x-request-id")
+    return ModelCall(body, key, await resolve_target(state, body.model, key, kinds, request_id), started)
 
 
-async def chat_call(req: ChatCompletionRequest, state: State, key: ApiKey) -> ModelCall[ChatCompletionRequest]:
-    return await admit(state, req, key, ("chat",))
+async def chat_call(req: ChatCompletionRequest, state: State, key: ApiKey, request: Request) -> ModelCall[ChatCompletionRequest]:
+    return await admit(state, req, key, ("chat",), request)
 
 
-async def completion_call(req: CompletionRequest, state: State, key: ApiKey) -> ModelCall[CompletionRequest]:
-    return await admit(state, req, key, ("chat",))
+async def completion_call(req: CompletionRequest, state: State, key: ApiKey, request: Request) -> ModelCall[CompletionRequest]:
+    return await admit(state, req, key, ("chat",), request)
 
 
-async def embedding_call(req: EmbeddingRequest, state: State, key: ApiKey) -> ModelCall[EmbeddingRequest]:
-    return await admit(state, req, key, ("embedding",))
+async def embedding_call(req: EmbeddingRequest, state: State, key: ApiKey, request: Request) -> ModelCall[EmbeddingRequest]:
+    return await admit(state, req, key, ("embedding",), request)
 
 
-async def classify_call(req: ClassifyRequest, state: State, key: ApiKey) -> ModelCall[ClassifyRequest]:
-    return await admit(state, req, key, ("classification",))
+async def classify_call(req: ClassifyRequest, state: State, key: ApiKey, request: Request) -> ModelCall[ClassifyRequest]:
+    return await admit(state, req, key, ("classification",), request)
 
 
 ChatCall = Annotated[ModelCall[ChatCompletionRequest], Depends(chat_call)]

@@ -12,6 +12,7 @@ from tuneloom.config import Project, ServeConfig
 from tuneloom.data.redact import Redactor, redactor_for
 from tuneloom.serve.auth import KeyStore, keys_path
 from tuneloom.serve.backends import TransformersBackend, VllmBackend, import_model_libraries, make_backend
+from tuneloom.serve.canary import CanaryRouter
 from tuneloom.serve.feedback import FeedbackStore
 from tuneloom.serve.metrics import ServeMetrics
 from tuneloom.serve.targets import TargetResolver
@@ -35,6 +36,7 @@ class ServerState:
     draining: bool = False
     started: float = field(default_factory=time.time)
     failed: dict[str, str] = field(default_factory=dict)  # dependency -> why it did not load (then /ready is 503)
+    router: CanaryRouter | None = None  # None: no canary routing
 
     @property
     def accepting(self) -> bool:
@@ -45,15 +47,17 @@ def build_state(project: Project, settings: ServeConfig) -> ServerState:
     """Everything a server needs, built once when the app is created."""
     metrics = ServeMetrics()
     redactor = redactor_for(settings.redact)
+    resolver = TargetResolver(project, settings)
     return ServerState(
         project=project,
         settings=settings,
-        resolver=TargetResolver(project, settings),
+        resolver=resolver,
         backend=make_backend(settings, metrics),
         keys=KeyStore(keys_path(project.workspace)),
         feedback=FeedbackStore.for_workspace(project.workspace, settings.feedback_db),
         metrics=metrics,
         redactor=redactor,
+        router=CanaryRouter(resolver, project.config.canary),
     )
 
 

@@ -78,8 +78,11 @@ def train_task(
     dataset_dir: str | Path | None = None,
     console: Console | None = None,
     callbacks: list[TrainerCallback] | None = None,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     """Train one task of the project; prepares its data first when no dataset version exists.
+
+    `init_from`: an earlier version's model/ folder to continue from (its adapter, or its full weights).
 
     Under `accelerate launch` every process calls this; rank 0 alone writes the run folder.
     """
@@ -92,6 +95,8 @@ def train_task(
     dataset_dir = Path(dataset_dir)
     manifest = read_manifest(dataset_dir)
     model_path = resolve_model(task.model, task.trust_remote_code)
+    if init_from is not None and task.method.kind == "full":  # full weights: the earlier version is the base
+        model_path = Path(init_from)
     precision = choose_precision(task.train.precision)
     snapshot = RunSnapshot(
         project=project.config.project,
@@ -101,12 +106,13 @@ def train_task(
         base_model_path=str(model_path),
         precision=precision,
         versions=_versions(),
+        init_from=str(init_from) if init_from is not None else None,
     )
     run = shared_run_dir(lambda: ws.new_run(task.name, snapshot))
     console.print(f"[bold]{task.name}[/]: {task.method.kind} on {task.model} ({precision}), run {run.name}")
     return _run_with_status(
         run,
-        lambda extra: _fit(task, dataset_dir, manifest, model_path, run, precision, console, extra),
+        lambda extra: _fit(task, dataset_dir, manifest, model_path, run, precision, console, extra, init_from=init_from),
         lambda: start_tracking(project, run, snapshot.model_dump(mode="json")),
         callbacks,
         console,
@@ -282,6 +288,26 @@ def merge_adapter(task: TaskConfig, adapter_dir: Path, precision: str, out_dir: 
     return save_merged(model, out_dir)
 
 
+def load_adapter_weights(model: Any, adapter_dir: Path) -> None:
+    """Start a new adapter from an earlier version's: same LoRA settings required, every weight must fit."""
+    from peft import PeftModel, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights = adapter_dir / "adapter_model.safetensors"
+    if not isinstance(model, PeftModel) or not weights.is_file():
+        raise TuneloomError(
+            f"cannot continue from {adapter_dir}: it is not a PEFT adapter this task's recipe trains "
+            "(set iterate.start_from: base to retrain from the base model)"
+        )
+    loaded = set_peft_model_state_dict(model, load_file(str(weights)))
+    unexpected = list(getattr(loaded, "unexpected_keys", []) or [])
+    if unexpected:
+        raise TuneloomError(
+            f"the adapter in {adapter_dir} does not fit this task's adapter settings (method.r, target modules); "
+            f"{len(unexpected)} weight(s) have no place, e.g. {unexpected[0]}. Set iterate.start_from: base"
+        )
+
+
 def _final_eval_loss(trainer: Any) -> float:
     """Validation loss of the final weights; reuses the validation of the last step when it had one."""
     logged = [h for h in trainer.state.log_history if "eval_loss" in h]
@@ -300,12 +326,16 @@ def _fit(
     console: Console,
     extra: list[TrainerCallback],
     resume_from: str | None = None,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     set_seed(task.train.seed)
     train_rows, val_rows = load_split(dataset_dir, "train"), load_split(dataset_dir, "validation")
     check_training_memory(task, model_path, precision, len(manifest.labels), longest_example(manifest, task))
     kind = kind_of(task.type)
     parts = kind.training_parts(task, model_path, precision, manifest, train_rows, val_rows)
+    if init_from is not None and task.method.kind != "full":
+        load_adapter_weights(parts.model, Path(init_from))
+        console.print(f"starting from the adapter in {init_from}")
     if task.method.kind != "full":
         speed_up_lora(parts.model, precision)
     attention = getattr(parts.model.config, "_attn_implementation", None)
