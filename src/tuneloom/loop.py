@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel
 from rich.console import Console
 
-from tuneloom.artifacts import EvalResult
+from tuneloom.artifacts import EvalResult, IndexStats
 from tuneloom.config import Project
 from tuneloom.data import prepare_dataset
 from tuneloom.evaluate import evaluate_run
@@ -34,6 +34,7 @@ class LoopResult(BaseModel):
     report: str
     seconds: float
     tasks: list[TaskOutcome]
+    knowledge: list[IndexStats] = []
 
 
 def _forgetting(ev: EvalResult) -> dict[str, float] | None:
@@ -49,12 +50,31 @@ def run_project(project: Project, tasks: list[str] | None = None, console: Conso
     names = tasks or project.config.task_names()
     for name in names:
         project.config.task(name)  # fail on a wrong name before any work
+    knowledge = _update_knowledge(project, console)
     outcomes = [_run_task(project, name, console) for name in names]
     ws = Workspace(project.workspace)
     runs = [Path(o.run_dir) for o in outcomes]
     title = f"{project.config.project}: base vs tuned"
     report = write_report(runs, ws.report_dir(time.strftime("%Y%m%d-%H%M%S")), title, ws.root)
-    return LoopResult(report=str(report), seconds=round(time.time() - started, 1), tasks=outcomes)
+    return LoopResult(report=str(report), seconds=round(time.time() - started, 1), tasks=outcomes, knowledge=knowledge)
+
+
+def _update_knowledge(project: Project, console: Console) -> list[IndexStats]:
+    """Build or update every knowledge base of the project (only changed documents are embedded again)."""
+    if not project.config.knowledge:
+        return []
+    from tuneloom.knowledge import update_index
+
+    done = []
+    for kb in project.config.knowledge:
+        console.rule(f"[bold]knowledge: {kb.name}")
+        stats = update_index(project, kb.name, progress=console.is_terminal)
+        console.print(
+            f"  {stats.documents} documents, {stats.chunks} chunks ({stats.added} added, {stats.changed} changed, "
+            f"{stats.removed} removed, {len(stats.skipped)} skipped)"
+        )
+        done.append(stats)
+    return done
 
 
 def _run_task(project: Project, name: str, console: Console) -> TaskOutcome:

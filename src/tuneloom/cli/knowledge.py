@@ -67,7 +67,7 @@ def search(
     k: Annotated[int | None, typer.Option("-k", help="How many results (default: retrieval.top_k).", min=1)] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Access tags the caller holds (repeat); default: all.")] = None,
     where: Annotated[list[str] | None, typer.Option("--where", help="Metadata match KEY=VALUE (repeat).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per hit.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The hits as a JSON list.")] = False,
 ) -> None:
     """Hybrid search (dense + keyword, fused) in a knowledge base, with access-tag and metadata filters.
 
@@ -86,8 +86,7 @@ def search(
     for note in index.notes:
         err.print(f"note: {note}", highlight=False)
     if as_json:
-        for hit in hits:
-            out.print_json(json.dumps(hit.model_dump(mode="json")))
+        out.print_json(json.dumps([hit.model_dump(mode="json") for hit in hits]))
         return
     table = Table(title=f"{name}: {len(hits)} results")
     for col in ("#", "score", "document", "section", "text"):

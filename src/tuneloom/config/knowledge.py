@@ -34,7 +34,9 @@ class EmbedderConfig(Strict):
         description="Catalog name, local sentence-transformers folder, or a hub id pulled with `tuneloom models pull`.",
     )
     batch_size: Annotated[int, Field(ge=1, le=4096)] = 64
-    bf16: bool = Field(True, description="bfloat16 autocast on CPUs that support it (AVX512-BF16/AMX): same ranking, faster.")
+    bf16: bool = Field(
+        True, description="bfloat16 weights on GPUs and CPUs with native bfloat16 (AVX512-BF16, AMX): about 2x faster."
+    )
 
 
 class StoreConfig(Strict):

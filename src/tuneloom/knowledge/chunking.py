@@ -101,31 +101,34 @@ def _tail(text: str, counter: TokenCounter, overlap: int) -> str:
     return text[offsets[start][0] :] if 0 < start < len(offsets) else ""
 
 
+def _units(text: str, counter: TokenCounter, budget: int) -> list[tuple[_Block, int]]:
+    """The blocks with their token counts, blocks over `budget` cut into parts (counted once, in one call)."""
+    items = list(blocks(text))
+    units: list[tuple[_Block, int | None]] = []
+    for block, n in zip(items, counter.count([b.text for b in items]), strict=True):
+        if n <= budget:
+            units.append((block, n))
+        else:
+            parts = _split(block.text, counter, budget)
+            units.extend((_Block(block.section, part, joiner="\n\n" if i == 0 else " "), None) for i, part in enumerate(parts))
+    counts = iter(counter.count([b.text for b, n in units if n is None]))
+    return [(b, n if n is not None else next(counts)) for b, n in units]
+
+
 def chunk_text(text: str, counter: TokenCounter, max_tokens: int, overlap: int) -> list[Piece]:
     """The document's pieces: a new section starts a new chunk; a full chunk continues with `overlap` tokens."""
-    units: list[_Block] = []
-    items = list(blocks(text))
-    for block, n in zip(items, counter.count([b.text for b in items]), strict=True):
-        if n <= max_tokens - overlap:
-            units.append(block)
-        else:
-            parts = _split(block.text, counter, max_tokens - overlap)
-            units.extend(_Block(block.section, part, joiner="\n\n" if i == 0 else " ") for i, part in enumerate(parts))
-    sizes = counter.count([u.text for u in units])
-    pieces: list[str] = []
-    sections: list[tuple[str, ...]] = []
+    pieces: list[tuple[tuple[str, ...], str, int]] = []  # section, text, tokens (-1: count the joined text)
     current: list[str] = []  # texts, each with the joiner before it
     used = 0
     section: tuple[str, ...] = ()
     headings_only = False  # a chunk holding only headings runs on into the section below them
-    for unit, n in zip(units, sizes, strict=True):
+    for unit, n in _units(text, counter, max_tokens - overlap):
         new_section = unit.section != section
         if current and used + n <= max_tokens and new_section and headings_only:
             section = unit.section
         elif current and (new_section or used + n > max_tokens):
-            pieces.append("".join(current))
-            sections.append(section)
-            tail = "" if new_section else _tail(pieces[-1], counter, overlap)
+            pieces.append((section, "".join(current), used if len(current) == 1 else -1))
+            tail = "" if new_section else _tail(pieces[-1][1], counter, overlap)
             current, used = ([tail], overlap) if tail else ([], 0)
         if not current:
             section, headings_only = unit.section, True
@@ -133,6 +136,6 @@ def chunk_text(text: str, counter: TokenCounter, max_tokens: int, overlap: int) 
         headings_only = headings_only and unit.heading
         used += n
     if current:
-        pieces.append("".join(current))
-        sections.append(section)
-    return [Piece(s, t, n) for s, t, n in zip(sections, pieces, counter.count(pieces), strict=True)]
+        pieces.append((section, "".join(current), used if len(current) == 1 else -1))
+    counts = iter(counter.count([t for _, t, n in pieces if n < 0]))
+    return [Piece(s, t, n if n >= 0 else next(counts)) for s, t, n in pieces]

@@ -16,7 +16,7 @@ from tuneloom.knowledge.records import Chunk, IndexMeta, VectorStore
 from tuneloom.knowledge.sources import Document, DocumentReader
 
 BATCH_CHUNKS = 2048  # chunks per encode call: enough for length-sorted batches, little memory (3 MB of vectors)
-SAVE_EVERY_S = 5.0  # how often the resume point in index.json is rewritten during a long build
+SAVE_EVERY_S = 15.0  # how often the resume point in index.json is rewritten during a long build
 
 
 class IndexWriter:
