@@ -27,6 +27,7 @@ from tuneloom.config.loading import load_project, parse_project
 from tuneloom.config.messages import did_you_mean, format_validation_error
 from tuneloom.config.overrides import apply_overrides
 from tuneloom.config.project import Project, ProjectConfig, project_schema
+from tuneloom.config.rag import RagConfig
 from tuneloom.config.scout import ScoutCandidate, ScoutConfig, ScoutConstraints, ScoutPrecision
 from tuneloom.config.serve import ServeConfig, ServedModelConfig, ServeLimitsConfig
 from tuneloom.config.task import (
@@ -72,6 +73,7 @@ __all__ = [
     "Project",
     "ProjectConfig",
     "ProjectFileError",
+    "RagConfig",
     "RedactConfig",
     "RegistryConfig",
     "ScoutCandidate",
