@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import CHAT_TASK, write_project
@@ -12,7 +14,8 @@ from tuneloom.config import load_project
 from tuneloom.data.prepare import prepare_dataset
 from tuneloom.evaluate import evaluate_run
 from tuneloom.knowledge import raft
-from tuneloom.train import train_task
+from tuneloom.reports.html import write_report
+from tuneloom.train import sft, train_task
 
 pytestmark = pytest.mark.timeout(300)
 SIDES = {"base", "base+retrieval", "tuned", "tuned+retrieval"}
@@ -55,9 +58,16 @@ def test_prepared_rows_record_their_passages_and_the_version_follows_the_knowled
     assert read_manifest(plain.path).knowledge is None and "knowledge" not in read_jsonl(f"{plain.path}/test.jsonl")[0]
 
 
-def test_four_way_evaluation_on_the_same_questions(rag_project):
+@pytest.mark.slow
+def test_four_way_evaluation_on_the_same_questions(rag_project, tmp_path, monkeypatch):
     config, overrides, _ = rag_project
+    seen = []
+    prepare = sft.prepare
+    monkeypatch.setattr(
+        sft, "prepare", lambda task, path, p, m, train, val: seen.append(train) or prepare(task, path, p, m, train, val)
+    )
     run = train_task(load_project(config, overrides), CHAT_TASK).run_dir
+    assert all(r["messages"][-2]["content"].startswith("Sources:\n[1] products.md") for r in seen[0])  # RAFT prompts
     result = evaluate_run(run)
     rag = result.retrieval
     assert rag is not None and set(rag.sides) == SIDES and rag.n_examples == result.n_examples == 4
@@ -72,3 +82,5 @@ def test_four_way_evaluation_on_the_same_questions(rag_project):
     example = rag.examples[0]
     assert set(example.answers) == SIDES and [s["n"] for s in example.sources] == [1, 2]
     assert read_eval(run).retrieval == rag
+    html = write_report([Path(run)], tmp_path, "rag", tmp_path).read_text(encoding="utf-8")
+    assert "With and without retrieval" in html and "<th>tuned+retrieval</th>" in html and "products.md &gt; Products" in html
