@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from tuneloom.cli import catalog, data, evaluate, project, registry, run, scout, serve, train
+from tuneloom.cli import ask, catalog, data, evaluate, project, registry, run, scout, serve, train
 
 __all__ = ["app", "main"]
 
@@ -36,6 +36,7 @@ app.command("eval")(evaluate.eval_)
 app.command("gate")(evaluate.gate)
 app.command("run")(run.run)
 app.command("serve")(serve.serve)
+app.command("ask")(ask.ask)
 
 app.add_typer(config_app, name="config")
 config_app.command("check")(project.config_check)

@@ -21,6 +21,7 @@ from tuneloom.config.data import (
     SourceConfig,
     SourceFormat,
     SplitConfig,
+    TaskSourceConfig,
 )
 from tuneloom.config.evaluation import DEFAULT_RUBRIC, EvalConfig, GateConfig, JudgeConfig
 from tuneloom.config.loading import load_project, parse_project
@@ -89,6 +90,7 @@ __all__ = [
     "SplitConfig",
     "Strict",
     "TaskConfig",
+    "TaskSourceConfig",
     "TrackingConfig",
     "TrainConfig",
     "apply_overrides",

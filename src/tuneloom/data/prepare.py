@@ -247,6 +247,8 @@ def _keep(task: TaskConfig, r: Any, src: int, tally: SourceTally, out: SortedRow
     ex["id"] = f"{task.name}-{len(out.kept):06d}"
     ex["source"] = r.location
     ex["_src"] = src
+    if task.data.sources[src].split:
+        ex["split"] = task.data.sources[src].split
     if r.redacted:
         ex["_redacted"] = r.redacted
         tally.redacted.update(r.redacted)
