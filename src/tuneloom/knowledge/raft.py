@@ -129,10 +129,13 @@ def in_prompt(rows: list[dict[str, Any]], max_chars: int) -> list[dict[str, Any]
 
 
 def open_retriever(project: Any, name: str) -> Retriever:
-    """The project's knowledge base `name` as a `Retriever`; its version hashes every indexed chunk's id and document."""
+    """The project's knowledge base `name` as a `Retriever`.
+
+    Its version covers what decides the passages: the indexed content, the embedder and the retrieval settings.
+    """
     from tuneloom.knowledge import open_index
 
     index = open_index(project, name)
-    listing = sorted(f"{c.chunk_id}\t{c.doc_hash}" for c in index.chunks())
-    version = hashlib.sha256("\n".join(listing).encode()).hexdigest()[:12]
+    inputs = f"{index.meta.content_version}:{index.meta.embedder_hash}:{index.kb.retrieval.model_dump_json()}"
+    version = hashlib.sha256(inputs.encode()).hexdigest()[:12]
     return Retriever(name=name, version=version, retrieve=lambda query, k: index.search(query, k=k))
