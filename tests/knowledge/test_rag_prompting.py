@@ -103,3 +103,30 @@ def test_knowledge_is_refused_for_task_types_that_do_not_retrieve(data_project_d
         "helpdesk-qa"
     )
     assert task.knowledge == "handbook" and task.rag.top_k == 5
+
+
+def test_a_source_can_send_every_row_to_the_test_split(data_project_dir):
+    from tests.conftest import write_jsonl
+    from tuneloom.atomic import read_jsonl
+    from tuneloom.data.prepare import prepare_dataset
+
+    held = [{"question": f"Held-out question number {i}?", "answer": f"Held-out answer {i}."} for i in range(5)]
+    write_jsonl(data_project_dir / "data" / "held.jsonl", held)
+    config = data_project_dir / "tuneloom.yaml"
+    text = config.read_text().replace(
+        "        - path: data/qa.jsonl\n",
+        "        - path: data/qa.jsonl\n        - path: data/held.jsonl\n          split: test\n",
+        1,
+    )
+    config.write_text(text)
+    ds = prepare_dataset(load_project(config), "helpdesk-qa")
+    test = [r["messages"][-2]["content"] for r in read_jsonl(f"{ds.path}/test.jsonl")]
+    train = [r["messages"][-2]["content"] for r in read_jsonl(f"{ds.path}/train.jsonl")]
+    assert all(h["question"] in test for h in held) and not any("Held-out" in q for q in train)
+    config.write_text(
+        text.replace(
+            "      columns: {prompt: question, response: answer}", "      columns: {prompt: question, response: answer, split: s}"
+        )
+    )
+    with pytest.raises(ProjectFileError, match=r"data.sources\[1\].split and data.columns.split"):
+        load_project(config)
