@@ -21,80 +21,126 @@ NOTICE = (
     "any resemblance to a real company is coincidental."
 )
 
-CARE_PLUS = ("Acme Care+ protection plan: terms in brief (2026)", [
-    ("What Acme Care+ is", [
-        "Acme Care+ is an optional protection plan for Acme Home devices. It adds accidental damage cover and "
-        "extends the standard warranty by 2 extra years for every device registered on the plan.",
-        "Acme Care+ costs £4.99 a month or £49 a year per home, and one plan covers up to 10 devices in the same home. "
-        "It is sold in the UK and Ireland only.",
-    ]),
-    ("Joining the plan", [
-        "A device can join Acme Care+ within 60 days of its delivery date. Devices bought second-hand, or "
-        "more than 60 days ago, cannot join.",
-        "Customers join in the app under Account > Care+ > Add devices.",
-    ]),
-    ("Making a claim", [
-        "Start a claim in the app under Account > Care+ > Start a claim and add a photo of the damage.",
-        "Each accidental damage claim has an excess fee of £15, and a home can make at most 3 claims in any "
-        "12 months.",
-        "Once a claim is approved, the replacement device is sent by express courier within 2 working days.",
-    ]),
-    ("What is not covered", [
-        "Acme Care+ does not cover cosmetic scratches that do not affect how the device works, loss or theft, "
-        "or damage on purpose.",
-    ]),
-    ("Cancelling", [
-        "Monthly plans can be cancelled at any time and end at the end of the month. A yearly plan cancelled in "
-        "its first 30 days is refunded in full; after that, customers get a refund for each full month left.",
-    ]),
-])
+CARE_PLUS = (
+    "Acme Care+ protection plan: terms in brief (2026)",
+    [
+        (
+            "What Acme Care+ is",
+            [
+                "Acme Care+ is an optional protection plan for Acme Home devices. It adds accidental damage cover and "
+                "extends the standard warranty by 2 extra years for every device registered on the plan.",
+                "Acme Care+ costs £4.99 a month or £49 a year per home, and one plan covers up to 10 devices in the same home. "
+                "It is sold in the UK and Ireland only.",
+            ],
+        ),
+        (
+            "Joining the plan",
+            [
+                "A device can join Acme Care+ within 60 days of its delivery date. Devices bought second-hand, or "
+                "more than 60 days ago, cannot join.",
+                "Customers join in the app under Account > Care+ > Add devices.",
+            ],
+        ),
+        (
+            "Making a claim",
+            [
+                "Start a claim in the app under Account > Care+ > Start a claim and add a photo of the damage.",
+                "Each accidental damage claim has an excess fee of £15, and a home can make at most 3 claims in any 12 months.",
+                "Once a claim is approved, the replacement device is sent by express courier within 2 working days.",
+            ],
+        ),
+        (
+            "What is not covered",
+            [
+                "Acme Care+ does not cover cosmetic scratches that do not affect how the device works, loss or theft, "
+                "or damage on purpose.",
+            ],
+        ),
+        (
+            "Cancelling",
+            [
+                "Monthly plans can be cancelled at any time and end at the end of the month. A yearly plan cancelled in "
+                "its first 30 days is refunded in full; after that, customers get a refund for each full month left.",
+            ],
+        ),
+    ],
+)
 
-TRADE_IN = ("Trade-in and recycling programme", [
-    ("Trade-in credit", [
-        "Customers in the UK can trade in an old camera, video doorbell or thermostat of any brand when they "
-        "buy from Acme Home. The credit is £20 for a camera, £30 for a video doorbell and £40 for a thermostat.",
-        "Up to 4 devices can be traded in per order. The credit comes as a voucher code that is valid for "
-        "6 months.",
-    ]),
-    ("Sending a device", [
-        "A free prepaid Royal Mail label is in the app under Account > Orders > Trade in. Traded-in devices go "
-        "to our recycling centre in Sheffield.",
-        "The device must power on to earn credit. The voucher is emailed within 10 working days of the device "
-        "arriving in Sheffield.",
-    ]),
-    ("Your data", [
-        "Customers should factory reset a device before sending it. We wipe every device again with certified "
-        "software and email a data-wipe certificate.",
-    ]),
-    ("Recycling without credit", [
-        "Any Acme Home device can be sent for free recycling with the same prepaid label, even when it no longer "
-        "works. Trade-in is not available in the EU; EU customers can recycle devices at their local WEEE "
-        "collection point.",
-    ]),
-])
+TRADE_IN = (
+    "Trade-in and recycling programme",
+    [
+        (
+            "Trade-in credit",
+            [
+                "Customers in the UK can trade in an old camera, video doorbell or thermostat of any brand when they "
+                "buy from Acme Home. The credit is £20 for a camera, £30 for a video doorbell and £40 for a thermostat.",
+                "Up to 4 devices can be traded in per order. The credit comes as a voucher code that is valid for 6 months.",
+            ],
+        ),
+        (
+            "Sending a device",
+            [
+                "A free prepaid Royal Mail label is in the app under Account > Orders > Trade in. Traded-in devices go "
+                "to our recycling centre in Sheffield.",
+                "The device must power on to earn credit. The voucher is emailed within 10 working days of the device "
+                "arriving in Sheffield.",
+            ],
+        ),
+        (
+            "Your data",
+            [
+                "Customers should factory reset a device before sending it. We wipe every device again with certified "
+                "software and email a data-wipe certificate.",
+            ],
+        ),
+        (
+            "Recycling without credit",
+            [
+                "Any Acme Home device can be sent for free recycling with the same prepaid label, even when it no longer "
+                "works. Trade-in is not available in the EU; EU customers can recycle devices at their local WEEE "
+                "collection point.",
+            ],
+        ),
+    ],
+)
 
-INSTALLERS = ("Acme Pro Installers: home installation of cameras and doorbells", [
-    ("Prices", [
-        "An Acme Pro Installer fits cameras and the Doorbell Pro for £59 for the first device and £25 for each "
-        "extra device on the same visit. The Acme Thermo has its own professional installation service.",
-    ]),
-    ("Booking a visit", [
-        "Book in the app under Account > Services > Book an installer, at least 3 working days ahead. Visits "
-        "are Monday to Saturday, 8:00 to 18:00, in 2-hour time slots.",
-        "Rescheduling is free up to 24 hours before the visit; later changes cost £20.",
-    ]),
-    ("What the installer does", [
-        "The installer routes up to 2 metres of cable and drills into brick or wood. Installers do not drill "
-        "into tiles or glass.",
-        "Every installer carries an ID card with a 6-digit badge number, which customers can check in the app "
-        "before letting them in.",
-        "Installation work has a 12-month workmanship guarantee.",
-    ]),
-    ("Where installers work", [
-        "Acme Pro Installers cover England, Scotland and Wales, except postcodes starting HS, IV, KW and ZE "
-        "(the Scottish Highlands and islands). The service is not available in Northern Ireland or the EU.",
-    ]),
-])
+INSTALLERS = (
+    "Acme Pro Installers: home installation of cameras and doorbells",
+    [
+        (
+            "Prices",
+            [
+                "An Acme Pro Installer fits cameras and the Doorbell Pro for £59 for the first device and £25 for each "
+                "extra device on the same visit. The Acme Thermo has its own professional installation service.",
+            ],
+        ),
+        (
+            "Booking a visit",
+            [
+                "Book in the app under Account > Services > Book an installer, at least 3 working days ahead. Visits "
+                "are Monday to Saturday, 8:00 to 18:00, in 2-hour time slots.",
+                "Rescheduling is free up to 24 hours before the visit; later changes cost £20.",
+            ],
+        ),
+        (
+            "What the installer does",
+            [
+                "The installer routes up to 2 metres of cable and drills into brick or wood. Installers do not drill "
+                "into tiles or glass.",
+                "Every installer carries an ID card with a 6-digit badge number, which customers can check in the app "
+                "before letting them in.",
+                "Installation work has a 12-month workmanship guarantee.",
+            ],
+        ),
+        (
+            "Where installers work",
+            [
+                "Acme Pro Installers cover England, Scotland and Wales, except postcodes starting HS, IV, KW and ZE "
+                "(the Scottish Highlands and islands). The service is not available in Northern Ireland or the EU.",
+            ],
+        ),
+    ],
+)
 
 
 def _pdf_lines(title: str, sections: list[tuple[str, list[str]]]) -> list[tuple[str, str]]:
@@ -151,12 +197,10 @@ def write_docx(path: Path, title: str, sections: list[tuple[str, list[str]]]) ->
 
 
 def write_html(path: Path, title: str, sections: list[tuple[str, list[str]]]) -> None:
-    body = "".join(
-        f"<h2>{html.escape(h)}</h2>\n" + "".join(f"<p>{html.escape(p)}</p>\n" for p in ps) for h, ps in sections
-    )
+    body = "".join(f"<h2>{html.escape(h)}</h2>\n" + "".join(f"<p>{html.escape(p)}</p>\n" for p in ps) for h, ps in sections)
     path.write_text(
-        f"<!DOCTYPE html>\n<html lang=\"en-GB\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title></head>\n"
-        f"<body>\n<nav><a href=\"/\">Acme Home</a> · <a href=\"/help\">Help centre</a></nav>\n<main>\n"
+        f'<!DOCTYPE html>\n<html lang="en-GB"><head><meta charset="utf-8"><title>{html.escape(title)}</title></head>\n'
+        f'<body>\n<nav><a href="/">Acme Home</a> · <a href="/help">Help centre</a></nav>\n<main>\n'
         f"<h1>{html.escape(title)}</h1>\n<p><em>{html.escape(NOTICE)}</em></p>\n{body}</main>\n"
         f"<footer>© Acme Home Ltd · Leeds</footer>\n</body></html>\n",
         encoding="utf-8",

@@ -211,7 +211,5 @@ class DataConfig(Strict):
     def _one_way_to_split(self) -> DataConfig:
         fixed = [i for i, s in enumerate(self.sources) if s.split]
         if fixed and self.columns.split:
-            raise ValueError(
-                f"data.sources[{fixed[0]}].split and data.columns.split both say where rows go: use one of them"
-            )
+            raise ValueError(f"data.sources[{fixed[0]}].split and data.columns.split both say where rows go: use one of them")
         return self
