@@ -35,4 +35,4 @@ def keyword_retriever(chunks: list[Chunk], name: str = "handbook", version: str 
         scored = sorted(chunks, key=lambda c: (-len(words & set(answer_tokens(c.text))), c.position))
         return [Hit(chunk=c, score=float(len(words & set(answer_tokens(c.text))))) for c in scored[:k]]
 
-    return Retriever(name=name, version=version, retrieve=retrieve)
+    return Retriever(name=name, version=version, retrieve=retrieve, candidates=retrieve)

@@ -1,8 +1,8 @@
 """Retrieval at data-prep time, RAFT-style: each example records the passages its prompt holds.
 
 For every chat example the knowledge base is searched twice: with the question alone (what a served model
-sees, top k) and with question plus answer (candidates for the grounding passage, the chunk that contains
-most of the answer's content words). Test rows keep the question's top k; training and validation rows get
+sees, hybrid top k) and by keyword with question plus answer (candidates for the grounding passage, the chunk
+that contains most of the answer's content words). Test rows keep the question's top k; training and validation rows get
 the grounding passage plus k-1 distractors (the question's other hits), shuffled, except a seeded share
 (`rag.absent_share`) that gets distractors only. The chosen chunks are written into the rows, so a run
 trains and evaluates on exactly these passages, whatever later happens to the index.
@@ -19,7 +19,7 @@ from typing import Any
 from tuneloom.config import RagConfig
 from tuneloom.evaluate.metrics import answer_tokens
 from tuneloom.knowledge.prompting import clip, with_passages
-from tuneloom.knowledge.records import Chunk, Hit
+from tuneloom.knowledge.records import Chunk, Filter, Hit
 
 Retrieve = Callable[[str, int], list[Hit]]
 CANDIDATES = 20  # hits of the question + answer search considered for the grounding passage
@@ -35,7 +35,8 @@ class Retriever:
 
     name: str
     version: str
-    retrieve: Retrieve
+    retrieve: Retrieve  # what serving does: the question's hybrid top k
+    candidates: Retrieve  # keyword search over question + answer, for the grounding passage (no embedding needed)
 
 
 def content_words(text: str) -> set[str]:
@@ -98,7 +99,7 @@ def attach(rows: list[dict[str, Any]], retriever: Retriever, rag: RagConfig, see
     for row in rows:
         question, answer = _question_answer(row)
         hits = retriever.retrieve(question, rag.top_k + 1 if raft else rag.top_k)  # +1: k distractors when absent
-        candidates = {h.chunk.chunk_id: h for h in [*hits, *retriever.retrieve(f"{question}\n{answer}", CANDIDATES)]}
+        candidates = {h.chunk.chunk_id: h for h in [*hits, *retriever.candidates(f"{question}\n{answer}", CANDIDATES)]}
         grounding, supported = find_grounding(answer, list(candidates.values()), rag.min_support)
         top = [h.chunk.chunk_id for h in hits[: rag.top_k]]
         prompt = _raft_context(grounding, hits, rag, _rng(seed, row["id"])) if raft else hits[: rag.top_k]
@@ -138,4 +139,11 @@ def open_retriever(project: Any, name: str) -> Retriever:
     index = open_index(project, name)
     inputs = f"{index.meta.content_version}:{index.meta.embedder_hash}:{index.kb.retrieval.model_dump_json()}"
     version = hashlib.sha256(inputs.encode()).hexdigest()[:12]
-    return Retriever(name=name, version=version, retrieve=lambda query, k: index.search(query, k=k))
+
+    def keyword(query: str, k: int) -> list[Hit]:
+        return [
+            Hit(chunk=c, score=score, keyword_rank=i)
+            for i, (c, score) in enumerate(index.store.keyword_search(query, k, Filter()), 1)
+        ]
+
+    return Retriever(name=name, version=version, retrieve=lambda query, k: index.search(query, k=k), candidates=keyword)
