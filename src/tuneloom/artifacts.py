@@ -82,6 +82,24 @@ class ManifestResult(PreparedDataset):
     reused: bool = False
 
 
+class KnowledgeSplit(BaseModel):
+    """Retrieval at data-prep time over one split: how many rows have a grounding passage, and where it went."""
+
+    rows: int
+    grounded: int = Field(description="Rows with a chunk that contains enough of the answer (rag.min_support).")
+    hit: int = Field(description="Grounded rows whose grounding chunk is among the question's top k.")
+    grounding_in_prompt: int = Field(description="Rows whose recorded prompt passages include the grounding chunk.")
+
+
+class KnowledgeAccount(BaseModel):
+    """The knowledge base a dataset version's rows retrieved from, and the passages recorded per split."""
+
+    knowledge: str
+    version: str = Field(description="The knowledge base's content version when the passages were retrieved.")
+    rag: dict[str, Any] = Field(description="The task's `rag` settings.")
+    splits: dict[str, KnowledgeSplit]
+
+
 class DatasetManifest(Artifact):
     """`datasets/<task>/<version>/manifest.json`: the accounting and settings of one dataset version."""
 
@@ -93,6 +111,7 @@ class DatasetManifest(Artifact):
     tokens: dict[str, Any] | None = None
     libraries: dict[str, str] = Field(default_factory=dict)
     prep_version: int | None = None
+    knowledge: KnowledgeAccount | None = None  # tasks that name a knowledge base: the passages recorded
 
     @property
     def labels(self) -> list[str]:
@@ -198,6 +217,47 @@ class TrainingSummary(Artifact):
 # evaluation and gate
 
 
+class Delta(BaseModel):
+    """One metric's change from one side to another, with its paired-bootstrap 95% interval."""
+
+    delta: float
+    low: float
+    high: float
+
+
+class RetrievalExample(BaseModel):
+    """One test question answered by every side, with the passages the retrieval sides saw."""
+
+    id: str
+    question: str
+    reference: str
+    slice: str | None = None
+    answers: dict[str, str] = Field(description="Side -> answer.")
+    token_f1: dict[str, float] = Field(description="Side -> token F1 of its answer.")
+    sources: list[dict[str, Any]] = Field(description="Numbered passages: n, chunk_id, doc_id, section, score.")
+    grounding: str | None = Field(None, description="The chunk that grounds the reference answer, when one does.")
+    hit: bool = False
+
+
+class RetrievalComparison(BaseModel):
+    """Tasks with a knowledge base: each model with and without retrieved passages on the same test questions.
+
+    Sides: base, base+retrieval, tuned, tuned+retrieval (and production, production+retrieval).
+    """
+
+    knowledge: str
+    top_k: int
+    n_examples: int
+    n_grounded: int = Field(description="Test questions whose reference answer a chunk of the knowledge base grounds.")
+    hit_rate: float | None = Field(description="Share of grounded questions whose grounding chunk was retrieved (top k).")
+    sides: dict[str, dict[str, float]] = Field(description="Side -> metric -> value (groundedness included).")
+    deltas: dict[str, dict[str, Delta]] = Field(description="'A vs B' -> metric -> A minus B with its interval.")
+    slices: dict[str, dict[str, dict[str, float]]] = Field(
+        default_factory=dict, description="Slice -> side -> metric, for tasks with a slice column."
+    )
+    examples: list[RetrievalExample] = Field(default_factory=list)
+
+
 class EvalResult(Artifact):
     """`runs/<run>/eval.json`: base, tuned and (when given) production scored on the same test examples.
 
@@ -234,6 +294,7 @@ class EvalResult(Artifact):
     # cheap baselines on the same test rows: name -> {method, metrics, intervals (tuned minus it), seconds}
     # or name -> {skipped: reason}; None when eval.baselines is off
     baselines: dict[str, dict[str, Any]] | None = None
+    retrieval: RetrievalComparison | None = None  # tasks with a knowledge base: with and without retrieval
 
     def side(self, name: str) -> dict[str, Any]:
         """Metrics of `base`, `tuned` or `production` (empty when that side was not scored)."""

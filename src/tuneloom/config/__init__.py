@@ -21,6 +21,7 @@ from tuneloom.config.data import (
     SourceConfig,
     SourceFormat,
     SplitConfig,
+    TaskSourceConfig,
 )
 from tuneloom.config.evaluation import DEFAULT_RUBRIC, EvalConfig, GateConfig, JudgeConfig
 from tuneloom.config.feedback import AutoAcceptRule, FeedbackConfig
@@ -37,6 +38,7 @@ from tuneloom.config.loop import CanaryConfig, IterateConfig
 from tuneloom.config.messages import did_you_mean, format_validation_error
 from tuneloom.config.overrides import apply_overrides
 from tuneloom.config.project import Project, ProjectConfig, project_schema
+from tuneloom.config.rag import RagConfig
 from tuneloom.config.scout import ScoutCandidate, ScoutConfig, ScoutConstraints, ScoutPrecision
 from tuneloom.config.serve import ServeConfig, ServedModelConfig, ServeLimitsConfig
 from tuneloom.config.task import (
@@ -90,6 +92,7 @@ __all__ = [
     "Project",
     "ProjectConfig",
     "ProjectFileError",
+    "RagConfig",
     "RedactConfig",
     "RegistryConfig",
     "RetrievalConfig",
@@ -107,6 +110,7 @@ __all__ = [
     "StoreConfig",
     "Strict",
     "TaskConfig",
+    "TaskSourceConfig",
     "TrackingConfig",
     "TrainConfig",
     "apply_overrides",

@@ -33,6 +33,16 @@ class SourceConfig(Strict):
     )
 
 
+class TaskSourceConfig(SourceConfig):
+    """A task's data source; it may send all of its rows to one split."""
+
+    split: Literal["train", "validation", "test"] | None = Field(
+        None,
+        description="Every row of this source goes to this split (e.g. held-out questions kept for testing); "
+        "other sources are split as data.split says.",
+    )
+
+
 class ColumnsConfig(Strict):
     """Which source columns play which role."""
 
@@ -173,7 +183,7 @@ class RedactConfig(Strict):
 
 
 class DataConfig(Strict):
-    sources: list[SourceConfig] = Field(min_length=1)
+    sources: list[TaskSourceConfig] = Field(min_length=1)
     columns: ColumnsConfig
     system_prompt: str | None = Field(None, description="Chat tasks: system message put before every example.")
     min_chars: Annotated[int, Field(ge=0)] = 1
@@ -196,3 +206,10 @@ class DataConfig(Strict):
     label_separator: str = Field(
         ",", min_length=1, description="Multi-label: how several labels are written in one cell (a JSON list cell also works)."
     )
+
+    @model_validator(mode="after")
+    def _one_way_to_split(self) -> DataConfig:
+        fixed = [i for i, s in enumerate(self.sources) if s.split]
+        if fixed and self.columns.split:
+            raise ValueError(f"data.sources[{fixed[0]}].split and data.columns.split both say where rows go: use one of them")
+        return self

@@ -10,6 +10,7 @@ from tuneloom.config.data import DataConfig
 from tuneloom.config.evaluation import EvalConfig, GateConfig
 from tuneloom.config.feedback import FeedbackConfig
 from tuneloom.config.loop import IterateConfig
+from tuneloom.config.rag import RagConfig
 from tuneloom.config.train import SEARCH_PARAMS, MethodConfig, SearchConfig, TrainConfig
 from tuneloom.tasks import kind_names, kind_of, rules
 
@@ -44,6 +45,10 @@ class TaskConfig(Strict):
     iterate: IterateConfig = Field(
         default_factory=IterateConfig, description="`tuneloom iterate`: retraining on reviewed feedback, gate and promotion."
     )
+    knowledge: str | None = Field(
+        None, description="Name of a knowledge base (the project's `knowledge:` list) this task retrieves from."
+    )
+    rag: RagConfig = Field(RagConfig(), description="Tasks with `knowledge`: how retrieved passages enter the prompt.")
 
     @property
     def packs(self) -> bool:
@@ -96,6 +101,15 @@ def check_search_space(task: TaskConfig) -> None:
         raise ValueError("search minimises validation loss: data.split.validation must be above 0")
 
 
+def check_knowledge(task: TaskConfig) -> None:
+    if task.knowledge is None:
+        if task.rag != RagConfig():
+            raise ValueError("rag settings apply to tasks that name a knowledge base: set `knowledge: NAME` or remove `rag`")
+        return
+    if not kind_of(task.type).takes_knowledge:
+        raise ValueError(f"knowledge: {task.type} tasks do not retrieve from a knowledge base; remove `knowledge`")
+
+
 TASK_RULES = (
     rules.check_packing,
     check_validation_split,
@@ -106,4 +120,5 @@ TASK_RULES = (
     rules.check_columns,
     rules.check_data_options,
     rules.check_kind_rules,
+    check_knowledge,
 )

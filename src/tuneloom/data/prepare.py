@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuneloom.artifacts import (
     DatasetManifest,
@@ -37,6 +37,9 @@ from tuneloom.data.split import split_examples
 from tuneloom.errors import DataError
 from tuneloom.tasks import kind_of
 from tuneloom.workspace import Workspace
+
+if TYPE_CHECKING:
+    from tuneloom.knowledge.raft import Retriever
 
 PREP_VERSION = 2  # bump when the output of the same inputs changes
 LIBRARIES = (
@@ -108,6 +111,33 @@ def dataset_version(task: TaskConfig, source_hashes: list[str]) -> str:
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def _retriever(project: Project, task: TaskConfig) -> Retriever | None:
+    """The knowledge base the task names, opened for retrieval at data-prep time (None without one)."""
+    if task.knowledge is None:
+        return None
+    from tuneloom.knowledge.raft import open_retriever
+
+    return open_retriever(project, task.knowledge)
+
+
+def _knowledge_inputs(task: TaskConfig, retriever: Retriever | None) -> list[str]:
+    """What of the knowledge base a dataset version depends on: its name, content version and the rag settings."""
+    if retriever is None:
+        return []
+    return [f"knowledge:{retriever.name}:{retriever.version}:{task.rag.model_dump_json()}"]
+
+
+def _passage_warnings(task: TaskConfig, splits: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Examples whose prompt, passages included, fills train.max_length (training would skip them)."""
+    full = sum(1 for rows in splits.values() for e in rows if e.get("_prompt_tokens", 0) >= task.train.max_length)
+    if not full:
+        return []
+    return [
+        f"{full} example(s) with their retrieved passages fill train.max_length {task.train.max_length} tokens before "
+        f"the answer: raise train.max_length, or lower rag.passage_chars ({task.rag.passage_chars}) or rag.top_k"
+    ]
 
 
 def _versions() -> dict[str, str]:
@@ -217,6 +247,8 @@ def _keep(task: TaskConfig, r: Any, src: int, tally: SourceTally, out: SortedRow
     ex["id"] = f"{task.name}-{len(out.kept):06d}"
     ex["source"] = r.location
     ex["_src"] = src
+    if task.data.sources[src].split:
+        ex["split"] = task.data.sources[src].split
     if r.redacted:
         ex["_redacted"] = r.redacted
         tally.redacted.update(r.redacted)
@@ -318,7 +350,8 @@ def prepare_dataset(
     data, ws = task.data, Workspace(project.workspace)
     paths = _source_paths(project, task)
     hashed = [_hash_source(p, s, project.root) for p, s in zip(paths, task.data.sources)]
-    version = dataset_version(task, [h for h, _ in hashed])
+    retriever = _retriever(project, task)
+    version = dataset_version(task, [h for h, _ in hashed] + _knowledge_inputs(task, retriever))
     folder = ws.dataset_dir(task.name, version)
     if manifest_path(folder).is_file():
         previous = read_manifest(folder)
@@ -339,6 +372,9 @@ def prepare_dataset(
     accounts = _accounts(hashed, paths, tallies, log)
     splits = split_examples(rows.kept, data.split)
     kind = kind_of(task.type)
+    knowledge = kind.attach_knowledge(task, splits, retriever, tokenizer) if retriever else None
+    if knowledge is not None and tokenizer is not None:
+        warnings.extend(_passage_warnings(task, splits))
     label_counts = kind.label_counts(splits)
     if label_counts:
         warnings.extend(_label_warnings(label_counts, data.rare_class_min))
@@ -362,7 +398,9 @@ def prepare_dataset(
         redacted=dict(sum((Counter(a.redacted) for a in accounts), Counter())),
         warnings=warnings,
     )
-    _write_version(folder, task, splits, rows, _manifest(task, result, label_counts, token_stats))
+    manifest = _manifest(task, result, label_counts, token_stats)
+    manifest.knowledge = knowledge
+    _write_version(folder, task, splits, rows, manifest)
     ws.set_latest_dataset(task.name, version)
     return result
 

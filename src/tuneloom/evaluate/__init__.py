@@ -65,7 +65,8 @@ def _general_rows(snapshot: RunSnapshot) -> list[dict[str, Any]] | None:
 def _score(ctx: EvalContext, console: Console) -> dict[str, Any]:
     """Run the task kind's evaluation under one progress bar."""
     kind = kind_of(ctx.task.type)
-    total = len(ctx.rows) * kind.eval_passes(ctx.production is not None) + 2 * len(ctx.general or [])
+    passes = kind.eval_passes(ctx.production is not None) * (2 if ctx.task.knowledge else 1)  # with and without passages
+    total = len(ctx.rows) * passes + 2 * len(ctx.general or [])
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         bar = progress.add_task(f"eval {ctx.task.name}", total=total)

@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from tuneloom.evaluate.metrics import mean_scores, per_example_scores
+from tuneloom.evaluate.rag import Scored, retrieval_comparison
 from tuneloom.evaluate.stats import mean_metric, paired_bootstrap, ratio_metric
 from tuneloom.inference import load_base, load_trained
+from tuneloom.knowledge.raft import in_prompt
 from tuneloom.train import sft
 
 if TYPE_CHECKING:
@@ -111,21 +113,43 @@ def evaluate_chat(ctx: EvalContext) -> dict[str, Any]:
     """Base, tuned and (when given) the production version, scored on the same rows.
 
     `ctx.general`: the general-ability rows of the forgetting check, scored for base and tuned too.
+    Tasks with a knowledge base: each model also answers with its rows' retrieved passages in the prompt
+    (`retrieval`, see `tuneloom.evaluate.rag`).
     """
     task, rows, general = ctx.task, ctx.rows, ctx.general
     tokenizer = sft.load_tokenizer(ctx.model_dir, task.trust_remote_code)
+    rag_rows = in_prompt(rows, task.rag.passage_chars) if task.knowledge else None
 
-    def score(model: Any, on: list[dict[str, Any]]) -> tuple[dict[str, float], list[str], dict[str, list[Any]]]:
+    def score(model: Any, on: list[dict[str, Any]]) -> Scored:
         return score_model(model, tokenizer, on, task.train.max_length, task.eval.max_new_tokens, task.eval.batch_size, ctx.tick)
 
-    base = load_base("causal_lm", ctx.base_path, ctx.precision, [], task.trust_remote_code)
-    base_metrics, base_answers, base_each = score(base, rows)
-    general_base = score(base, general) if general else None
-    del base
+    def sides(name: str, model: Any) -> dict[str, Scored]:
+        out = {name: score(model, rows)}
+        if rag_rows is not None:
+            out[f"{name}+retrieval"] = score(model, rag_rows)
+        if general and name != "production":
+            out[f"{name}:general"] = score(model, general)
+        return out
+
+    scored = sides("base", load_base("causal_lm", ctx.base_path, ctx.precision, [], task.trust_remote_code))
     tuned = load_trained("causal_lm", ctx.model_dir, ctx.base_path, ctx.method, ctx.precision, [], task.trust_remote_code)
-    tuned_metrics, tuned_answers, tuned_each = score(tuned, rows)
-    general_tuned = score(tuned, general) if general else None
+    scored |= sides("tuned", tuned)
     del tuned
+    if ctx.production is not None:
+        prod = ctx.production
+        model = load_trained("causal_lm", prod.path, prod.base_model_path, prod.method, ctx.precision, [], task.trust_remote_code)
+        scored |= sides("production", model)
+        del model
+    return _chat_result(ctx, scored)
+
+
+def _chat_result(ctx: EvalContext, scored: dict[str, Scored]) -> dict[str, Any]:
+    """eval.json's chat sections from every scored side."""
+    rows, (base_metrics, base_answers, base_each), (tuned_metrics, tuned_answers, tuned_each) = (
+        ctx.rows,
+        scored["base"],
+        scored["tuned"],
+    )
     examples = [
         {
             "id": r["id"],
@@ -144,21 +168,20 @@ def evaluate_chat(ctx: EvalContext) -> dict[str, Any]:
         "examples": examples,
         "intervals": _intervals(base_each, tuned_each, len(rows)),
     }
-    if general and general_base and general_tuned:
-        result["forgetting"] = _forgetting(general, general_base, general_tuned)
-    if ctx.production is not None:
-        prod = ctx.production
-        model = load_trained("causal_lm", prod.path, prod.base_model_path, prod.method, ctx.precision, [], task.trust_remote_code)
-        prod_metrics, prod_answers, prod_each = score(model, rows)
+    if ctx.general and "base:general" in scored:
+        result["forgetting"] = _forgetting(ctx.general, scored["base:general"], scored["tuned:general"])
+    if "production" in scored:
+        prod_metrics, prod_answers, prod_each = scored["production"]
         for e, a in zip(examples, prod_answers):
             e["production"] = a
         result.update(production=prod_metrics, intervals_production=_intervals(prod_each, tuned_each, len(rows)))
+    if ctx.task.knowledge:
+        with_rag = {k: v for k, v in scored.items() if ":" not in k}
+        result["retrieval"] = retrieval_comparison(ctx.task, rows, with_rag).model_dump(mode="json")
     return result
 
 
-def _forgetting(
-    general: list[dict[str, Any]], base: tuple[dict[str, float], list[str], Any], tuned: tuple[dict[str, float], list[str], Any]
-) -> dict[str, Any]:
+def _forgetting(general: list[dict[str, Any]], base: Scored, tuned: Scored) -> dict[str, Any]:
     """The forgetting check's section: base and tuned scores on the general-ability set, and the drops."""
     return {
         "n": len(general),

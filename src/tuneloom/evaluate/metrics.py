@@ -17,6 +17,11 @@ def _normalize(text: str) -> list[str]:
     return _PUNCT.sub(" ", text.lower()).split()
 
 
+def answer_tokens(text: str) -> list[str]:
+    """The tokens token F1 compares: lower-cased, punctuation removed, split on whitespace."""
+    return _normalize(text)
+
+
 def token_f1(prediction: str, reference: str) -> float:
     """SQuAD-style bag-of-tokens F1 (a few lines; the `evaluate` package would fetch it from the Hub)."""
     pred, ref = _normalize(prediction), _normalize(reference)

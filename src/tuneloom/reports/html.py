@@ -29,6 +29,21 @@ def baseline_rows(ev: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def retrieval_view(ev: dict[str, Any], shown: int = 8) -> dict[str, Any] | None:
+    """The with/without-retrieval comparison of an eval.json, with the examples retrieval changed most."""
+    rag = ev.get("retrieval")
+    if not rag:
+        return None
+    order = [
+        s
+        for s in ("base", "base+retrieval", "tuned", "tuned+retrieval", "production", "production+retrieval")
+        if s in rag["sides"]
+    ]
+    gain = sorted(rag["examples"], key=lambda e: e["token_f1"]["tuned+retrieval"] - e["token_f1"]["tuned"], reverse=True)
+    examples = gain if len(gain) <= shown else gain[: shown - 2] + gain[-2:]  # where retrieval helped most, and hurt
+    return {**rag, "order": order, "shown_examples": examples}
+
+
 def _task_section(run: Path) -> dict[str, Any]:
     snapshot, summary, ev = read_snapshot(run), read_summary(run), read_eval(run).model_dump(mode="json", exclude_none=True)
     manifest = read_manifest(snapshot.dataset.path)
@@ -55,6 +70,7 @@ def _task_section(run: Path) -> dict[str, Any]:
         "plots": images,
         "per_class": per_class,
         "baselines": baseline_rows(ev),
+        "retrieval": retrieval_view(ev),
     }
     if per_class:
         images.append(plots.per_class_f1(ev["labels"], ev["base"], ev["tuned"]))

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
-    from tuneloom.artifacts import DatasetManifest
+    from tuneloom.artifacts import DatasetManifest, KnowledgeAccount
     from tuneloom.config import DataConfig, TaskConfig
     from tuneloom.data.clean import Cleaner
+    from tuneloom.knowledge.raft import Retriever
     from tuneloom.train.common import TaskParts
 
 Example = dict[str, Any]
@@ -109,6 +110,7 @@ class TaskKind(Protocol):
     takes_system_prompt: bool  # data.system_prompt is allowed
     per_class_f1: bool  # gate.max_class_f1_drop is allowed
     forgetting_check: bool  # eval.forgetting_check scores the general-ability set
+    takes_knowledge: bool  # the task may name a knowledge base (`knowledge:`)
 
     def check_config(self, task: TaskConfig) -> None:
         """Raise ValueError naming the setting when the task's settings do not fit this type."""
@@ -156,6 +158,12 @@ class TaskKind(Protocol):
     def feedback_rows(self, task: TaskConfig, item: FeedbackItem) -> FeedbackRows:
         """Rows in the task's training format from one rated (and maybe corrected) answer (see `tuneloom.feedback`)."""
 
+    def attach_knowledge(
+        self, task: TaskConfig, splits: dict[str, list[Example]], retriever: Retriever, tokenizer: Any
+    ) -> KnowledgeAccount | None:
+        """At data-prep time, record retrieved passages in each example (and re-measure tokens when a
+        tokenizer is given); None for kinds whose examples hold no passages."""
+
 
 class KindDefaults:
     """Shared defaults for kinds; a kind overrides what differs (composition of plain functions below)."""
@@ -169,6 +177,7 @@ class KindDefaults:
     takes_system_prompt = False
     per_class_f1 = False
     forgetting_check = False
+    takes_knowledge = False
 
     def check_config(self, task: TaskConfig) -> None:
         return None
@@ -190,3 +199,8 @@ class KindDefaults:
 
     def feedback_rows(self, task: TaskConfig, item: FeedbackItem) -> FeedbackRows:
         return FeedbackRows("none", [], f"{self.name} tasks do not learn from served feedback")  # type: ignore[attr-defined]  # every kind declares `name`
+
+    def attach_knowledge(
+        self, task: TaskConfig, splits: dict[str, list[Example]], retriever: Retriever, tokenizer: Any
+    ) -> KnowledgeAccount | None:
+        return None

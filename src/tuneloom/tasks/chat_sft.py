@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any
 from tuneloom.tasks.base import Built, EvalContext, Example, FeedbackItem, FeedbackRows, KindDefaults
 
 if TYPE_CHECKING:
-    from tuneloom.artifacts import DatasetManifest
+    from tuneloom.artifacts import DatasetManifest, KnowledgeAccount
     from tuneloom.config import DataConfig, TaskConfig
     from tuneloom.data.clean import Cleaner
+    from tuneloom.knowledge.raft import Retriever
     from tuneloom.train.common import TaskParts
 
 
@@ -26,6 +27,7 @@ class ChatSft(KindDefaults):
     can_pack = True
     takes_system_prompt = True
     forgetting_check = True
+    takes_knowledge = True
 
     def check_config(self, task: TaskConfig) -> None:
         cols = task.data.columns
@@ -56,9 +58,34 @@ class ChatSft(KindDefaults):
         train: list[Example],
         validation: list[Example],
     ) -> TaskParts:
+        from tuneloom.knowledge.raft import in_prompt
         from tuneloom.train import sft
 
+        if task.knowledge:  # the passages recorded at data-prep time go into the prompts (RAFT)
+            train, validation = in_prompt(train, task.rag.passage_chars), in_prompt(validation, task.rag.passage_chars)
         return sft.prepare(task, model_path, precision, manifest, train, validation)
+
+    def attach_knowledge(
+        self, task: TaskConfig, splits: dict[str, list[Example]], retriever: Retriever, tokenizer: Any
+    ) -> KnowledgeAccount:
+        """RAFT passages for training and validation rows, the question's top k for test rows."""
+        from tuneloom.artifacts import KnowledgeAccount, KnowledgeSplit
+        from tuneloom.data.tokens import measure_chat
+        from tuneloom.knowledge.raft import attach, in_prompt
+
+        counts = {s: attach(rows, retriever, task.rag, task.data.split.seed, raft=s != "test") for s, rows in splits.items()}
+        if tokenizer is not None:
+            for rows in splits.values():
+                prompted = in_prompt(rows, task.rag.passage_chars)
+                measure_chat(prompted, tokenizer)
+                for row, measured in zip(rows, prompted):
+                    row["_tokens"], row["_prompt_tokens"] = measured["_tokens"], measured["_prompt_tokens"]
+        return KnowledgeAccount(
+            knowledge=retriever.name,
+            version=retriever.version,
+            rag=task.rag.model_dump(mode="json"),
+            splits={s: KnowledgeSplit(**c) for s, c in counts.items()},
+        )
 
     def eval_passes(self, with_production: bool) -> int:
         return 2 + int(with_production)
