@@ -125,6 +125,12 @@ def test_upsert_round_trips_every_field_and_replaces_by_id(make_store):
     assert make_store(None).count() == len(CORPUS)  # committed, visible to another handle
 
 
+def test_chunks_lists_every_stored_chunk(make_store):
+    assert list(make_store(None).chunks()) == []
+    store = filled(make_store)
+    assert sorted(store.chunks(), key=lambda c: c.chunk_id) == sorted((c for c, _ in CORPUS), key=lambda c: c.chunk_id)
+
+
 def test_dense_search_orders_by_cosine_similarity(make_store):
     store = filled(make_store)
     results = store.dense_search(unit(1, 0.05), 3, Filter())

@@ -251,6 +251,14 @@ class PgVectorStore:
         with self._begin() as conn:
             return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
+    def chunks(self) -> Iterator[Chunk]:
+        """Every stored chunk (without its vector), streamed from a server-side cursor in batches."""
+        if (table := self._table()) is None:
+            return
+        columns = [c for c in table.c if c.name not in ("embedding", "tsv")]
+        with self._begin() as conn:
+            yield from (_chunk(row) for row in conn.execution_options(yield_per=2000).execute(select(*columns)).mappings())
+
     def close(self) -> None:
         self.engine.dispose()
 
