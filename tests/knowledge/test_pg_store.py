@@ -36,9 +36,9 @@ def test_table_names_are_safe_and_distinct():
 
 def test_hnsw_index_is_used_and_close_to_exact(store):
     rng = np.random.default_rng(1)
-    vectors = rng.normal(size=(2000, 32)).astype(np.float32)
+    vectors = rng.normal(size=(1000, 32)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    store.upsert([chunk(f"d{i}.md", 0, f"text {i}") for i in range(2000)], vectors)
+    store.upsert([chunk(f"d{i}.md", 0, f"text {i}") for i in range(1000)], vectors)
     queries = rng.normal(size=(20, 32)).astype(np.float32)
     recall = []
     for query in queries:
@@ -52,6 +52,15 @@ def test_hnsw_index_is_used_and_close_to_exact(store):
             {"v": str(queries[0].tolist())},
         ).scalars()
         assert "hnsw" in " ".join(plan)
+
+
+def test_a_handle_opened_before_the_first_write_sees_it(store):
+    """Several servers and build processes share one database: no handle caches the table's absence."""
+    reader = PgVectorStore(store.engine.url.render_as_string(hide_password=False), store.knowledge_base)
+    assert reader.count() == 0
+    store.upsert([chunk("a.md", 0, "the refund policy")], unit(1)[None, :])
+    assert reader.count() == 1 and [c.chunk_id for c, _ in reader.keyword_search("refunds", 5, Filter())] == ["a.md#0"]
+    reader.close()
 
 
 def test_selective_filter_falls_back_to_an_exact_scan(store):
@@ -93,3 +102,37 @@ def test_unreachable_server_is_one_clear_line_without_the_password():
 def test_server_without_pgvector_is_refused_with_the_fix():
     with pytest.raises(TuneloomError, match="no pgvector extension: install pgvector on the server"):
         PgVectorStore(os.environ["TUNELOOM_TEST_POSTGRES_URL"], "handbook")
+
+
+@pytest.mark.slow  # loads the packaged MiniLM for the build, the search and the update
+def test_knowledge_base_on_the_server_store(tmp_path, pgvector_url):
+    """The knowledge-base API end to end on pgvector: build, hybrid search with tags, incremental update."""
+    from tests.knowledge.helpers import kb_project
+    from tuneloom.knowledge import build_index, open_index, update_index
+
+    name = f"handbook-{uuid.uuid4().hex[:6]}"
+    project = kb_project(tmp_path, store={"kind": "pgvector", "url": pgvector_url})
+    config = project.config.model_copy(update={"knowledge": [project.config.knowledge[0].model_copy(update={"name": name})]})
+    project = project.model_copy(update={"config": config})
+    docs = tmp_path / "docs"
+    (docs / "hr").mkdir()
+    (docs / "returns.md").write_text("# Returns\n\nItems can be returned within 30 days of delivery.\n")
+    (docs / "hr" / "salary.md").write_text("# Salary\n\nSalary reviews happen every April.\n")
+    stats = build_index(project, name, progress=False)
+    assert (stats.documents, stats.chunks) == (2, 2)
+
+    index = open_index(project, name)
+    assert index.search("When are salaries reviewed?", k=1)[0].chunk.doc_id.endswith("hr/salary.md")
+    public = index.search("When are salaries reviewed?", k=5, flt=Filter(allowed_tags=frozenset()))
+    assert [h.chunk.doc_id for h in public] == ["docs/returns.md"]
+    index.close()
+
+    (docs / "hr" / "salary.md").unlink()
+    (docs / "travel.md").write_text("# Travel\n\nBook trains for trips under four hours.\n")
+    stats = update_index(project, name, progress=False)
+    assert (stats.added, stats.removed, stats.unchanged) == (1, 1, 1)
+    store = PgVectorStore(pgvector_url, name)
+    assert set(store.documents()) == {"docs/returns.md", "docs/travel.md"}
+    assert store.meta().content_version == stats.content_version
+    store.drop()
+    store.close()
