@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from tuneloom.config import Project, ServeConfig
@@ -13,6 +14,7 @@ from tuneloom.data.redact import Redactor, redactor_for
 from tuneloom.serve.auth import KeyStore, keys_path
 from tuneloom.serve.backends import TransformersBackend, VllmBackend, import_model_libraries, make_backend
 from tuneloom.serve.feedback import FeedbackStore
+from tuneloom.serve.knowledge import KnowledgeService, open_for
 from tuneloom.serve.metrics import ServeMetrics
 from tuneloom.serve.targets import TargetResolver
 
@@ -31,6 +33,7 @@ class ServerState:
     feedback: FeedbackStore
     metrics: ServeMetrics
     redactor: Redactor | None
+    knowledge: KnowledgeService
     ready: bool = False
     draining: bool = False
     started: float = field(default_factory=time.time)
@@ -45,6 +48,8 @@ def build_state(project: Project, settings: ServeConfig) -> ServerState:
     """Everything a server needs, built once when the app is created."""
     metrics = ServeMetrics()
     redactor = redactor_for(settings.redact)
+    for name in configured_knowledge(settings):
+        project.config.knowledge_base(name)  # an unknown name stops the start, naming the known ones
     return ServerState(
         project=project,
         settings=settings,
@@ -54,7 +59,13 @@ def build_state(project: Project, settings: ServeConfig) -> ServerState:
         feedback=FeedbackStore.for_workspace(project.workspace, settings.feedback_db),
         metrics=metrics,
         redactor=redactor,
+        knowledge=KnowledgeService(open_for(project), metrics, settings.knowledge_check_s),
     )
+
+
+def configured_knowledge(settings: ServeConfig) -> list[str]:
+    """Knowledge bases the serve section names (registered models name theirs in their task, found on use)."""
+    return sorted({*settings.knowledge.values(), *(m.knowledge for m in settings.models if m.knowledge)})
 
 
 def dependencies(state: ServerState) -> dict[str, Callable[[], object]]:
@@ -65,6 +76,8 @@ def dependencies(state: ServerState) -> dict[str, Callable[[], object]]:
     resolver = state.resolver
     if isinstance(resolver, TargetResolver) and resolver.has_registry():
         loads["registry"] = lambda: resolver.registry  # imports MLflow and opens the registry
+    for name in configured_knowledge(state.settings):
+        loads[f"knowledge:{name}"] = partial(state.knowledge.preload, name)  # its store and embedder
     return loads
 
 
