@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.conftest import write_project
-from tests.serve.test_serve import LiveServer
+from tests.serve.test_serve import LiveServer, make_adapter, make_run
 
 pytestmark = pytest.mark.slow  # builds a tiny Llama and an index with the packaged MiniLM (about a minute)
 
@@ -50,13 +50,16 @@ def env(tmp_path_factory, tiny_llama_dir, tiny_bert_dir):
         "models": [
             {"name": "rag-llama", "path": str(tiny_llama_dir), "knowledge": "handbook"},
             {"name": "plain-llama", "path": str(tiny_llama_dir)},
+            {"name": "mapped-llama", "path": str(tiny_llama_dir)},
         ],
+        "knowledge": {"mapped-llama": "handbook"},
         "knowledge_check_s": 0,
         "limits": {"max_tokens": 16, "max_prompt_tokens": 500},
     }
     project_file.write_text(yaml.safe_dump(config, sort_keys=False))
     project = load_project(project_file)
     build_index(project, "handbook", progress=False)
+    register_grounded_run(project, tiny_llama_dir)
     keys = KeyStore(keys_path(project.workspace))
     made = {
         "all": keys.create(["*"])[1],
@@ -67,6 +70,19 @@ def env(tmp_path_factory, tiny_llama_dir, tiny_bert_dir):
     server = LiveServer(create_app(project))
     yield {"root": root, "project": project, "server": server, "keys": made}
     server.stop()
+
+
+def register_grounded_run(project, tiny_llama_dir: Path) -> None:
+    """`qa-rag`: a registered chat version whose task retrieves from `handbook` with two passages per prompt."""
+    from tuneloom.registry import ModelRegistry
+
+    run = make_run(project.workspace, project.path, "20260101-100000", make_adapter(tiny_llama_dir, project.root / "a", 1))
+    snapshot = yaml.safe_load((run / "config.yaml").read_text())
+    snapshot["task"] |= {"knowledge": "handbook", "rag": {"top_k": 2, "passage_chars": 120}}
+    (run / "config.yaml").write_text(yaml.safe_dump(snapshot, sort_keys=False))
+    registry = ModelRegistry(project.workspace)
+    registry.register_run(run, "qa-rag")
+    registry.promote("qa-rag", 1)
 
 
 def client(env, key: str = "all") -> openai.OpenAI:
@@ -102,6 +118,26 @@ def test_chat_answers_carry_sources_and_the_prompt_holds_the_passages(env):
 
     plain = client(env).chat.completions.create(model="plain-llama", messages=VACATION, max_tokens=4, temperature=0)
     assert "tuneloom_sources" not in (plain.model_extra or {})
+
+
+def test_the_knowledge_base_comes_from_the_task_or_the_serve_section(env):
+    registered = client(env).chat.completions.create(model="qa-rag", messages=VACATION, max_tokens=4)
+    assert registered.system_fingerprint == "qa-rag:1"
+    assert len(registered.model_extra["tuneloom_sources"]) == 2  # the task's rag.top_k
+    question = env["server"].state.feedback.completion(registered.id).request["messages"][-1]["content"]
+    assert "[2] kb/" in question and "[3]" not in question
+    mapped = client(env).chat.completions.create(model="mapped-llama", messages=VACATION, max_tokens=4)
+    assert mapped.model_extra["tuneloom_sources"][0]["document"] == "kb/hr/vacation.md"
+
+
+def test_an_unknown_knowledge_base_stops_the_start(env):
+    from tuneloom.errors import ProjectFileError
+    from tuneloom.serve import create_app
+
+    project = env["project"]
+    settings = project.config.serve.model_copy(update={"knowledge": {"plain-llama": "handbok"}})
+    with pytest.raises(ProjectFileError, match="no knowledge base named 'handbok'.*handbook"):
+        create_app(project, settings)
 
 
 def test_key_tags_decide_what_retrieval_sees(env):
