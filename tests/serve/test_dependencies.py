@@ -19,6 +19,7 @@ from tuneloom.serve.app import app_for
 from tuneloom.serve.auth import KeyStore
 from tuneloom.serve.dependencies import check_scope, resolve_target
 from tuneloom.serve.feedback import FeedbackStore
+from tuneloom.serve.knowledge import KnowledgeService, open_for
 from tuneloom.serve.metrics import ServeMetrics
 from tuneloom.serve.responses import ApiError
 from tuneloom.serve.state import ServerState
@@ -58,6 +59,7 @@ class FakeBackend:
 @pytest.fixture
 def state(tmp_path: Path) -> ServerState:
     settings = ServeConfig(limits={"max_body_bytes": 2000, "max_inputs": 2})
+    metrics = ServeMetrics()
     return ServerState(
         project=None,
         settings=settings,
@@ -65,8 +67,9 @@ def state(tmp_path: Path) -> ServerState:
         backend=FakeBackend(),
         keys=KeyStore(tmp_path / "keys.json"),
         feedback=FeedbackStore(f"sqlite:///{tmp_path}/feedback.db"),
-        metrics=ServeMetrics(),
+        metrics=metrics,
         redactor=None,
+        knowledge=KnowledgeService(open_for(None), metrics, 0),  # no project: no knowledge base is ever opened
     )
 
 

@@ -74,15 +74,23 @@ def _keys(config: Path) -> KeyStore:
 def keys_create(
     model: Annotated[list[str], typer.Option("--model", "-m", help="Model name the key may use (repeat; '*' = all).")],
     name: Annotated[str, typer.Option(help="A label, e.g. the application using the key.")] = "",
+    tag: Annotated[
+        list[str] | None,
+        typer.Option("--tag", "-t", help="Access tag of knowledge-base chunks it may see (repeat); default: every tag."),
+    ] = None,
+    public_only: Annotated[bool, typer.Option("--public-only", help="It sees untagged chunks only.")] = False,
     config: ServeConfigOpt = DEFAULT_CONFIG,
 ) -> None:
-    """Create a key; it is printed once and stored only as a salted hash.
+    """Create a key; it is printed once and stored only as a salted hash. Untagged chunks are visible to every key.
 
-    Example: tuneloom keys create -m helpdesk-qa --name support-portal
+    Example: tuneloom keys create -m helpdesk-qa --name support-portal --tag support --tag billing
     """
     with user_errors():
-        record, key = _keys(config).create(model, name)
-    out.print(f"[green]✓[/] key {record.id} for {', '.join(record.models)} (shown once; store it now):")
+        if public_only and tag:
+            raise TuneloomError("--public-only and --tag exclude each other: pick one")
+        record, key = _keys(config).create(model, name, [] if public_only else tag or None)
+    seen = "every tag" if "*" in record.tags else ", ".join(record.tags) or "untagged chunks only"
+    out.print(f"[green]✓[/] key {record.id} for {', '.join(record.models)}; knowledge: {seen} (shown once; store it now):")
     out.print(key, highlight=False, soft_wrap=True)
 
 
@@ -107,8 +115,8 @@ def keys_list(config: ServeConfigOpt = DEFAULT_CONFIG) -> None:
     with user_errors():
         records = _keys(config).list()
     table = Table(title="API keys")
-    for col in ("id", "name", "models", "created (UTC)", "revoked"):
+    for col in ("id", "name", "models", "tags", "created (UTC)", "revoked"):
         table.add_column(col)
     for r in records:
-        table.add_row(r.id, r.name, ", ".join(r.models), r.created, r.revoked or "")
+        table.add_row(r.id, r.name, ", ".join(r.models), ", ".join(r.tags) or "(untagged only)", r.created, r.revoked or "")
     out.print(table)

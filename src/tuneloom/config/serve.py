@@ -19,6 +19,9 @@ class ServedModelConfig(Strict):
         None, description="Base model of an adapter (catalog name or folder); default: the adapter's own config."
     )
     system_prompt: str | None = Field(None, description="Prepended when a chat request has no system message.")
+    knowledge: str | None = Field(
+        None, description="Chat models: a knowledge base (the project's `knowledge:` list) retrieved from on every request."
+    )
 
 
 class ServeLimitsConfig(Strict):
@@ -65,3 +68,11 @@ class ServeConfig(Strict):
         description="Personal data in stored requests and answers replaced by placeholders, as in data preparation.",
     )
     limits: ServeLimitsConfig = ServeLimitsConfig()
+    knowledge: dict[str, str] = Field(
+        default_factory=dict,
+        description="Served chat model name -> knowledge base it retrieves from on every request; overrides the "
+        "knowledge base its task names (registered models) and gives catalog base models one.",
+    )
+    knowledge_check_s: float = Field(
+        2.0, ge=0, description="How often an open knowledge base is checked for a new build; a new one is swapped in."
+    )

@@ -27,6 +27,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     state.ready, state.draining = False, True
     await run_in_threadpool(state.backend.close, state.settings.shutdown_grace_s)
+    state.knowledge.close()
     state.feedback.close()
 
 

@@ -1,4 +1,5 @@
-"""API keys: created and revoked with `tuneloom keys`, stored hashed in the workspace, scoped to models.
+"""API keys: created and revoked with `tuneloom keys`, stored hashed in the workspace, scoped to models
+and to the access tags of knowledge-base chunks they may see.
 
 A key reads `tlk_<id>_<secret>`; only its id, a per-key random salt and sha256(salt + secret) are
 stored (the secret is 32 random bytes, so a fast hash is enough), and the key is shown once. The
@@ -21,6 +22,7 @@ from tuneloom.atomic import write_json_atomic
 from tuneloom.errors import TuneloomError
 
 ALL_MODELS = "*"
+ALL_TAGS = "*"
 
 
 class KeyRecord(BaseModel):
@@ -31,9 +33,14 @@ class KeyRecord(BaseModel):
     models: list[str]  # registered or served model names (without :version / @alias); "*" = every model
     created: str
     revoked: str | None = None
+    tags: list[str] = [ALL_TAGS]  # access tags of knowledge-base chunks it may see; "*" = all; [] = untagged only
 
     def allows(self, model_name: str) -> bool:
         return ALL_MODELS in self.models or model_name in self.models
+
+    def allowed_tags(self) -> frozenset[str] | None:
+        """The tags to filter retrieval by (untagged chunks are always visible); None = every tag."""
+        return None if ALL_TAGS in self.tags else frozenset(self.tags)
 
 
 def _digest(salt: str, secret: str) -> str:
@@ -66,10 +73,13 @@ class KeyStore:
         write_json_atomic(self.path, [k.model_dump() for k in keys.values()])
         self.path.chmod(0o600)
 
-    def create(self, models: list[str], name: str = "") -> tuple[KeyRecord, str]:
-        """A new key for `models`; returns its record and the key itself (shown once, never stored)."""
+    def create(self, models: list[str], name: str = "", tags: list[str] | None = None) -> tuple[KeyRecord, str]:
+        """A new key for `models` seeing chunks with `tags` (None: every tag); returns its record and the key
+        itself (shown once, never stored)."""
         if not models:
             raise TuneloomError("a key needs at least one model: --model NAME (or --model '*' for every model)")
+        if tags is not None and any(not t.strip() for t in tags):
+            raise TuneloomError("an access tag cannot be empty: --tag NAME (or --public-only for untagged chunks only)")
         keys = dict(self._load())
         key_id = secrets.token_hex(4)
         while key_id in keys:
@@ -81,6 +91,7 @@ class KeyStore:
             salt=salt,
             hash=_digest(salt, secret),
             models=sorted(set(models)),
+            tags=[ALL_TAGS] if tags is None else sorted(set(tags)),
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         )
         keys[key_id] = record

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _LATENCY = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_RETRIEVAL = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
 
 class ServeMetrics:
@@ -38,6 +39,19 @@ class ServeMetrics:
         )
         self.adapter_evictions = Counter(
             "tuneloom_adapter_evictions", "Adapters unloaded to stay in the memory budget.", registry=r
+        )
+        self.retrieval_latency = Histogram(
+            "tuneloom_retrieval_latency_seconds",
+            "Knowledge-base search time per request (query embedding, dense + keyword search, fusion).",
+            ["knowledge"],
+            buckets=_RETRIEVAL,
+            registry=r,
+        )
+        self.knowledge_reloads = Counter(
+            "tuneloom_knowledge_reloads",
+            "Knowledge bases opened: first open, reloaded after a new build, or failed.",
+            ["knowledge", "result"],
+            registry=r,
         )
         self.rejected = Counter(
             "tuneloom_rejected", "Requests turned away: overloaded, too large, unauthorised.", ["reason"], registry=r

@@ -78,7 +78,15 @@ async def collect(generation: Generation, request: Request, n: int) -> tuple[lis
     return texts, finishes, tokens
 
 
-def _chunk(chat: bool, completion_id: str, created: int, model: str, event: Event | None, index: int = 0) -> str:
+def _chunk(
+    chat: bool,
+    completion_id: str,
+    created: int,
+    model: str,
+    event: Event | None,
+    index: int = 0,
+    extra: dict[str, Any] | None = None,
+) -> str:
     if chat:
         delta: dict[str, Any] = {"role": "assistant", "content": ""} if event is None else {"content": event.text}
         choice: dict[str, Any] = {
@@ -92,7 +100,7 @@ def _chunk(chat: bool, completion_id: str, created: int, model: str, event: Even
         assert event is not None
         choice = {"index": event.index, "text": event.text, "logprobs": None, "finish_reason": event.finish_reason}
         obj = "text_completion"
-    body = {"id": completion_id, "object": obj, "created": created, "model": model, "choices": [choice]}
+    body = {"id": completion_id, "object": obj, "created": created, "model": model, "choices": [choice], **(extra or {})}
     return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
 
@@ -107,14 +115,17 @@ async def sse(
     prompt_tokens: int,
     record: Any,
     observe: Any,
+    extra: dict[str, Any] | None = None,
 ) -> AsyncIterator[str]:
-    """OpenAI's streaming format; the completion is stored before `[DONE]`; a disconnect cancels generation."""
+    """OpenAI's streaming format; the completion is stored before `[DONE]`; a disconnect cancels generation.
+
+    `extra` (e.g. the sources of a grounded answer) rides on the first chunk."""
     texts, tokens = [""] * n, [0] * n
     finishes: list[str | None] = [None] * n
     try:
         if chat:
             for i in range(n):
-                yield _chunk(chat, completion_id, created, model, None, i)
+                yield _chunk(chat, completion_id, created, model, None, i, extra if i == 0 else None)
         async for event in generation.events():
             texts[event.index] += event.text
             tokens[event.index] = event.completion_tokens

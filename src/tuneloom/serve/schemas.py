@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Lenient(BaseModel):
@@ -103,3 +103,21 @@ class FeedbackRequest(BaseModel):
         if any(not t or len(t) > 64 for t in tags):
             raise ValueError("tags are 1 to 64 characters")
         return tags
+
+
+class SearchRequest(BaseModel):
+    """POST /v1/search: retrieval only, from a knowledge base by name or from a chat model's knowledge base."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    knowledge: str | None = Field(None, max_length=64, description="A knowledge base of the project.")
+    model: str | None = Field(None, max_length=200, description="Or a served chat model: its knowledge base.")
+    query: str = Field(min_length=1, max_length=20_000)
+    k: int | None = Field(None, ge=1, le=100, description="Results; default: the knowledge base's retrieval.top_k.")
+    where: dict[str, str] = Field(default_factory=dict, description="Exact metadata matches.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SearchRequest:
+        if (self.knowledge is None) == (self.model is None):
+            raise ValueError("name exactly one of `knowledge` (a knowledge base) or `model` (a chat model)")
+        return self

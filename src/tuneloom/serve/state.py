@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from tuneloom.config import Project, ServeConfig
@@ -14,6 +15,7 @@ from tuneloom.serve.auth import KeyStore, keys_path
 from tuneloom.serve.backends import TransformersBackend, VllmBackend, import_model_libraries, make_backend
 from tuneloom.serve.canary import CanaryRouter
 from tuneloom.serve.feedback import FeedbackStore
+from tuneloom.serve.knowledge import KnowledgeService, open_for
 from tuneloom.serve.metrics import ServeMetrics
 from tuneloom.serve.targets import TargetResolver
 
@@ -32,6 +34,7 @@ class ServerState:
     feedback: FeedbackStore
     metrics: ServeMetrics
     redactor: Redactor | None
+    knowledge: KnowledgeService
     ready: bool = False
     draining: bool = False
     started: float = field(default_factory=time.time)
@@ -48,6 +51,8 @@ def build_state(project: Project, settings: ServeConfig) -> ServerState:
     metrics = ServeMetrics()
     redactor = redactor_for(settings.redact)
     resolver = TargetResolver(project, settings)
+    for name in configured_knowledge(settings):
+        project.config.knowledge_base(name)  # an unknown name stops the start, naming the known ones
     return ServerState(
         project=project,
         settings=settings,
@@ -58,7 +63,13 @@ def build_state(project: Project, settings: ServeConfig) -> ServerState:
         metrics=metrics,
         redactor=redactor,
         router=CanaryRouter(resolver, project.config.canary),
+        knowledge=KnowledgeService(open_for(project), metrics, settings.knowledge_check_s),
     )
+
+
+def configured_knowledge(settings: ServeConfig) -> list[str]:
+    """Knowledge bases the serve section names (registered models name theirs in their task, found on use)."""
+    return sorted({*settings.knowledge.values(), *(m.knowledge for m in settings.models if m.knowledge)})
 
 
 def dependencies(state: ServerState) -> dict[str, Callable[[], object]]:
@@ -69,6 +80,8 @@ def dependencies(state: ServerState) -> dict[str, Callable[[], object]]:
     resolver = state.resolver
     if isinstance(resolver, TargetResolver) and resolver.has_registry():
         loads["registry"] = lambda: resolver.registry  # imports MLflow and opens the registry
+    for name in configured_knowledge(state.settings):
+        loads[f"knowledge:{name}"] = partial(state.knowledge.preload, name)  # its store and embedder
     return loads
 
 

@@ -13,7 +13,7 @@ import json
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -32,6 +32,25 @@ class UnknownModel(TuneloomError):
 
 
 @dataclass(frozen=True)
+class Grounding:
+    """A chat model's knowledge base and how its passages enter the prompt (the task's `rag` settings)."""
+
+    knowledge: str
+    top_k: int
+    passage_chars: int
+
+    @classmethod
+    def of(cls, knowledge: str | None, rag: dict[str, Any] | None = None) -> Grounding | None:
+        """From a knowledge base name and a task's `rag` section (as the project file or a run snapshot holds it)."""
+        if knowledge is None:
+            return None
+        from tuneloom.config import RagConfig
+
+        settings = RagConfig.model_validate(rag or {})
+        return cls(knowledge=knowledge, top_k=settings.top_k, passage_chars=settings.passage_chars)
+
+
+@dataclass(frozen=True)
 class Target:
     """A resolved model: what to load and how to use it."""
 
@@ -43,6 +62,7 @@ class Target:
     system_prompt: str | None = None
     labels: tuple[str, ...] = ()
     trust_remote_code: bool = False
+    grounding: Grounding | None = None  # chat models that retrieve from a knowledge base on every request
 
 
 def _kind_of_folder(path: Path) -> Kind:
@@ -122,10 +142,23 @@ class TargetResolver:
             hit = self._cache.get(ref)
         if hit is not None and (hit[0] > now):
             return hit[1]
-        target = self._resolve(ref)
+        target = self._grounded(self._resolve(ref))
         pinned = ":" in ref and ref.rpartition(":")[2].isdigit()  # a version number never changes
         with self._lock:
             self._cache[ref] = (float("inf") if pinned else now + self.settings.alias_ttl_s, target)
+        return target
+
+    def _grounded(self, target: Target) -> Target:
+        """`serve.knowledge` names the model's knowledge base (over its task's); only chat models retrieve."""
+        name = self.settings.knowledge.get(target.name)
+        if name is not None:
+            rag = target.grounding
+            grounding = Grounding(name, rag.top_k, rag.passage_chars) if rag else Grounding.of(name)
+            target = replace(target, grounding=grounding)
+        if target.grounding is not None:
+            if target.kind != "chat":
+                raise TuneloomError(f"model '{target.name}' is a {target.kind} model: only chat models retrieve from knowledge")
+            self.project.config.knowledge_base(target.grounding.knowledge)  # an unknown name is refused, naming the known ones
         return target
 
     def _resolve(self, ref: str) -> Target:
@@ -164,9 +197,16 @@ class TargetResolver:
                 adapter_path=path,
                 system_prompt=m.system_prompt,
                 labels=_labels_of_folder(base),
+                grounding=Grounding.of(m.knowledge),
             )
         return Target(
-            name=name, served=name, kind=kind, base_path=path, system_prompt=m.system_prompt, labels=_labels_of_folder(path)
+            name=name,
+            served=name,
+            kind=kind,
+            base_path=path,
+            system_prompt=m.system_prompt,
+            labels=_labels_of_folder(path),
+            grounding=Grounding.of(m.knowledge),
         )
 
     def _registered_target(self, version: Any) -> Target:
@@ -197,4 +237,5 @@ class TargetResolver:
             labels=labels,
             system_prompt=(task.get("data") or {}).get("system_prompt"),
             trust_remote_code=bool(task.get("trust_remote_code", False)),
+            grounding=Grounding.of(task.get("knowledge"), task.get("rag")),
         )

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tuneloom.serve.routes import chat, classify, embeddings, feedback, health
+from tuneloom.serve.routes import chat, classify, embeddings, feedback, health, search
 
-ROUTERS: tuple[APIRouter, ...] = (chat.router, embeddings.router, classify.router, feedback.router, health.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    chat.router,
+    embeddings.router,
+    classify.router,
+    feedback.router,
+    health.router,
+    search.router,
+)

@@ -14,6 +14,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from tuneloom.knowledge.prompting import with_passages
+from tuneloom.knowledge.records import Hit
 from tuneloom.serve.backends import Generation
 from tuneloom.serve.dependencies import ChatCall, CompletionCall, ModelCall, State
 from tuneloom.serve.engine import Overloaded, SamplingParams
@@ -21,6 +23,7 @@ from tuneloom.serve.limits import check_prompt, sampling
 from tuneloom.serve.metrics import ServeMetrics
 from tuneloom.serve.recording import record_answer
 from tuneloom.serve.responses import ApiError, chat_prompt, collect, raise_for_abnormal, sse
+from tuneloom.serve.retrieval import SOURCES_FIELD, key_filter, last_question, search, sources
 from tuneloom.serve.schemas import ChatCompletionRequest, CompletionRequest
 from tuneloom.serve.state import ServerState
 from tuneloom.serve.targets import Target
@@ -50,6 +53,7 @@ class Running:
     n: int
     prompt_tokens: int
     request_body: dict[str, Any]  # as stored with the answer
+    sources: list[dict[str, Any]] | None  # chat models with a knowledge base: the passages in the prompt
 
     @property
     def chat(self) -> bool:
@@ -66,26 +70,42 @@ async def generate(
     """Check the limits, start generating, and answer whole or as a stream."""
     params, n = sampling(state.settings, call.body)
     tokenizer = await run_in_threadpool(state.backend.tokenizer, call.target)  # loads the base model on first use
-    ids, request_body = prompt(tokenizer, call)
+    messages, hits = await grounded(state, call)
+    ids, request_body = prompt(tokenizer, call, messages)
     check_prompt(state.settings, ids)
     if state.settings.log_prompts:
         prompt_log.info("%s %s", call.body.model, json.dumps(request_body, ensure_ascii=False))
     request_body.update(params.__dict__, n=n)
     generation = start(state, call.target, ids, params, n)
     chat = isinstance(call.body, ChatCompletionRequest)
-    run = Running(
-        call, generation, f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}", int(time.time()), n, len(ids), request_body
-    )
+    completion_id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
+    found = sources(hits) if call.target.grounding is not None else None
+    run = Running(call, generation, completion_id, int(time.time()), n, len(ids), request_body, found)
     return streamed(state, run) if call.body.stream else await answered(state, request, run)
 
 
+async def grounded(
+    state: ServerState, call: ModelCall[ChatCompletionRequest] | ModelCall[CompletionRequest]
+) -> tuple[list[dict[str, str]], list[Hit]]:
+    """A chat request's messages, with the passages its model's knowledge base returns for the last question."""
+    req = call.body
+    if not isinstance(req, ChatCompletionRequest):
+        return [], []
+    messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages]
+    grounding = call.target.grounding
+    question = last_question(messages)
+    if grounding is None or not question.strip():
+        return messages, []
+    hits = await search(state, grounding.knowledge, question, grounding.top_k, key_filter(call.key))
+    return with_passages(messages, [hit.chunk for hit in hits], grounding.passage_chars), hits
+
+
 def prompt(
-    tokenizer: Any, call: ModelCall[ChatCompletionRequest] | ModelCall[CompletionRequest]
+    tokenizer: Any, call: ModelCall[ChatCompletionRequest] | ModelCall[CompletionRequest], messages: list[dict[str, str]]
 ) -> tuple[list[int], dict[str, Any]]:
     """The prompt's token ids and the request as stored: chat messages as training renders them, or raw text."""
     req = call.body
     if isinstance(req, ChatCompletionRequest):
-        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages]
         ids, messages = chat_prompt(tokenizer, messages, call.target.system_prompt)
         return ids, {"messages": messages}
     return tokenizer(req.prompt)["input_ids"], {"prompt": req.prompt}
@@ -118,7 +138,7 @@ async def record(state: ServerState, run: Running, texts: list[str], finish: str
         run.id,
         run.object,
         request=run.request_body,
-        response={"choices": texts},
+        response={"choices": texts} if run.sources is None else {"choices": texts, "sources": run.sources},
         finish=finish,
         prompt_tokens=run.prompt_tokens,
         completion_tokens=tokens,
@@ -140,6 +160,7 @@ def streamed(state: ServerState, run: Running) -> StreamingResponse:
         run.prompt_tokens,
         partial(record, state, run),
         partial(observe, state.metrics, run.generation, run.call.started),
+        {} if run.sources is None else {SOURCES_FIELD: run.sources},
     )
     return StreamingResponse(
         stream, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -165,14 +186,13 @@ async def answered(state: ServerState, request: Request, run: Running) -> JSONRe
         "total_tokens": run.prompt_tokens + sum(tokens),
     }
     await record(state, run, texts, finishes[0], sum(tokens))
-    return JSONResponse(
-        {
-            "id": run.id,
-            "object": run.object,
-            "created": run.created,
-            "model": run.call.body.model,
-            "system_fingerprint": run.call.target.served,
-            "choices": choices,
-            "usage": usage,
-        }
-    )
+    body = {
+        "id": run.id,
+        "object": run.object,
+        "created": run.created,
+        "model": run.call.body.model,
+        "system_fingerprint": run.call.target.served,
+        "choices": choices,
+        "usage": usage,
+    }
+    return JSONResponse(body if run.sources is None else body | {SOURCES_FIELD: run.sources})
