@@ -89,6 +89,8 @@ def test_review_bulk_accept_edit_reject_and_the_accounting(project: Project) -> 
     acc = feedback.accounting(project, CHAT_TASK)
     assert (acc.feedback_in, acc.accepted, acc.edited, acc.rejected, acc.pending) == (4, 2, 1, 1, 0)
     assert acc.holds and acc.equation().startswith("feedback in 4 = accepted 2 + edited 1 + rejected 1")
+    page = feedback.list_queue(project, CHAT_TASK, QueueFilter(offset=1, limit=2))
+    assert [i.id for i in page] == [i.id for i in feedback.list_queue(project, CHAT_TASK)][1:3]
     rejected = feedback.list_queue(project, CHAT_TASK, QueueFilter(states=["rejected"]))
     assert [(i.reviewer, i.note) for i in rejected] == [("bo", "wrong product")]
 

@@ -136,7 +136,8 @@ def contribution(project: Project, task_name: str | None = None) -> FeedbackCont
     """Accepted and edited feedback not used yet, through cleaning, redaction, duplicate and leakage guards.
 
     Returns the training rows and the held-out slice with their feedback ids, written as the dataset
-    version `datasets/<task>/feedback-<hash>` (reused when the same rows were written before).
+    version `datasets/<task>/feedback-<hash>` (reused when the same rows were written before; not
+    written when there are no rows at all).
     """
     task = project.config.task(task_name)
     store = open_store(project)
@@ -156,6 +157,8 @@ def contribution(project: Project, task_name: str | None = None) -> FeedbackCont
     finally:
         store.close()
     folder = Path(out.path)
+    if out.empty:
+        return out  # nothing new to learn from: no folder is written
     if (folder / "feedback.json").is_file():
         return out.model_copy(update={"reused": True})
     _write(folder, task, out, lineage)

@@ -88,6 +88,8 @@ class QueueFilter(BaseModel):
     flagged: bool | None = Field(None, description="True: only items with a leak/duplicate flag; False: only without.")
     with_rows: bool | None = Field(None, description="True: only items that already have training rows.")
     unused: bool = Field(True, description="Skip items a registered model version already used.")
+    offset: int = Field(0, ge=0, description="list_queue: skip this many matching items (paging).")
+    limit: int | None = Field(None, gt=0, description="list_queue: return at most this many.")
 
 
 class QueueItem(BaseModel):

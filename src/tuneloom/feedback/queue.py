@@ -256,9 +256,15 @@ def list_queue(project: Project, task_name: str | None = None, flt: QueueFilter 
     store = open_store(project)
     try:
         with session(store) as s:
-            return [queue_item(r, fb, c) for r, fb, c in s.execute(_queue_select(task, flt)) if _keep(flt, r)]
+            found = [queue_item(r, fb, c) for r, fb, c in s.execute(_queue_select(task, flt)) if _keep(flt, r)]
     finally:
         store.close()
+    return _page(flt, found)
+
+
+def _page(flt: QueueFilter, found: list[Any]) -> list[Any]:
+    end = None if flt.limit is None else flt.offset + flt.limit
+    return found[flt.offset : end]
 
 
 def _review(project: Project, task_name: str | None, flt: QueueFilter, state: str, reviewer: str, note: str | None) -> list[int]:
@@ -269,7 +275,7 @@ def _review(project: Project, task_name: str | None, flt: QueueFilter, state: st
     store = open_store(project)
     try:
         with session(store, write=True) as s:
-            found = [(r, fb, c) for r, fb, c in s.execute(_queue_select(task, flt)) if _keep(flt, r)]
+            found = _page(flt, [(r, fb, c) for r, fb, c in s.execute(_queue_select(task, flt)) if _keep(flt, r)])
             _check_requested(flt, found, state)
             changed = []
             for r, _fb, _c in found:
