@@ -140,6 +140,7 @@ def contribution(project: Project, task_name: str | None = None) -> FeedbackCont
     written when there are no rows at all).
     """
     task = project.config.task(task_name)
+    sets = guard_sets(project, task)  # file reading and hashing, before taking the database's write lock
     store = open_store(project)
     try:
         with session(store, write=True) as s:
@@ -153,7 +154,7 @@ def contribution(project: Project, task_name: str | None = None) -> FeedbackCont
                 )
             )
             candidates = [r for r in candidates if r.guard not in KEPT_OUT]
-            out, lineage = _contribute(s, project, task, candidates)
+            out, lineage = _contribute(s, project, task, candidates, sets)
     finally:
         store.close()
     folder = Path(out.path)
@@ -166,9 +167,8 @@ def contribution(project: Project, task_name: str | None = None) -> FeedbackCont
 
 
 def _contribute(
-    s: Any, project: Project, task: TaskConfig, candidates: list[ReviewRow]
+    s: Any, project: Project, task: TaskConfig, candidates: list[ReviewRow], sets: GuardSets
 ) -> tuple[FeedbackContribution, list[dict[str, Any]]]:
-    sets = guard_sets(project, task)
     _index_used(s, task, sets)
     cleaner, redactor = pipeline(task)
     held = _held_out_ids(task, candidates)

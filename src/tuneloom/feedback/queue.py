@@ -120,41 +120,45 @@ def _new_feedback(s: Any, task: TaskConfig) -> list[Any]:
     return list(s.execute(stmt).all())
 
 
-def _propose_once(store: FeedbackStore, project: Project, task: TaskConfig) -> ProposalSummary:
+def _entry(task: TaskConfig, fb: FeedbackRow, c: CompletionRow, better: Better | None) -> tuple[ReviewRow, FeedbackRows]:
+    found, rows = convert(task, fb, c, better=better)
+    entry = ReviewRow(
+        task=task.name,
+        feedback_id=fb.id,
+        completion_id=c.id,
+        model_version=c.served,
+        created=now(),
+        state="pending",
+        format=found.format,
+        rows=rows,
+        reason=found.reason,
+        flags=[],
+    )
+    return entry, found
+
+
+def _propose_once(store: FeedbackStore, project: Project, task: TaskConfig, sets: GuardSets) -> ProposalSummary:
     summary = ProposalSummary(
         task=task.name, examined=0, queued=0, auto_accepted=0, needs_correction=0, not_applicable=0, flagged=0
     )
+    rules = RuleBook(project, task)
     with session(store, write=True) as s:
         new = _new_feedback(s, task)
-        sets = guard_sets(project, task) if new else None
         better = better_answers(s, task, new)
-        rules = RuleBook(project, task)
         for fb, c in new:
             summary.examined += 1
-            found, rows = convert(task, fb, c, better=better.get(fb.id))
+            entry, found = _entry(task, fb, c, better.get(fb.id))
             summary.reasons[found.reason or found.format] = summary.reasons.get(found.reason or found.format, 0) + 1
-            entry = ReviewRow(
-                task=task.name,
-                feedback_id=fb.id,
-                completion_id=c.id,
-                model_version=c.served,
-                created=now(),
-                state="pending",
-                format=found.format,
-                rows=rows,
-                reason=found.reason,
-                flags=[],
-            )
-            if not rows and not found.needs_review:
+            if not entry.rows and not found.needs_review:
                 entry.state = NOT_APPLICABLE
                 summary.not_applicable += 1
             else:
                 summary.queued += 1
-                summary.needs_correction += int(not rows)
+                summary.needs_correction += int(not entry.rows)
                 summary.formats[found.format] = summary.formats.get(found.format, 0) + 1
-                entry.flags = _flags(sets, rows) if sets is not None else []
+                entry.flags = _flags(sets, entry.rows)
                 summary.flagged += int(bool(entry.flags))
-                rule = rules.match(fb.key_id, list(fb.tags or []), bool(fb.correction)) if rows else None
+                rule = rules.match(fb.key_id, list(fb.tags or []), bool(fb.correction)) if entry.rows else None
                 if rule is not None:
                     entry.state, entry.reviewer, entry.reviewed = "accepted", f"rule:{rule.name}", now()
                     summary.auto_accepted += 1
@@ -171,9 +175,15 @@ def propose(project: Project, task_name: str | None = None) -> ProposalSummary:
     task = project.config.task(task_name)
     store = open_store(project)
     try:
+        with session(store) as s:
+            if not _new_feedback(s, task):  # checked before indexing the test sets, and without the write lock
+                return ProposalSummary(
+                    task=task.name, examined=0, queued=0, auto_accepted=0, needs_correction=0, not_applicable=0, flagged=0
+                )
+        sets = guard_sets(project, task)  # file reading and hashing, outside the write transaction
         for attempt in range(3):
             try:
-                return _propose_once(store, project, task)
+                return _propose_once(store, project, task, sets if attempt == 0 else guard_sets(project, task))
             except ConcurrentChange:  # another proposer inserted some of the same feedback: see what is left
                 if attempt == 2:
                     raise
