@@ -243,3 +243,31 @@ def test_a_bad_answer_finds_a_well_rated_answer_to_the_same_prompt(project: Proj
         found = better_answers(s, project.config.task(CHAT_TASK), new)
     store.close()
     assert found == {bad: ("Hold the reset pin for 10 s.", good)} and lonely not in found
+
+
+def test_golden_sets_and_held_out_feedback_are_guarded_too(tmp_path: Path, store_url: str | None) -> None:
+    from tests.conftest import write_jsonl
+    from tuneloom.errors import DataError
+
+    golden = tmp_path / "golden" / "qa"
+    golden.mkdir(parents=True)
+    question = "Which courier does Acme use for parcels sent to Norway in winter?"
+    write_jsonl(
+        golden / "test.jsonl",
+        [{"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": "Posten."}]}],
+    )
+    project = make_project(tmp_path, store_url, golden_sets=["golden/qa"], held_out=0.5)
+    store = open_store(project)
+    leak = rate(store, chat_answer(store, question, "DHL."), "down", "Posten Norge.", ["reviewed"])
+    same = "Can the Acme garage opener be controlled from two phones at the same time?"
+    twins = [
+        rate(store, chat_answer(store, same, "No."), "down", f"Yes, share it from the app ({i}).", ["reviewed"]) for i in range(2)
+    ]
+    store.close()
+    feedback.propose(project, CHAT_TASK)
+    out = feedback.contribution(project, CHAT_TASK)
+    assert leak in out.excluded["leaked"]
+    assert len(out.held_out_ids) == 1 and out.excluded["leaked"] == sorted([leak, *(set(twins) - set(out.held_out_ids))])
+    broken = make_project(tmp_path / "other", store_url, golden_sets=["golden/missing"])
+    with pytest.raises(DataError, match="golden_sets: golden/missing has no test.jsonl"):
+        feedback.contribution(broken, CHAT_TASK)
