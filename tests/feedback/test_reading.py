@@ -86,6 +86,8 @@ def test_cli_list_show_stats_and_review_round_trip(project: Project, tmp_path) -
     )
     assert imported.exit_code == 0, imported.output
     assert "accepted 1" in imported.stdout and "✓ feedback in 1 = accepted 1" in imported.stdout
+    queue = runner.invoke(app, ["feedback", "review", "-t", CHAT_TASK, "-c", config, "--list"])
+    assert queue.exit_code == 0 and "accepted" in queue.stdout and "user: q1" in queue.stdout
     acc = runner.invoke(app, ["feedback", "accounting", "-t", CHAT_TASK, "-c", config, "--json"])
     assert json.loads(acc.stdout)["accepted"] == 1
 

@@ -191,6 +191,16 @@ def _interactive(project: Project, task: str | None, reviewer: str) -> None:
             edit(project, task, item.id, Prompt.ask("corrected answer or label", console=out), reviewer)
 
 
+def _print_queue(project: Project, task: str | None) -> None:
+    from tuneloom.feedback import list_queue
+
+    table = Table("item", "state", "format", "version", "rating", "flags", "reviewer", "prompt")
+    for i in list_queue(project, task):
+        flags = ", ".join(f["kind"] for f in i.flags)
+        table.add_row(str(i.id), i.state, i.format, i.model_version, str(i.rating), flags, i.reviewer or "", _short(i.prompt, 50))
+    out.print(table)
+
+
 def review(
     task: TaskOpt = None,
     reviewer: ReviewerOpt = None,
@@ -201,6 +211,7 @@ def review(
     accept_all: Annotated[
         bool, typer.Option("--accept-all", help="Accept every pending item that has rows and no flag.")
     ] = False,
+    list_only: Annotated[bool, typer.Option("--list", help="Only show the queue (items not used yet).")] = False,
     config: ConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Queue new feedback as training rows (auto-accept rules apply), then review it in the terminal or a spreadsheet.
@@ -213,14 +224,16 @@ def review(
     name = reviewer or getpass.getuser()
     with user_errors():
         project = load(config)
-        summary = propose(project, task)
+        s = propose(project, task)
         out.print(
-            f"queued {summary.queued} new item(s) ({summary.auto_accepted} auto-accepted, {summary.needs_correction} without a correction, {summary.flagged} flagged); {summary.not_applicable} not applicable"
+            f"queued {s.queued} new item(s): {s.auto_accepted} auto-accepted, {s.needs_correction} without a correction, "
+            f"{s.flagged} flagged; {s.not_applicable} not applicable"
         )
-        if export is not None:
-            out.print(
-                f"wrote {export_review(project, task, export)} pending item(s) to {export}; edit `status`/`correction`, then --import it"
-            )
+        if list_only:
+            _print_queue(project, task)
+        elif export is not None:
+            n = export_review(project, task, export)
+            out.print(f"wrote {n} pending item(s) to {export}; edit `status`/`correction`, then --import it")
         elif import_ is not None:
             counts = import_review(project, task, import_, name)
             out.print("imported: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
