@@ -10,11 +10,13 @@ the project file.
 
 from __future__ import annotations
 
-from tuneloom.tasks.base import EvalContext, ProductionModel, TaskKind, lower_is_better
+from tuneloom.tasks.base import EvalContext, FeedbackItem, FeedbackRows, ProductionModel, TaskKind, lower_is_better
 from tuneloom.tasks.registry import kind_names, kind_of, kinds, register, unregister
 
 __all__ = [
     "EvalContext",
+    "FeedbackItem",
+    "FeedbackRows",
     "ProductionModel",
     "TaskKind",
     "kind_names",
