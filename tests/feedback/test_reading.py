@@ -55,6 +55,8 @@ def test_filters_and_stats(project: Project) -> None:
     assert found(tags=["praise", "wrong"]) == [ids["v1_down"], ids["v2_up"]]
     assert found(has_correction=True) == [ids["v1_down"]] and len(found(has_correction=False)) == 3
     assert found(until=dt.datetime.now(dt.UTC) - dt.timedelta(days=1)) == [] and found(limit=1) == [ids["v1_down"]]
+    an_hour_east = dt.timezone(dt.timedelta(hours=1))
+    assert len(found(since=dt.datetime.now(an_hour_east) - dt.timedelta(minutes=30))) == 4  # zones are converted
     full = feedback.show_feedback(project, ids["v1_down"])
     assert full.request["messages"][0]["content"] == "q1" and full.response == {"choices": ["a1"]}
     by_version = {s.served: s for s in feedback.feedback_stats(project, FeedbackQuery(model=CHAT_TASK))}

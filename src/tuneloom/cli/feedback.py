@@ -49,7 +49,6 @@ def _query(
     """The CLI's filter options as a query (times without a zone are UTC)."""
     from tuneloom.feedback import FeedbackQuery
 
-    utc = [t.replace(tzinfo=dt.UTC) if t and t.tzinfo is None else t for t in (since, until)]
     return FeedbackQuery(
         model=model,
         version=version,
@@ -57,8 +56,8 @@ def _query(
         min_rating=min_rating,
         max_rating=max_rating,
         tags=tag or [],
-        since=utc[0],
-        until=utc[1],
+        since=since,
+        until=until,
         has_correction=corrected,
         limit=limit,
     )

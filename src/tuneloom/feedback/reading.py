@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import statistics
 from collections import defaultdict
@@ -25,6 +26,11 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> Interva
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return Interval(value=p, low=max(0.0, centre - half), high=min(1.0, centre + half))
+
+
+def utc(moment: dt.datetime) -> dt.datetime:
+    """A time as UTC (naive: taken as UTC); SQLite stores the server's UTC times without their zone."""
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
 def served_filter(query: FeedbackQuery) -> list[Any]:
@@ -55,9 +61,9 @@ def _select(query: FeedbackQuery) -> Select[FeedbackRow, CompletionRow]:
     if query.max_rating is not None:
         conds.append(FeedbackRow.rating <= query.max_rating)
     if query.since is not None:
-        conds.append(FeedbackRow.created >= query.since)
+        conds.append(FeedbackRow.created >= utc(query.since))
     if query.until is not None:
-        conds.append(FeedbackRow.created < query.until)
+        conds.append(FeedbackRow.created < utc(query.until))
     if query.has_correction is not None:
         has = FeedbackRow.correction.is_not(None) & (FeedbackRow.correction != "")
         conds.append(has if query.has_correction else ~has)
@@ -139,9 +145,9 @@ def feedback_stats(project: Project, query: FeedbackQuery | None = None) -> list
         with session(store) as s:
             conds = served_filter(query)
             if query.since is not None:
-                conds.append(CompletionRow.created >= query.since)
+                conds.append(CompletionRow.created >= utc(query.since))
             if query.until is not None:
-                conds.append(CompletionRow.created < query.until)
+                conds.append(CompletionRow.created < utc(query.until))
             latencies: dict[str, list[int]] = defaultdict(list)
             for served, latency in s.execute(select(CompletionRow.served, CompletionRow.latency_ms).where(*conds)):
                 latencies[served].append(latency)
