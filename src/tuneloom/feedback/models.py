@@ -68,12 +68,12 @@ class ProposalSummary(BaseModel):
     """What `propose` added to the review queue this time (feedback already there is never added twice)."""
 
     task: str
-    examined: int  # feedback rows not in the queue before this call
-    queued: int  # of them, now waiting in the queue (pending or auto-accepted)
-    auto_accepted: int
-    needs_correction: int  # bad answers without a correction: pending, no rows until a reviewer writes one
-    not_applicable: int  # nothing the task could learn from (e.g. a thumbs up for an SFT task)
-    flagged: int  # rows resembling a test/golden example or a training row (advisory; the guards decide)
+    examined: int = 0  # feedback rows not in the queue before this call
+    queued: int = 0  # of them, now waiting in the queue (pending or auto-accepted)
+    auto_accepted: int = 0
+    needs_correction: int = 0  # bad answers without a correction: pending, no rows until a reviewer writes one
+    not_applicable: int = 0  # nothing the task could learn from (e.g. a thumbs up for an SFT task)
+    flagged: int = 0  # rows resembling a test/golden example or a training row (advisory; the guards decide)
     formats: dict[str, int] = Field(default_factory=dict)
     reasons: dict[str, int] = Field(default_factory=dict)
 

@@ -138,9 +138,7 @@ def _entry(task: TaskConfig, fb: FeedbackRow, c: CompletionRow, better: Better |
 
 
 def _propose_once(store: FeedbackStore, project: Project, task: TaskConfig, sets: GuardSets) -> ProposalSummary:
-    summary = ProposalSummary(
-        task=task.name, examined=0, queued=0, auto_accepted=0, needs_correction=0, not_applicable=0, flagged=0
-    )
+    summary = ProposalSummary(task=task.name)
     rules = RuleBook(project, task)
     with session(store, write=True) as s:
         new = _new_feedback(s, task)
@@ -177,17 +175,14 @@ def propose(project: Project, task_name: str | None = None) -> ProposalSummary:
     try:
         with session(store) as s:
             if not _new_feedback(s, task):  # checked before indexing the test sets, and without the write lock
-                return ProposalSummary(
-                    task=task.name, examined=0, queued=0, auto_accepted=0, needs_correction=0, not_applicable=0, flagged=0
-                )
+                return ProposalSummary(task=task.name)
         sets = guard_sets(project, task)  # file reading and hashing, outside the write transaction
-        for attempt in range(3):
+        for _ in range(2):
             try:
-                return _propose_once(store, project, task, sets if attempt == 0 else guard_sets(project, task))
+                return _propose_once(store, project, task, sets)
             except ConcurrentChange:  # another proposer inserted some of the same feedback: see what is left
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+                sets = guard_sets(project, task)
+        return _propose_once(store, project, task, sets)  # a third collision is reported
     finally:
         store.close()
 
