@@ -13,6 +13,7 @@ from rich.prompt import Prompt
 from rich.table import Table
 
 from tuneloom.cli.common import DEFAULT_CONFIG, ConfigOpt, load, out, user_errors
+from tuneloom.errors import TuneloomError
 
 if TYPE_CHECKING:
     from tuneloom.config import Project
@@ -190,6 +191,13 @@ def _interactive(project: Project, task: str | None, reviewer: str) -> None:
             edit(project, task, item.id, Prompt.ask("corrected answer or label", console=out), reviewer)
 
 
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no USER variable and no password-file entry (some containers)
+        raise TuneloomError("no login name to record as the reviewer: give --reviewer NAME") from None
+
+
 def _print_queue(project: Project, task: str | None) -> None:
     from tuneloom.feedback import list_queue
 
@@ -220,8 +228,8 @@ def review(
     from tuneloom.feedback import QueueFilter, accept, propose
     from tuneloom.feedback.review_file import export_review, import_review
 
-    name = reviewer or getpass.getuser()
     with user_errors():
+        name = reviewer or _login()
         project = load(config)
         s = propose(project, task)
         out.print(
