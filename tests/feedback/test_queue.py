@@ -33,7 +33,7 @@ def test_propose_is_idempotent_applies_rules_and_keeps_lineage(project: Project)
     lead, _ = KeyStore(keys_path(project.workspace)).create(["*"], name="support-leads")
     store = open_store(project)
     sources = [{"document": "manual.pdf", "chunk": 3}]
-    a = chat_answer(store, "Can I pay the Acme hub in instalments?", "No.", tuneloom_sources=sources)
+    a = chat_answer(store, "Can I pay the Acme hub in instalments?", "No.", sources=sources)  # as the chat route stores them
     b = chat_answer(store, "Does the Acme doorbell work offline?", "Never.")
     c = chat_answer(store, "Is there a student discount on cameras?", "Maybe.")
     f_lead = rate(store, a, "down", "Yes, in three monthly instalments.", key=lead.id)

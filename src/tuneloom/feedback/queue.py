@@ -44,7 +44,8 @@ def feedback_item(
 
 def lineage(fb: FeedbackRow, c: CompletionRow) -> dict[str, Any]:
     """Where a row came from: the feedback, the answer, the version that gave it and what it retrieved."""
-    sources = (c.response or {}).get("tuneloom_sources") if isinstance(c.response, dict) else None
+    response = c.response if isinstance(c.response, dict) else {}
+    sources = response.get("sources", response.get("tuneloom_sources"))  # stored as `sources` by the chat route
     return {
         "feedback_id": fb.id,
         "completion_id": c.id,

@@ -67,7 +67,7 @@ class FeedbackItem:
 
     feedback_id: int
     request: dict[str, Any] | None  # as the server stored it: chat `messages`, a `prompt`, or classify `input`
-    response: dict[str, Any] | None  # chat `choices`, classify `labels` (+ `tuneloom_sources` when retrieval ran)
+    response: dict[str, Any] | None  # chat `choices`, classify `labels` (+ `sources` when retrieval ran)
     rating: int  # 1..5 (thumbs: up = 5, down = 1)
     rating_kind: str  # thumbs | scale
     correction: str | None
