@@ -39,6 +39,9 @@ def test_hnsw_index_is_used_and_close_to_exact(store):
     vectors = rng.normal(size=(1000, 32)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     store.upsert([chunk(f"d{i}.md", 0, f"text {i}") for i in range(1000)], vectors)
+    assert not has_hnsw(store)  # built in bulk by finish, not row by row
+    store.finish()
+    assert has_hnsw(store)
     queries = rng.normal(size=(20, 32)).astype(np.float32)
     recall = []
     for query in queries:
@@ -71,7 +74,29 @@ def test_selective_filter_falls_back_to_an_exact_scan(store):
     near /= np.linalg.norm(near, axis=1, keepdims=True)
     hidden = [chunk(f"s{i}.md", 0, f"memo {i}", tags=("board",)) for i in range(200)]
     store.upsert([*hidden, chunk("public.md", 0, "notice")], np.vstack([near, unit(0, 1)[None, :]]))
+    store.finish()
     assert [c.chunk_id for c, _ in store.dense_search(unit(1), 2, Filter(allowed_tags=frozenset()))] == ["public.md#0"]
+
+
+def has_hnsw(store: PgVectorStore) -> bool:
+    with store.engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT 1 FROM pg_indexes WHERE tablename = :t AND indexdef LIKE '%USING hnsw%'"),
+            {"t": f"{store.prefix}_chunks"},
+        )
+        return found.first() is not None
+
+
+def test_emptying_the_table_drops_the_vector_index_for_a_bulk_rebuild(store):
+    store.upsert([chunk("a.md", 0, "alpha"), chunk("b.md", 0, "beta")], np.stack([unit(1), unit(0, 1)]))
+    store.finish()
+    store.delete_documents(["a.md"])
+    assert has_hnsw(store)  # an update keeps it, new rows join it one by one
+    store.delete_documents(["b.md"])
+    assert not has_hnsw(store)
+    store.upsert([chunk("c.md", 0, "gamma")], unit(1)[None, :])
+    store.finish()
+    assert has_hnsw(store) and [c.chunk_id for c, _ in store.dense_search(unit(1), 1, Filter())] == ["c.md#0"]
 
 
 def test_vector_width_is_checked(store):

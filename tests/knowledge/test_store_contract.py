@@ -1,15 +1,13 @@
 """The VectorStore contract, run against every store: same inputs, same answers.
 
 A new store joins by one entry in STORES: how to open a store for a knowledge base name (fresh and empty the
-first time), and what the index writer does after writing to it before searches see everything.
+first time). After writes the tests call `finish`, as the index writer does.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pytest
@@ -30,15 +28,9 @@ def _lancedb(request: pytest.FixtureRequest, name: str) -> VectorStore:
     return LanceStore(request.getfixturevalue("tmp_path") / name)
 
 
-@dataclass(frozen=True)
-class StoreKind:
-    open: Callable[[pytest.FixtureRequest, str], VectorStore]
-    settle: Callable[[Any], None] = lambda store: None
-
-
-STORES: dict[str, StoreKind] = {
-    "lancedb": StoreKind(_lancedb, lambda store: store.finish()),  # rebuilds its keyword index
-    "pgvector": StoreKind(_pgvector),
+STORES: dict[str, Callable[[pytest.FixtureRequest, str], VectorStore]] = {
+    "lancedb": _lancedb,
+    "pgvector": _pgvector,
 }
 
 DIM = 8
@@ -47,18 +39,18 @@ DIM = 8
 class Maker:
     """Opens stores of one kind (the same name reopens the same knowledge base) and settles them after writes."""
 
-    def __init__(self, request: pytest.FixtureRequest, kind: StoreKind) -> None:
-        self.request, self.kind = request, kind
+    def __init__(self, request: pytest.FixtureRequest, open_store: Callable[[pytest.FixtureRequest, str], VectorStore]) -> None:
+        self.request, self.open_store = request, open_store
         self.default = f"contract-{uuid.uuid4().hex[:8]}"
         self.opened: list[VectorStore] = []
 
     def __call__(self, name: str | None = None) -> VectorStore:
-        store = self.kind.open(self.request, name or self.default)
+        store = self.open_store(self.request, name or self.default)
         self.opened.append(store)
         return store
 
     def written(self, store: VectorStore) -> VectorStore:
-        self.kind.settle(store)
+        store.finish()  # what the index writer does after its writes
         return store
 
 

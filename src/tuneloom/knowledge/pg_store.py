@@ -1,7 +1,8 @@
 """A knowledge base's chunks on PostgreSQL with pgvector: the server store for teams that outgrow one process.
 
 One table set per knowledge base (`tl_kb_<name>_<hash>_chunks` and `..._meta`), created on first use:
-vectors in a pgvector column with an HNSW index (cosine), a generated `tsvector` column with a GIN index
+vectors in a pgvector column with an HNSW index (cosine; built by `finish` after a build's writes, then kept
+up to date row by row; dropped when a rebuild empties the table), a generated `tsvector` column with a GIN index
 for keyword search (ranked with `ts_rank`), access tags as a `text[]` and metadata as `jsonb`, so every
 filter runs in SQL before the top-k cut. Several servers and build processes can share one database.
 """
@@ -40,7 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSQUERY, TSVECTOR, insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnElement, TextClause
 
 from tuneloom.errors import TuneloomError
 from tuneloom.knowledge.records import Chunk, Filter, IndexMeta
@@ -126,17 +127,22 @@ class PgVectorStore:
             Column("tsv", TSVECTOR, Computed(f"to_tsvector('{self.ts_config}'::regconfig, text)", persisted=True)),
         )
         short = self.prefix.removeprefix("tl_kb_")
-        Index(
-            f"{short}_hnsw",
-            table.c.embedding,
-            postgresql_using="hnsw",
-            postgresql_with=_HNSW,
-            postgresql_ops={"embedding": "vector_cosine_ops"},
-        )
         Index(f"{short}_tsv", table.c.tsv, postgresql_using="gin")
         Index(f"{short}_tags", table.c.tags, postgresql_using="gin")
         Index(f"{short}_meta", table.c.metadata, postgresql_using="gin")
         return table
+
+    def _hnsw_ddl(self, table: Table, create: bool) -> TextClause:
+        """CREATE or DROP of the vector index. Kept off the table's metadata so that creating the table does not
+        build it: `finish` builds it in bulk, far faster than pgvector inserting every row into the graph."""
+        quote = self.engine.dialect.identifier_preparer.quote
+        name = quote(f"{self.prefix.removeprefix('tl_kb_')}_hnsw")
+        if not create:
+            return text(f"DROP INDEX IF EXISTS {name}")
+        options = ", ".join(f"{key} = {value}" for key, value in _HNSW.items())
+        return text(
+            f"CREATE INDEX IF NOT EXISTS {name} ON {quote(table.name)} USING hnsw (embedding vector_cosine_ops) WITH ({options})"
+        )
 
     def _ensure_chunks(self, conn: Connection, dim: int) -> Table:
         """The chunk table with vectors of `dim`; an empty table of another width is re-created, a full one refused."""
@@ -208,6 +214,8 @@ class PgVectorStore:
             return
         with self._begin() as conn:
             conn.execute(delete(table).where(table.c.doc_id.in_(list(doc_ids))))
+            if conn.execute(select(table.c.chunk_id).limit(1)).first() is None:  # emptied: a rebuild follows
+                conn.execute(self._hnsw_ddl(table, create=False))
 
     def dense_search(self, vector: np.ndarray, k: int, flt: Filter) -> list[tuple[Chunk, float]]:
         """Cosine similarity through the HNSW index; exact when the filter leaves the index fewer than k rows.
@@ -244,6 +252,17 @@ class PgVectorStore:
         with self._begin() as conn:
             rows = conn.execute(query).mappings().all()
         return [(_chunk(row), float(row["rank"])) for row in rows]
+
+    def finish(self) -> None:
+        """After a build or update: the HNSW index built in bulk where missing, and fresh planner statistics."""
+        if (table := self._table()) is None:
+            return
+        with self._begin() as conn:
+            conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(self.prefix))))
+            conn.execute(text("SET LOCAL maintenance_work_mem = '512MB'"))  # the graph of 100k x 384 fits in memory
+            conn.execute(self._hnsw_ddl(table, create=True))
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f"ANALYZE {self.engine.dialect.identifier_preparer.quote(table.name)}"))
 
     def count(self) -> int:
         if (table := self._table()) is None:

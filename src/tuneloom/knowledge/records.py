@@ -94,6 +94,10 @@ class VectorStore(Protocol):
 
     def keyword_search(self, text: str, k: int, flt: Filter) -> list[tuple[Chunk, float]]: ...
 
+    def finish(self) -> None:
+        """After a build's or update's writes: index maintenance (keyword and vector indexes, compaction)."""
+        ...
+
     def count(self) -> int: ...
 
     def chunks(self) -> Iterator[Chunk]:

@@ -96,9 +96,8 @@ class IndexWriter:
         self._saved = time.monotonic()
 
     def finish(self, meta: IndexMeta) -> None:
-        """Index maintenance (LanceDB), the metadata the index is opened with, and an empty resume list."""
-        if isinstance(self.store, LanceStore):
-            self.store.finish()
+        """Index maintenance (the store's keyword and vector indexes), the metadata the index is opened with, and an empty resume list."""
+        self.store.finish()
         meta.content_version = content_version(self.state.documents)
         self.store.set_meta(meta)
         self._save()
