@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -76,8 +77,28 @@ def _lance_finish(store: VectorStore) -> None:
     store.finish()
 
 
+def _pgvector(folder: Path) -> VectorStore:
+    """The server store on TUNELOOM_BENCH_PGVECTOR_URL, or on a PostgreSQL with pgvector started from the
+    `pgserver` wheel (a dev dependency) in a scratch folder; its tables are dropped first, so reruns start empty."""
+    from tuneloom.knowledge.pg_store import PgVectorStore
+
+    global _PG_URL
+    if _PG_URL is None:
+        _PG_URL = os.environ.get("TUNELOOM_BENCH_PGVECTOR_URL")
+    if _PG_URL is None:
+        import pgserver
+
+        data = Path(tempfile.mkdtemp(prefix="tuneloom-bench-pg-"))  # not under `folder`: the server outlives it
+        _PG_URL = pgserver.get_server(data, cleanup_mode="delete").get_uri()
+    PgVectorStore(_PG_URL, "bench-retrieval").drop()
+    return PgVectorStore(_PG_URL, "bench-retrieval")
+
+
+_PG_URL: str | None = None
+
 STORES: dict[str, StoreCase] = {
     "lancedb": StoreCase(lambda folder: LanceStore(folder / "lance", ann_threshold=50_000), _lance_finish, 50_000),
+    "pgvector": StoreCase(_pgvector, lambda store: store.finish(), 1),  # HNSW from the first chunk
 }
 
 

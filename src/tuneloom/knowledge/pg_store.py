@@ -50,6 +50,7 @@ from tuneloom.registry.uris import redact_text, redact_uri
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _TS_CONFIG = re.compile(r"^[a-z_]{1,40}$")
 _UPSERT_BATCH = 1000
+_NOT_SET = ("chunk_id", "tsv")  # the key, and the generated column
 _HNSW = {"m": 16, "ef_construction": 64}  # pgvector's defaults, written down so the index is reproducible
 
 
@@ -198,16 +199,13 @@ class PgVectorStore:
             return
         with self._begin() as conn:  # one transaction: a failed batch leaves the index as it was
             table = self._ensure_chunks(conn, int(vectors.shape[1]))
+            stmt = insert(table)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["chunk_id"], set_={c.name: stmt.excluded[c.name] for c in table.c if c.name not in _NOT_SET}
+            )
             for start in range(0, len(chunks), _UPSERT_BATCH):
-                rows = [
-                    _row(chunk, vector)
-                    for chunk, vector in zip(
-                        chunks[start : start + _UPSERT_BATCH], vectors[start : start + _UPSERT_BATCH], strict=True
-                    )
-                ]
-                stmt = insert(table).values(rows)
-                updated = {name: stmt.excluded[name] for name in rows[0] if name != "chunk_id"}
-                conn.execute(stmt.on_conflict_do_update(index_elements=["chunk_id"], set_=updated))
+                batch = zip(chunks[start : start + _UPSERT_BATCH], vectors[start : start + _UPSERT_BATCH], strict=True)
+                conn.execute(stmt, [_row(chunk, vector) for chunk, vector in batch])  # executemany, batched by SQLAlchemy
 
     def delete_documents(self, doc_ids: Sequence[str]) -> None:
         if not doc_ids or (table := self._table()) is None:
