@@ -32,7 +32,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic(target: Path, write: Callable[[Path], None]) -> Path:
+def atomic_file(target: Path, write: Callable[[Path], None]) -> Path:
     """Run `write(tmp)` and rename tmp to `target`; nothing is left behind on failure."""
     from tuneloom.atomic import make_private_dirs
 
@@ -47,17 +47,17 @@ def _atomic(target: Path, write: Callable[[Path], None]) -> Path:
     return target
 
 
-def _load_state(source: ExportSource, merge: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(state dict, config.json) of the full model: the merged adapter, or the base only."""
+def load_state(model_dir: Path, base_dir: Path, merge: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(state dict, config.json) of the full model: `model_dir` merged into its base, or the base only."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    folder = source.model_dir if not is_adapter(source.model_dir) else source.base_dir
+    folder = base_dir if is_adapter(model_dir) else model_dir
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, use_safetensors=True)
-    if merge and is_adapter(source.model_dir):
+    if merge and is_adapter(model_dir):
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(source.model_dir)).merge_and_unload()
+        model = PeftModel.from_pretrained(model, str(model_dir)).merge_and_unload()
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     return model.state_dict(), config
 
@@ -88,31 +88,31 @@ def _entry(folder: Path, path: Path, role: str) -> ExportedFile:
     return ExportedFile(path=name, role=role, sha256=sha256_file(path), bytes=path.stat().st_size)
 
 
-def _shared_base(exports: Path, source: ExportSource, quant: str, tokenizer_dir: Path, say: Callable[[str], None]) -> Path:
+def base_gguf(exports: Path, base_dir: Path, quant: str, say: Callable[[str], None] = lambda _: None) -> Path:
     """The base model's GGUF, written once per base and quant under exports/bases/ and reused by every adapter."""
-    stamp = "|".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in sorted(source.base_dir.glob("*.safetensors")))
-    key = hashlib.sha1(f"{source.base_dir.resolve()}|{stamp}".encode()).hexdigest()[:12]
-    target = exports / "bases" / f"{source.base_dir.name}-{key}-{quant}.gguf"
+    stamp = "|".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in sorted(base_dir.glob("*.safetensors")))
+    key = hashlib.sha1(f"{base_dir.resolve()}|{stamp}".encode()).hexdigest()[:12]
+    target = exports / "bases" / f"{base_dir.name}-{key}-{quant}.gguf"
     if target.is_file():
         say(f"reusing base GGUF {target}")
         return target
-    state, config = _load_state(source, merge=False)
+    state, config = load_state(base_dir, base_dir, merge=False)
     say(f"writing base GGUF {target}")
-    return _atomic(target, lambda tmp: write_model_gguf(tmp, state, config, tokenizer_dir, quant, source.base_dir.name))
+    return atomic_file(target, lambda tmp: write_model_gguf(tmp, state, config, base_dir, quant, base_dir.name))
 
 
 def _write_ggufs(source: ExportSource, folder: Path, quant: str, mode: str, say: Callable[[str], None]) -> list[tuple[Path, str]]:
     tokenizer_dir = _tokenizer_dir(source)
     if mode == "adapter":
-        base = _shared_base(folder.parent, source, quant, tokenizer_dir, say)
+        base = base_gguf(folder.parent, source.base_dir, quant, say)
         config = json.loads((source.base_dir / "config.json").read_text(encoding="utf-8"))
         adapter = folder / f"{source.label}-lora.gguf"
-        _atomic(adapter, lambda tmp: write_lora_gguf(tmp, source.model_dir, config, source.label))
+        atomic_file(adapter, lambda tmp: write_lora_gguf(tmp, source.model_dir, config, source.label))
         return [(base, "model"), (adapter, "adapter")]
-    state, config = _load_state(source, merge=True)
+    state, config = load_state(source.model_dir, source.base_dir, merge=True)
     model = folder / f"{source.label}-{quant}.gguf"
     say(f"writing {model}")
-    _atomic(model, lambda tmp: write_model_gguf(tmp, state, config, tokenizer_dir, quant, source.label))
+    atomic_file(model, lambda tmp: write_model_gguf(tmp, state, config, tokenizer_dir, quant, source.label))
     return [(model, "model")]
 
 
