@@ -109,16 +109,23 @@ def test_hot_promotion_feedback_and_metrics(env):
 
 
 def test_overload_answers_429(env):
-    body = {"model": "ad-one", "messages": CHAT, "max_tokens": 64, "temperature": 0, "n": 4}
+    body = {"model": "ad-one", "messages": CHAT, "max_tokens": 8, "temperature": 0, "n": 4}
     backend = env["server"].state.backend
-    first = threading.Thread(target=lambda: client(env).chat.completions.create(**body))
-    first.start()
-    deadline = time.monotonic() + 20
-    while backend.load()[0] < 4 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    with pytest.raises(openai.RateLimitError):
-        client(env).chat.completions.create(**{**body, "n": 2})
+    worker = next(iter(backend._workers.values()))
+    os.kill(worker.proc.pid, signal.SIGSTOP)  # the engine holds the first request: the tiny model is too fast
+    try:
+        first = threading.Thread(target=lambda: client(env).chat.completions.create(**body))
+        first.start()
+        deadline = time.monotonic() + 20
+        while backend.load()[0] < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert backend.load() == (4, 0)
+        with pytest.raises(openai.RateLimitError):  # 4 in flight + 2 > max_batch_size + max_queue
+            client(env).chat.completions.create(**{**body, "n": 3})
+    finally:
+        os.kill(worker.proc.pid, signal.SIGCONT)
     first.join(60)
+    assert backend.load() == (0, 0)
 
 
 def test_a_killed_engine_is_restarted(env):

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -107,6 +108,11 @@ class Worker:
             self.proc.wait()
 
 
+def _safe(name: str) -> str:
+    """A served name (`qa:3`) as part of a file name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
+
+
 def _stamp(folder: Path) -> str:
     files = sorted(p for p in folder.iterdir() if p.is_file())
     return hashlib.sha1("|".join(f"{folder.resolve()}:{p.name}:{p.stat().st_mtime_ns}" for p in files).encode()).hexdigest()[:12]
@@ -174,13 +180,13 @@ class LlamaCppBackend:
             reasons = merge_reasons(adapter_config(folder), list(fh.keys()))
         if reasons:
             log.info("llamacpp: serving %s merged (%s)", target.served, "; ".join(reasons))
-            merged = self.exports / "serve" / f"{folder.name}-{stamp}-{quant}.gguf"
+            merged = self.exports / "serve" / f"{_safe(target.served)}-{stamp}-{quant}.gguf"
             if not merged.is_file():
                 state, config = load_state(folder, target.base_path, merge=True)
                 atomic_file(merged, lambda tmp: write_model_gguf(tmp, state, config, target.base_path, quant, target.served))
             return self._ensure(merged, None), None
         base = base_gguf(self.exports, target.base_path, quant)
-        lora = self.exports / "serve" / f"{folder.name}-{stamp}-lora.gguf"
+        lora = self.exports / "serve" / f"{_safe(target.served)}-{stamp}-lora.gguf"
         if not lora.is_file():
             config = json.loads((target.base_path / "config.json").read_text(encoding="utf-8"))
             atomic_file(lora, lambda tmp: write_lora_gguf(tmp, folder, config, target.served))
@@ -279,7 +285,10 @@ class LlamaCppBackend:
         tokens, finish = 0, "error"
         try:
             async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
-                async with httpx.AsyncClient(timeout=None) as client, client.stream("POST", worker.url + "/completion", json=body) as response:
+                async with (
+                    httpx.AsyncClient(timeout=None) as client,
+                    client.stream("POST", worker.url + "/completion", json=body) as response,
+                ):
                     if response.status_code != 200:
                         log.error("llamacpp: /completion answered %s: %s", response.status_code, (await response.aread())[:500])
                         return
