@@ -139,3 +139,17 @@ def test_a_killed_engine_is_restarted(env):
     fresh = next(iter(backend._workers.values()))
     assert fresh is not worker and fresh.alive() and fresh.loras == worker.loras
     assert ask(env, "ad-two") == before
+
+
+def test_backend_selection_and_a_broken_gguf_fails_with_its_log(tmp_path):
+    from tuneloom.errors import TuneloomError
+    from tuneloom.serve.backends import select_backend
+    from tuneloom.serve.llamacpp import Worker
+
+    assert select_backend("llamacpp") == "llamacpp"
+    bogus = tmp_path / "broken.gguf"
+    bogus.write_bytes(b"GGUF not really")
+    worker = Worker(bogus, [], threads=1, parallel=1, ctx=256, log_dir=tmp_path / "logs")
+    with pytest.raises(TuneloomError, match="llama.cpp did not start on broken.gguf"):
+        worker.start(timeout_s=60)
+    assert not worker.alive()
