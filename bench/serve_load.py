@@ -10,8 +10,10 @@ one at a time, its throughput does not depend on concurrency, so each level's ba
 level's first 8 requests. Both sides use `--threads` torch threads (default 1: with other jobs on
 the CPU, 2 threads per process spin against each other and run about 10 times slower).
 The adapters are random LoRA weights with non-zero B (so the two adapters answer differently), made
-in a temporary folder. Prints as its last line one JSON object (tokens/s per level for both,
-ratio_at_8, latencies at concurrency 8, failed requests).
+in a temporary folder. `--backends llamacpp` (the default) drives the same server again with
+`--backend llamacpp` (the same weights exported to GGUF, adapters as LoRA GGUFs, `--threads` threads
+per llama.cpp process). Prints as its last line one JSON object (tokens/s per level for each,
+ratio_at_8, ours_over_<backend> per level, latencies at concurrency 8, failed requests).
 """
 
 from __future__ import annotations
@@ -179,6 +181,9 @@ def main() -> None:
     parser.add_argument("--requests-per-level", default="4,8,16,32", help="Requests at concurrency 1,4,8,16.")
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="torch threads, server and baseline alike.")
+    parser.add_argument(
+        "--backends", default="llamacpp", help="Other serve backends to drive the same way (comma-separated; '' for none)."
+    )
     args = parser.parse_args()
     import torch
 
@@ -223,34 +228,8 @@ def main() -> None:
             for level, n in zip(LEVELS, counts)
         }
 
-        port = free_port()
-        tuneloom = Path(sys.executable).with_name("tuneloom")
-        server = subprocess.Popen(
-            [str(tuneloom), "serve", "-c", str(root / "tuneloom.yaml"), "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=open(root / "server.log", "w"),
-        )
-        ours: dict[str, dict] = {}
-        try:
-            import httpx2
-
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                try:
-                    if httpx2.get(url + "/ready", timeout=2).status_code == 200:
-                        break
-                except httpx2.HTTPError:
-                    time.sleep(0.5)
-            drive(url, key, [("ad-a", "hi"), ("ad-b", "hi")], 2, 4)  # warm-up: loads the base model and both adapters
-            for level, jobs in jobs_by_level.items():
-                ours[str(level)] = drive(url, key, jobs, level, args.max_tokens)
-                print(f"ours c={level}: {ours[str(level)]}", file=sys.stderr, flush=True)
-            batch = httpx2.get(url + "/metrics").text
-            batch_sizes = [line for line in batch.splitlines() if line.startswith("tuneloom_batch_size_")]
-        finally:
-            server.terminate()
-            server.wait(60)
+        ours, batch_sizes = serve_levels(root, "transformers", key, jobs_by_level, args.max_tokens)
+        others = {b: serve_levels(root, b, key, jobs_by_level, args.max_tokens)[0] for b in args.backends.split(",") if b}
         base_results = baseline(base, adapters, {level: jobs[:8] for level, jobs in jobs_by_level.items()}, args.max_tokens)
 
     at8 = ours["8"]
@@ -267,6 +246,12 @@ def main() -> None:
         "p95_ms": at8["p95_ms"],
         "ttft_p50_ms": at8["ttft_p50_ms"],
         "failed": sum(v["failed"] for v in ours.values()),
+        **{f"{b}_tokens_per_s": {k: v["tokens_per_s"] for k, v in r.items()} for b, r in others.items()},
+        **{
+            f"ours_over_{b}": {k: round(ours[k]["tokens_per_s"] / max(v["tokens_per_s"], 1e-9), 2) for k, v in r.items()}
+            for b, r in others.items()
+        },
+        "failed_other_backends": {b: sum(v["failed"] for v in r.values()) for b, r in others.items()},
         "mean_batch_size": _mean_batch(batch_sizes),
         "ours": ours,
         "baseline": base_results,
@@ -275,6 +260,40 @@ def main() -> None:
         "cpus": os.cpu_count(),
     }
     print(json.dumps(summary))
+
+
+def serve_levels(
+    root: Path, backend: str, key: str, jobs_by_level: dict[int, list[tuple[str, str]]], max_tokens: int
+) -> tuple[dict[str, dict], list[str]]:
+    """`tuneloom serve --backend BACKEND` driven at every level; (results per level, batch-size metric lines)."""
+    import httpx2
+
+    port = free_port()
+    tuneloom = Path(sys.executable).with_name("tuneloom")
+    server = subprocess.Popen(
+        [str(tuneloom), "serve", "-c", str(root / "tuneloom.yaml"), "--port", str(port), "--backend", backend],
+        stdout=subprocess.DEVNULL,
+        stderr=open(root / f"server-{backend}.log", "w"),
+    )
+    results: dict[str, dict] = {}
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx2.get(url + "/ready", timeout=2).status_code == 200:
+                    break
+            except httpx2.HTTPError:
+                time.sleep(0.5)
+        drive(url, key, [("ad-a", "hi"), ("ad-b", "hi")], 2, 4)  # warm-up: loads the base model and both adapters
+        for level, jobs in jobs_by_level.items():
+            results[str(level)] = drive(url, key, jobs, level, max_tokens)
+            print(f"{backend} c={level}: {results[str(level)]}", file=sys.stderr, flush=True)
+        batch = httpx2.get(url + "/metrics").text
+        return results, [line for line in batch.splitlines() if line.startswith("tuneloom_batch_size_")]
+    finally:
+        server.terminate()
+        server.wait(60)
 
 
 def _mean_batch(lines: list[str]) -> float:

@@ -9,6 +9,7 @@
     scout         -> scout/<time>/scout.json                    ScoutResult
     index         -> knowledge/<name>/index.json                IndexState
     feedback      -> datasets/<task>/feedback-<version>/feedback.json  FeedbackRecord
+    export        -> exports/<label>/export.json                ExportManifest
 
 Every file carries `schema_version`. A file without it comes from the release before typed
 artifacts and is read as version 1; a newer version, a corrupt file or a missing field raises
@@ -412,7 +413,36 @@ RECREATE = {
     "scout.json": "run `tuneloom scout` again",
     "index.json": "run `tuneloom index build` again",
     "feedback.json": "delete the feedback-<version> folder; the next `contribution` (or `tuneloom iterate`) writes it again",
+    "export.json": "run `tuneloom export` again",
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# export
+
+
+class ExportedFile(BaseModel):
+    """One file an export wrote, with its hash."""
+
+    path: str = Field(description="File name inside the export folder, or an absolute path for a shared base.")
+    role: str = Field(description="model (merged or base GGUF), adapter (LoRA GGUF) or modelfile (Ollama).")
+    sha256: str
+    bytes: int
+
+
+class ExportManifest(Artifact):
+    """`exports/<label>/export.json`: what `tuneloom export` wrote, from which model, and why it merged."""
+
+    source: str = Field(description="The run folder or registry reference exported.")
+    registry_name: str | None = None
+    registry_version: int | None = None
+    format: str = Field(description="gguf or ollama.")
+    quant: str
+    mode: str = Field(description="merged (one GGUF) or adapter (base GGUF + LoRA GGUF).")
+    merge_reasons: list[str] = Field(default_factory=list, description="Why an adapter export was merged instead.")
+    stop_tokens: list[str] = Field(default_factory=list)
+    files: list[ExportedFile]
+    created: str
 
 
 def _load(path: Path, model: type[T]) -> T:
@@ -506,6 +536,14 @@ def read_gate(run_dir: str | Path) -> GateRecord:
 
 def write_gate(run_dir: str | Path, record: GateRecord) -> None:
     write_json_atomic(Path(run_dir) / "gate.json", _dump(record))
+
+
+def read_export(export_dir: str | Path) -> ExportManifest:
+    return _load(Path(export_dir) / "export.json", ExportManifest)
+
+
+def write_export(export_dir: str | Path, manifest: ExportManifest) -> None:
+    write_json_atomic(Path(export_dir) / "export.json", _dump(manifest))
 
 
 def read_scout(path: str | Path) -> Any:
@@ -643,6 +681,7 @@ def artifact_models() -> dict[str, type[BaseModel]]:
         "datasets/<task>/feedback-<version>/feedback.json": FeedbackRecord,
         "iterate/<task>/state.json": IterateState,
         "iterate/<task>/<time>/summary.json": IterateSummary,
+        "exports/<label>/export.json": ExportManifest,
     }
 
 

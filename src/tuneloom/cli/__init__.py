@@ -10,7 +10,22 @@ from __future__ import annotations
 
 import typer
 
-from tuneloom.cli import ask, catalog, data, evaluate, feedback, iterate, knowledge, project, registry, run, scout, serve, train
+from tuneloom.cli import (
+    ask,
+    catalog,
+    data,
+    evaluate,
+    export,
+    feedback,
+    iterate,
+    knowledge,
+    project,
+    registry,
+    run,
+    scout,
+    serve,
+    train,
+)
 
 __all__ = ["app", "main"]
 
@@ -43,6 +58,7 @@ app.command("serve")(serve.serve)
 app.command("iterate")(iterate.iterate)
 app.command("monitor")(iterate.monitor)
 app.command("ask")(ask.ask)
+app.command("export")(export.export)
 
 app.add_typer(config_app, name="config")
 config_app.command("check")(project.config_check)

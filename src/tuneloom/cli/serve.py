@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from tuneloom.serve.auth import KeyStore
 
 ServeConfigOpt = Annotated[Path, config_option("Project file or its folder (its workspace holds keys and feedback).")]
-BACKENDS = ("auto", "transformers", "vllm")
+BACKENDS = ("auto", "transformers", "vllm", "llamacpp")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -24,7 +24,7 @@ def serve(
     config: ServeConfigOpt = DEFAULT_CONFIG,
     host: Annotated[str | None, typer.Option(help="Address (default serve.host, 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default serve.port, 8000).")] = None,
-    backend: Annotated[str | None, typer.Option(help="auto | transformers | vllm (default serve.backend).")] = None,
+    backend: Annotated[str | None, typer.Option(help="auto | transformers | vllm | llamacpp (default serve.backend).")] = None,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve without API keys (loopback only).")] = False,
 ) -> None:
     """Serve the registry's models (and the project's base models) with the OpenAI API.
@@ -53,7 +53,7 @@ def with_serve_options(project: Project, host: str | None, backend: str | None, 
     changes: dict[str, object] = {}
     if backend is not None:
         if backend not in BACKENDS:
-            raise TuneloomError(f"--backend {backend!r}: use auto, transformers or vllm")
+            raise TuneloomError(f"--backend {backend!r}: use auto, transformers, vllm or llamacpp")
         changes["backend"] = backend
     if no_auth:
         if (host or settings.host) not in LOOPBACK:

@@ -39,8 +39,13 @@ class ServeConfig(Strict):
 
     host: str = Field("127.0.0.1", description="Address to listen on (loopback by default).")
     port: int = Field(8000, ge=0, le=65535)
-    backend: Literal["auto", "transformers", "vllm"] = Field(
-        "auto", description="auto: vLLM when it is installed and a GPU is present, else transformers."
+    backend: Literal["auto", "transformers", "vllm", "llamacpp"] = Field(
+        "auto",
+        description="auto: vLLM when it is installed and a GPU is present, else transformers. "
+        "llamacpp: managed llama.cpp processes on GGUF exports (pip install 'tuneloom[llamacpp]').",
+    )
+    llamacpp_quant: Literal["f16", "q8_0", "q4_0"] = Field(
+        "q8_0", description="GGUF quantization the llamacpp backend serves (exported once, cached in the workspace)."
     )
     auth: bool = Field(True, description="Require an API key (`tuneloom keys create`) on every /v1 request.")
     base_models: list[str] | None = Field(
@@ -49,7 +54,10 @@ class ServeConfig(Strict):
     models: list[ServedModelConfig] = Field(default_factory=list, description="Extra models from folders.")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 where computed natively.")
     torch_threads: int | None = Field(
-        None, gt=0, description="CPU threads for the model; default: torch's. 1 is far faster on a CPU shared with other jobs."
+        None,
+        gt=0,
+        description="CPU threads for the model (torch, or each llama.cpp process); default: torch's, or all cores "
+        "for llama.cpp. 1 is far faster on a CPU shared with other jobs.",
     )
     max_batch_size: int = Field(8, gt=0, description="Sequences decoded together in one step.")
     max_queue: int = Field(64, ge=0, description="Requests waiting for a batch slot; beyond it: 429.")

@@ -1,6 +1,7 @@
-"""Backends that run the models: transformers (everywhere) and vLLM (GPU machines with vllm installed).
+"""Backends that run the models: transformers (everywhere), vLLM (GPU machines with vllm installed) and
+llama.cpp (`tuneloom.serve.llamacpp`, managed processes on GGUF exports).
 
-Both offer the same `start(target, prompt_ids, params, n, deadline) -> Generation` for chat and text
+All offer the same `start(target, prompt_ids, params, n, deadline) -> Generation` for chat and text
 completions; embeddings and classification always run on transformers (vLLM is for generation here).
 """
 
@@ -32,6 +33,10 @@ def select_backend(choice: str, *, vllm_installed: bool | None = None, gpu: bool
     gpu = torch.cuda.is_available() if gpu is None else gpu
     if choice == "transformers":
         return "transformers"
+    if choice == "llamacpp":
+        if importlib.util.find_spec("xllamacpp") is None:
+            raise TuneloomError("serve.backend is llamacpp but xllamacpp is not installed: pip install 'tuneloom[llamacpp]'")
+        return "llamacpp"
     if choice == "vllm":
         if not vllm_installed:
             raise TuneloomError(
@@ -344,8 +349,14 @@ def import_model_libraries() -> None:
         getattr(transformers, name)  # transformers' lazy module imports each on first access
 
 
-def make_backend(settings: ServeConfig, metrics: ServeMetrics) -> TransformersBackend | VllmBackend:
+def make_backend(settings: ServeConfig, metrics: ServeMetrics, workspace: Path | None = None) -> Any:
+    """The backend `serve.backend` selects; llamacpp keeps its GGUF exports under `workspace`/exports."""
     transformers_backend = TransformersBackend(settings, metrics)
-    if select_backend(settings.backend) == "vllm":
+    chosen = select_backend(settings.backend)
+    if chosen == "vllm":
         return VllmBackend(settings, metrics, transformers_backend)
+    if chosen == "llamacpp":
+        from tuneloom.serve.llamacpp import LlamaCppBackend
+
+        return LlamaCppBackend(settings, metrics, transformers_backend, workspace or Path.cwd())
     return transformers_backend

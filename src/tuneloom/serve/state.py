@@ -57,7 +57,7 @@ def build_state(project: Project, settings: ServeConfig) -> ServerState:
         project=project,
         settings=settings,
         resolver=resolver,
-        backend=make_backend(settings, metrics),
+        backend=make_backend(settings, metrics, project.workspace),
         keys=KeyStore(keys_path(project.workspace)),
         feedback=FeedbackStore.for_workspace(project.workspace, settings.feedback_db),
         metrics=metrics,
@@ -75,7 +75,7 @@ def configured_knowledge(settings: ServeConfig) -> list[str]:
 def dependencies(state: ServerState) -> dict[str, Callable[[], object]]:
     """What requests would otherwise import or build concurrently on first use: loaded once at start-up."""
     loads: dict[str, Callable[[], object]] = {}
-    if isinstance(state.backend, TransformersBackend | VllmBackend):
+    if isinstance(state.backend, TransformersBackend | VllmBackend) or state.backend.name == "llamacpp":
         loads["transformers"] = import_model_libraries
     resolver = state.resolver
     if isinstance(resolver, TargetResolver) and resolver.has_registry():
