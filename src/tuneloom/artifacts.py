@@ -113,6 +113,7 @@ class DatasetManifest(Artifact):
     libraries: dict[str, str] = Field(default_factory=dict)
     prep_version: int | None = None
     knowledge: KnowledgeAccount | None = None  # tasks that name a knowledge base: the passages recorded
+    project_file: str = Field("", description="The project file that prepared it (tasks reading a knowledge base open it).")
 
     @property
     def labels(self) -> list[str]:
@@ -151,6 +152,21 @@ class RunSnapshot(Artifact):
     @property
     def task_type(self) -> str:
         return str(self.task["type"])
+
+
+class EmbedderCard(Artifact):
+    """`runs/<run>/model/tuneloom_embedder.json`: what a tuned embedder was trained from and on."""
+
+    knowledge_base: str
+    base_embedder: str = Field(description="The model the embedder was tuned from (catalog name, folder or hub id).")
+    index_embedder: str = Field("", description="The embedder the knowledge base's index was built with, at training time.")
+    content_version: str = Field("", description="The knowledge base's content version at training time.")
+    chunks: int = Field(ge=0, description="Chunks in the knowledge base (the hard-negative pool).")
+    pairs: dict[str, int] = Field(description="Training pairs by origin: qa (linked answers), passage, pseudo.")
+    unlinked: int = Field(0, ge=0, description="Question/answer rows no chunk grounded well enough (left out).")
+    unlinked_ids: list[str] = Field(default_factory=list, description="Ids of the first 50 unlinked rows.")
+    hard_negatives: int = 0
+    matryoshka_dims: list[int] | None = None
 
 
 class RunStatus(Artifact):
@@ -292,6 +308,7 @@ class EvalResult(Artifact):
     forgetting: dict[str, Any] | None = None  # chat: base and tuned on the general-ability set
     base_method: str | None = None  # how the base was scored when it cannot answer as is (zero-shot...)
     example_metric: str | None = None  # what `score_base` / `score_tuned` of each example mean
+    retrieval: dict[str, Any] | None = None  # embedding: knowledge base, chunks, linked and unlinked test questions
     # cheap baselines on the same test rows: name -> {method, metrics, intervals (tuned minus it), seconds}
     # or name -> {skipped: reason}; None when eval.baselines is off
     baselines: dict[str, dict[str, Any]] | None = None
@@ -409,6 +426,7 @@ RECREATE = {
     "status.json": "delete it to mark the run interrupted, or train again",
     "summary.json": "the run did not finish cleanly; resume it with `tuneloom train --resume RUN` or train again",
     "eval.json": "run `tuneloom eval RUN` again",
+    "tuneloom_embedder.json": "the embedder cannot be traced to its knowledge base; train it again with `tuneloom train`",
     "gate.json": "run `tuneloom gate RUN` again",
     "scout.json": "run `tuneloom scout` again",
     "index.json": "run `tuneloom index build` again",
@@ -493,6 +511,17 @@ def read_snapshot(run_dir: str | Path) -> RunSnapshot:
 def write_snapshot(run_dir: str | Path, snapshot: RunSnapshot) -> None:
     text = yaml.safe_dump(_dump(snapshot), sort_keys=False, allow_unicode=True)
     write_text_atomic(Path(run_dir) / "config.yaml", text)
+
+
+EMBEDDER_CARD = "tuneloom_embedder.json"
+
+
+def read_embedder_card(model_dir: str | Path) -> EmbedderCard:
+    return _load(Path(model_dir) / EMBEDDER_CARD, EmbedderCard)
+
+
+def write_embedder_card(model_dir: str | Path, card: EmbedderCard) -> None:
+    write_json_atomic(Path(model_dir) / EMBEDDER_CARD, _dump(card))
 
 
 def read_status(run_dir: str | Path) -> RunStatus:

@@ -70,7 +70,7 @@ def echo_kind():
 
 
 def test_unregistered_type_is_refused_with_the_known_kinds():
-    with pytest.raises(ProjectFileError, match="'chat_sft', 'classification', 'ner', 'preference' or 'pretrain'"):
+    with pytest.raises(ProjectFileError, match="'chat_sft', 'classification', 'embedding', 'ner', 'preference' or 'pretrain'"):
         parse_project(PROJECT.format(method="lora"))
 
 

@@ -23,6 +23,7 @@ from tuneloom.config.data import (
     SplitConfig,
     TaskSourceConfig,
 )
+from tuneloom.config.embedding import EmbeddingConfig
 from tuneloom.config.evaluation import DEFAULT_RUBRIC, EvalConfig, GateConfig, JudgeConfig
 from tuneloom.config.feedback import AutoAcceptRule, FeedbackConfig
 from tuneloom.config.knowledge import (
@@ -80,6 +81,7 @@ __all__ = [
     "DataConfig",
     "DedupConfig",
     "EmbedderConfig",
+    "EmbeddingConfig",
     "EvalConfig",
     "FloatRange",
     "GateConfig",

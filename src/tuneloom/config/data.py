@@ -58,6 +58,7 @@ class ColumnsConfig(Strict):
     )
     chosen: str | None = Field(None, description="preference: the better answer.")
     rejected: str | None = Field(None, description="preference: the worse answer.")
+    passage: str | None = Field(None, description="embedding: a passage that answers the query in `prompt`.")
     group: str | None = Field(None, description="Rows sharing this value (customer, thread) land in one split.")
     split: str | None = Field(None, description="A column holding train / validation / test: the user's own split.")
     slice: str | None = Field(None, description="Optional column to report results by (e.g. topic, product).")
@@ -72,6 +73,7 @@ class ColumnsConfig(Strict):
             self.entities,
             self.chosen,
             self.rejected,
+            self.passage,
             self.group,
             self.split,
             self.slice,

@@ -7,6 +7,7 @@ from pydantic import Field, field_validator, model_validator
 from tuneloom.catalog.entries import CATALOG
 from tuneloom.config.base import Strict
 from tuneloom.config.data import DataConfig
+from tuneloom.config.embedding import EmbeddingConfig
 from tuneloom.config.evaluation import EvalConfig, GateConfig
 from tuneloom.config.feedback import FeedbackConfig
 from tuneloom.config.loop import IterateConfig
@@ -49,6 +50,9 @@ class TaskConfig(Strict):
         None, description="Name of a knowledge base (the project's `knowledge:` list) this task retrieves from."
     )
     rag: RagConfig = Field(RagConfig(), description="Tasks with `knowledge`: how retrieved passages enter the prompt.")
+    embedding: EmbeddingConfig | None = Field(
+        None, description="embedding tasks: training pairs, hard negatives and the loss (defaults when left out)."
+    )
 
     @property
     def packs(self) -> bool:
@@ -119,6 +123,7 @@ TASK_RULES = (
     check_search_space,
     rules.check_columns,
     rules.check_data_options,
+    rules.check_embedding_section,
     rules.check_kind_rules,
     check_knowledge,
 )

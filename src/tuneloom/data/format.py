@@ -191,4 +191,6 @@ def dedup_texts(example: Example) -> list[str]:
         return [m["content"] for m in example["messages"] if m["role"] != "system"]
     if "chosen" in example:
         return [m["content"] for m in example["prompt"] if m["role"] != "system"] + [example["chosen"][0]["content"]]
+    if "query" in example:  # embedding: a query and its answer or passage
+        return [example["query"], example.get("answer") or example.get("passage") or ""]
     return [example["text"]]

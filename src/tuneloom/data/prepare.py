@@ -289,7 +289,9 @@ def _token_lengths(task: TaskConfig, rows: SortedRows, tallies: list[SourceTally
     return tokenizer, window
 
 
-def _manifest(task: TaskConfig, result: PreparedDataset, label_counts: Any, token_stats: Any) -> DatasetManifest:
+def _manifest(
+    project: Project, task: TaskConfig, result: PreparedDataset, label_counts: Any, token_stats: Any
+) -> DatasetManifest:
     return DatasetManifest(
         result=ManifestResult(**result.model_dump(exclude={"reused"})),
         task_type=task.type,
@@ -299,6 +301,7 @@ def _manifest(task: TaskConfig, result: PreparedDataset, label_counts: Any, toke
         tokens=token_stats,
         libraries=_versions(),
         prep_version=PREP_VERSION,
+        project_file=str(project.path),
     )
 
 
@@ -398,7 +401,7 @@ def prepare_dataset(
         redacted=dict(sum((Counter(a.redacted) for a in accounts), Counter())),
         warnings=warnings,
     )
-    manifest = _manifest(task, result, label_counts, token_stats)
+    manifest = _manifest(project, task, result, label_counts, token_stats)
     manifest.knowledge = knowledge
     _write_version(folder, task, splits, rows, manifest)
     ws.set_latest_dataset(task.name, version)

@@ -50,7 +50,8 @@ def per_example_views(kind: TaskKind, result: dict[str, Any], rows: list[dict[st
         return
     groups: dict[str, list[dict[str, Any]]] = {}
     for key, e in zip(keys, result["examples"]):
-        groups.setdefault(str(key), []).append(e)
+        if not e.get("unscored"):  # e.g. a test question no chunk grounds: in the examples, not in the averages
+            groups.setdefault(str(key), []).append(e)
     result["slices"] = {
         key: {
             "n": len(items),

@@ -88,7 +88,7 @@ class FeedbackRows:
     needs_review: bool = False  # a bad answer with nothing to learn from yet: a reviewer may write the correction
 
 
-InferenceHead = Literal["causal_lm", "sequence_classification", "token_classification"]
+InferenceHead = Literal["causal_lm", "sequence_classification", "token_classification", "sentence_embedding"]
 ScoutQuality = Literal["generation", "probe"]  # scout scores a base model by its answers, or by a linear probe
 
 
@@ -111,6 +111,7 @@ class TaskKind(Protocol):
     per_class_f1: bool  # gate.max_class_f1_drop is allowed
     forgetting_check: bool  # eval.forgetting_check scores the general-ability set
     takes_knowledge: bool  # the task may name a knowledge base (`knowledge:`)
+    trains_embedder: bool  # trains a sentence embedder for a knowledge base (the task's `embedding:` section applies)
 
     def check_config(self, task: TaskConfig) -> None:
         """Raise ValueError naming the setting when the task's settings do not fit this type."""
@@ -178,6 +179,7 @@ class KindDefaults:
     per_class_f1 = False
     forgetting_check = False
     takes_knowledge = False
+    trains_embedder = False
 
     def check_config(self, task: TaskConfig) -> None:
         return None

@@ -1,4 +1,4 @@
-"""The registry of task kinds: the built-in five, plus any a user or test registers."""
+"""The registry of task kinds: the built-in six, plus any a user or test registers."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ def _builtins() -> None:
     global _LOADED
     if _LOADED:
         return
-    from tuneloom.tasks import chat_sft, classification, ner, preference, pretrain
+    from tuneloom.tasks import chat_sft, classification, embedding, ner, preference, pretrain
 
-    for module in (chat_sft, classification, ner, preference, pretrain):
+    for module in (chat_sft, classification, embedding, ner, preference, pretrain):
         _KINDS.setdefault(module.KIND.name, module.KIND)
     _LOADED = True
 

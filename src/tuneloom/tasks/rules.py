@@ -11,7 +11,7 @@ from tuneloom.tasks.registry import kind_of, kinds
 if TYPE_CHECKING:
     from tuneloom.config import TaskConfig
 
-ROLES = ("prompt", "response", "messages", "text", "label", "entities", "chosen", "rejected")
+ROLES = ("prompt", "response", "messages", "text", "label", "entities", "chosen", "rejected", "passage")
 ROLE_HINTS = {
     "text": "the input text column or columns",
     "label": "the column holding the class",
@@ -19,6 +19,7 @@ ROLE_HINTS = {
     "prompt": "the column holding the user's message",
     "chosen": "the column holding the better answer",
     "rejected": "the column holding the worse answer",
+    "passage": "the column holding the passage that answers the query",
 }
 
 
@@ -45,6 +46,11 @@ def check_data_options(task: TaskConfig) -> None:
         raise ValueError(f"data.multi_label applies to {_which(lambda k: k.multi_label)} tasks only")
     if data.system_prompt and not kind.takes_system_prompt:
         raise ValueError(f"data.system_prompt applies to {_which(lambda k: k.takes_system_prompt)} tasks only")
+
+
+def check_embedding_section(task: TaskConfig) -> None:
+    if task.embedding is not None and not kind_of(task.type).trains_embedder:
+        raise ValueError(f"the embedding section applies to {_which(lambda k: k.trains_embedder)} tasks, not {task.type}")
 
 
 def check_packing(task: TaskConfig) -> None:

@@ -1,0 +1,136 @@
+"""Retrieval evaluation of an embedder: recall@1/5/10, MRR@10 and nDCG@10 of the base and the tuned embedder over
+the whole knowledge base, on the held-out questions, with paired-bootstrap intervals of the differences.
+
+Each test question's relevant chunk is the one its answer (or passage) links to (`link_rows`, the same rule as in
+training, with the base embedder); questions no chunk grounds are listed and left out of the averages.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tuneloom.artifacts import read_manifest
+from tuneloom.evaluate.stats import mean_metric, paired_bootstrap
+from tuneloom.train import embedding as embedder
+from tuneloom.train.embedding import Corpus, load_embedder, settings
+from tuneloom.train.embedding_pairs import encode, link_rows
+
+if TYPE_CHECKING:
+    from tuneloom.tasks.base import EvalContext
+
+K = 10
+METRICS = ("ndcg_at_10", "recall_at_1", "recall_at_5", "recall_at_10", "mrr_at_10")
+
+
+def ranking_scores(ranked: Sequence[Sequence[str]], relevant: Sequence[set[str]]) -> dict[str, np.ndarray]:
+    """Per-query recall@1/5/10, MRR@10 and nDCG@10 (binary relevance) of ranked chunk ids."""
+    out: dict[str, list[float]] = {m: [] for m in METRICS}
+    discounts = 1 / np.log2(np.arange(2, K + 2))
+    for ids, rel in zip(ranked, relevant):
+        hits = np.array([cid in rel for cid in ids[:K]], dtype=float)
+        for k in (1, 5, 10):
+            out[f"recall_at_{k}"].append(hits[:k].sum() / len(rel))
+        first = np.flatnonzero(hits)
+        out["mrr_at_10"].append(1 / (first[0] + 1) if first.size else 0.0)
+        ideal = discounts[: min(len(rel), K)].sum()
+        out["ndcg_at_10"].append(float((hits * discounts[: len(hits)]).sum() / ideal))
+    return {m: np.asarray(v) for m, v in out.items()}
+
+
+def rank(model: Any, queries: Sequence[str], corpus: Corpus, batch_size: int) -> tuple[list[list[str]], float]:
+    """The top-10 chunk ids of each query by cosine similarity (exact search), and ms per query."""
+    vectors = encode(model, [c.text for c in corpus.chunks], batch_size)
+    started = time.perf_counter()
+    sims = encode(model, queries, batch_size) @ vectors.T
+    top = np.argsort(-sims, axis=1, kind="stable")[:, :K]
+    ms = 1000 * (time.perf_counter() - started) / max(len(queries), 1)
+    return [[corpus.chunks[i].chunk_id for i in row] for row in top], ms
+
+
+def _score(
+    model: Any, queries: list[str], relevant: list[set[str]], corpus: Corpus, batch_size: int
+) -> tuple[dict[str, np.ndarray], list[list[str]], float]:
+    ranked, ms = rank(model, queries, corpus, batch_size)
+    return ranking_scores(ranked, relevant), ranked, ms
+
+
+def _summary(scores: dict[str, np.ndarray]) -> dict[str, float]:
+    return {m: float(v.mean()) if v.size else 0.0 for m, v in scores.items()}
+
+
+def _intervals(base: dict[str, np.ndarray], tuned: dict[str, np.ndarray]) -> dict[str, tuple[float, float]]:
+    return {m: paired_bootstrap(len(base[m]), mean_metric(base[m].tolist(), tuned[m].tolist())) for m in METRICS}
+
+
+def _corpus(ctx: EvalContext) -> Corpus:
+    if ctx.train_dir is None:
+        raise ValueError("retrieval evaluation needs the run's dataset folder (its manifest names the project)")
+    return embedder.load_corpus(read_manifest(ctx.train_dir).project_file, ctx.task.knowledge or "")
+
+
+def _examples(
+    rows: list[dict[str, Any]], linked: dict[str, str], runs: dict[str, tuple[dict[str, np.ndarray], list[list[str]]]]
+) -> list[dict[str, Any]]:
+    """One entry per test row in order; rows without a grounding chunk are marked `unscored`."""
+    out, position = [], 0
+    for row in rows:
+        entry: dict[str, Any] = {"id": row.get("id"), "query": row["query"][:300]}
+        chunk_id = linked.get(str(row.get("id", "")))
+        if chunk_id is None:
+            out.append({**entry, "unscored": True, "score_base": 0.0, "score_tuned": 0.0})
+            continue
+        entry["relevant"] = chunk_id
+        for side, (scores, ranked) in runs.items():
+            entry[f"score_{side}"] = round(float(scores["ndcg_at_10"][position]), 4)
+            entry[f"top_{side}"] = ranked[position][0]
+        out.append(entry)
+        position += 1
+    return out
+
+
+def evaluate_retrieval(ctx: EvalContext) -> dict[str, Any]:
+    """Base vs tuned embedder (and production when given) on the test questions, over the whole knowledge base."""
+    task, batch = ctx.task, ctx.task.eval.batch_size
+    corpus = _corpus(ctx)
+    base_model = load_embedder(ctx.base_path, task.train.max_length, task.trust_remote_code)
+    linking = link_rows(ctx.rows, corpus.chunks, base_model, settings(task).link_threshold)
+    if not linking.pairs:
+        raise ValueError(
+            f"none of the {len(ctx.rows)} test questions links to a chunk of '{corpus.name}' "
+            f"(embedding.link_threshold {settings(task).link_threshold}): nothing to score"
+        )
+    linked = {str(p.row_id): str(p.chunk_id) for p in linking.pairs}
+    queries, relevant = [p.query for p in linking.pairs], [{str(p.chunk_id)} for p in linking.pairs]
+    base, base_ranked, _ = _score(base_model, queries, relevant, corpus, batch)
+    ctx.tick(len(ctx.rows))
+    tuned_model = load_embedder(ctx.model_dir, task.train.max_length, task.trust_remote_code)
+    tuned, tuned_ranked, ms = _score(tuned_model, queries, relevant, corpus, batch)
+    ctx.tick(len(ctx.rows))
+    runs = {"base": (base, base_ranked), "tuned": (tuned, tuned_ranked)}
+    result: dict[str, Any] = {
+        "base": _summary(base),
+        "tuned": {**_summary(tuned), "latency_ms_per_example": round(ms, 3)},
+        "intervals": _intervals(base, tuned),
+        "base_method": f"the base embedder ({task.model}) searching the same chunks",
+        "example_metric": "ndcg_at_10",
+        "retrieval": {
+            "knowledge_base": corpus.name,
+            "chunks": len(corpus.chunks),
+            "linked": len(linking.pairs),
+            "unlinked": len(linking.unlinked),
+            "unlinked_ids": [row_id for row_id, _ in linking.unlinked[:50]],
+        },
+    }
+    if ctx.production is not None:
+        prod_model = load_embedder(Path(ctx.production.path), task.train.max_length, task.trust_remote_code)
+        prod, prod_ranked, _ = _score(prod_model, queries, relevant, corpus, batch)
+        ctx.tick(len(ctx.rows))
+        runs["production"] = (prod, prod_ranked)
+        result.update(production=_summary(prod), intervals_production=_intervals(prod, tuned))
+    result["examples"] = _examples(ctx.rows, linked, runs)
+    return result

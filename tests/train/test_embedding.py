@@ -1,0 +1,162 @@
+"""Embedder fine-tuning: pairs from linked answers, passages and pseudo-queries, mined negatives, and a run end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import chat_rows, write_jsonl
+from tuneloom.artifacts import read_embedder_card, read_eval
+from tuneloom.config import EmbeddingConfig, ProjectFileError, load_project, parse_project
+from tuneloom.evaluate import evaluate_run
+from tuneloom.knowledge.records import Chunk
+from tuneloom.train import embedding, train_task
+from tuneloom.train.embedding_pairs import Pair, link_rows, mine_negatives, pseudo_queries, trigram_jaccard
+
+PRODUCTS = ["Cam Outdoor", "Doorbell Pro", "Smart Plug", "Thermostat", "Home Hub", "Motion Sensor"]
+
+
+def product_chunks() -> list[Chunk]:
+    """One chunk per product holding every answer about it (what chat_rows' answers are grounded in)."""
+    answers: dict[str, list[str]] = {p: [] for p in PRODUCTS}
+    for row in chat_rows():
+        for p in PRODUCTS:
+            if p.lower() in row["answer"].lower() and row["answer"].strip():
+                answers[p].append(row["answer"])
+    return [
+        Chunk(
+            chunk_id=f"products.md#{i}",
+            doc_id="products.md",
+            doc_hash="0" * 64,
+            section=["Products", p],
+            position=i,
+            text=f"The {p}. " + " ".join(dict.fromkeys(answers[p])),
+            tokens=50,
+        )
+        for i, p in enumerate(PRODUCTS)
+    ]
+
+
+PROJECT = """\
+project: emb
+workspace: workspace
+tasks:
+  - name: finder
+    type: embedding
+    model: {model}
+    knowledge: products
+    data:
+      sources: [{{path: qa.jsonl}}]
+      columns: {{prompt: question, response: answer}}
+      split: {{validation: 0.1, test: 0.2, seed: 7}}
+    embedding: {{hard_negatives: 1, link_threshold: 0.3{extra}}}
+    method: {{kind: {method}, r: 4, alpha: 8, dropout: 0.0, target_modules: all-linear}}
+    train: {{max_steps: {steps}, lr: 1.0e-3, batch_size: 8, max_length: 64}}
+    eval: {{batch_size: 16}}
+    gate: {{min: {{ndcg_at_10: 0.0}}, max_drop: {{recall_at_5: 1.0}}}}
+"""
+
+
+@pytest.fixture
+def products(monkeypatch):
+    """The knowledge base the embedding task names, as its chunks (stands in for the index until it is built here)."""
+    corpus = embedding.Corpus("products", product_chunks(), None)
+    monkeypatch.setattr(embedding, "load_corpus", lambda project_file, name: corpus)
+    return corpus
+
+
+def test_answers_link_to_the_chunk_that_grounds_them(tiny_bert_dir):
+    chunks = product_chunks()
+    rows = [
+        {"id": str(i), "query": r["question"], "answer": r["answer"]}
+        for i, r in enumerate(chat_rows())
+        if r["answer"].strip() and r["question"]
+    ]
+    rows.append({"id": "stray", "query": "Who won the match?", "answer": "Leeds United, three nil."})
+    model = embedding.load_embedder(tiny_bert_dir, 64)
+    linking = link_rows(rows, chunks, model, threshold=0.6)  # a random tiny encoder: every cosine is near 1
+    by_id = {p.row_id: p.chunk_id for p in linking.pairs}
+    assert [row_id for row_id, _ in linking.unlinked] == ["stray"]
+    assert len(linking.pairs) + len(linking.unlinked) == len(rows)
+    for row in rows[:-1]:
+        product = next(p for p in PRODUCTS if p.lower() in row["answer"].lower())
+        assert by_id[row["id"]] == f"products.md#{PRODUCTS.index(product)}", row
+    with pytest.raises(ValueError, match="no chunks"):
+        link_rows(rows, [], model, 0.4)
+
+
+def test_pseudo_queries_come_from_headings_and_first_sentences():
+    returns = "# Returns\nReturns are accepted within thirty days of delivery. Refunds reach the original card in five days."
+    chunks = [*product_chunks(), Chunk(chunk_id="r#0", doc_id="r.md", doc_hash="1" * 64, position=0, text=returns, tokens=20)]
+    pairs = pseudo_queries(chunks)
+    queries = {p.query: p for p in pairs}
+    assert "Products: Thermostat" in queries and "The Thermostat." not in queries  # too short to stand as a query
+    cloze = queries["Returns are accepted within thirty days of delivery."]
+    assert cloze.positive == "Refunds reach the original card in five days." and cloze.chunk_id == "r#0"
+
+
+def test_mined_negatives_skip_near_duplicates_of_the_positive(tiny_bert_dir):
+    chunks = product_chunks()
+    texts = [c.text for c in chunks] + [chunks[0].text + " Thanks."]  # a near-duplicate of chunk 0
+    model = embedding.load_embedder(tiny_bert_dir, 64)
+    pairs = [Pair("Is the Cam Outdoor waterproof?", chunks[0].text, chunks[0].chunk_id, "qa")]
+    rows = mine_negatives(pairs, texts, model, per_pair=3, duplicate_threshold=0.8, seed=0)
+    negatives = [rows[0][f"negative_{i}"] for i in (1, 2, 3)]
+    assert len(set(negatives)) == 3 and all(trigram_jaccard(n, chunks[0].text) < 0.8 for n in negatives)
+    with pytest.raises(ValueError, match="too few distinct chunks"):
+        mine_negatives(pairs, texts[:1] * 3, model, per_pair=1, duplicate_threshold=0.8, seed=0)
+
+
+def test_config_rules_name_the_setting():
+    with pytest.raises(ProjectFileError, match="set `knowledge: <name>`"):
+        parse_project(PROJECT.format(model="./m", method="lora", steps=1, extra="").replace("    knowledge: products\n", ""))
+    with pytest.raises(ProjectFileError, match="exactly one of data.columns.response"):
+        parse_project(
+            PROJECT.format(model="./m", method="lora", steps=1, extra="").replace("response: answer", "response: a, passage: p")
+        )
+    with pytest.raises(ProjectFileError, match="unknown metric"):
+        parse_project(PROJECT.format(model="./m", method="lora", steps=1, extra="").replace("ndcg_at_10: 0.0", "accuracy: 0.5"))
+    with pytest.raises(ProjectFileError, match="matryoshka_dims"):
+        parse_project(PROJECT.format(model="./m", method="lora", steps=1, extra=", matryoshka_dims: [0]"))
+    chat = "project: p\ntasks:\n  - {name: t, type: chat_sft, model: ./m, embedding: {}, data: {sources: [{path: a}], columns: {prompt: q, response: a}}}\n"
+    with pytest.raises(ProjectFileError, match="embedding section applies to embedding tasks"):
+        parse_project(chat)
+    assert EmbeddingConfig(matryoshka_dims=[64, 128, 128]).matryoshka_dims == [128, 64]
+
+
+def _project(tmp_path: Path, model: Path | str, method: str = "lora", steps: int = 4, extra: str = "") -> Path:
+    write_jsonl(tmp_path / "qa.jsonl", chat_rows())
+    (tmp_path / "tuneloom.yaml").write_text(PROJECT.format(model=model, method=method, steps=steps, extra=extra))
+    return tmp_path
+
+
+def test_tiny_embedder_trains_evaluates_and_gates(tmp_path, tiny_bert_dir, products):
+    project = load_project(_project(tmp_path, tiny_bert_dir, extra=", matryoshka_dims: [32, 16]"))
+    result = train_task(project, "finder")
+    model_dir = Path(result.model_dir)
+    assert (model_dir / "modules.json").is_file() and any(model_dir.glob("*.safetensors"))
+    assert not any(model_dir.glob("*.bin")) and not (model_dir / "adapter_config.json").exists()  # merged, safetensors
+    card = read_embedder_card(model_dir)
+    assert card.knowledge_base == "products" and card.pairs["qa"] > 0 and card.matryoshka_dims == [32, 16]
+    evaluated = evaluate_run(result.run_dir)
+    for metric in ("ndcg_at_10", "recall_at_1", "recall_at_5", "recall_at_10", "mrr_at_10"):
+        assert 0.0 <= evaluated.tuned[metric] <= 1.0 and metric in evaluated.intervals
+    assert evaluated.tuned["recall_at_10"] == 1.0  # six chunks: every relevant one is in the top 10
+    assert evaluated.retrieval and evaluated.retrieval["linked"] + evaluated.retrieval["unlinked"] == evaluated.n_examples
+    saved = read_eval(result.run_dir)
+    assert saved.comparison["ndcg_at_10"]["tuned"] == evaluated.tuned["ndcg_at_10"]
+    from tuneloom.evaluate.gate import check_gate
+
+    gate = check_gate(project.config.task("finder").gate, json.loads((Path(result.run_dir) / "eval.json").read_text()))
+    assert gate.passed and {r.rule for r in gate.rules} >= {"min ndcg_at_10", "max drop recall_at_5"}
+
+
+@pytest.mark.slow
+def test_minilm_full_tuning_runs_a_few_steps(tmp_path, minilm_dir, products):
+    project = load_project(_project(tmp_path, "all-minilm-l6-v2", method="full", steps=3))
+    result = train_task(project, "finder")
+    evaluated = evaluate_run(result.run_dir)
+    assert evaluated.base["recall_at_1"] > 0.5  # MiniLM already finds the product chunk for most questions
+    assert evaluated.tuned["recall_at_10"] == 1.0
