@@ -13,7 +13,7 @@ from tuneloom.config import EmbeddingConfig, ProjectFileError, load_project, par
 from tuneloom.evaluate import evaluate_run
 from tuneloom.knowledge.records import Chunk
 from tuneloom.train import embedding, train_task
-from tuneloom.train.embedding_pairs import Pair, link_rows, mine_negatives, pseudo_queries, trigram_jaccard
+from tuneloom.train.embedding_pairs import Pair, document_pairs, link_rows, mine_negatives, pseudo_queries, trigram_jaccard
 
 PRODUCTS = ["Cam Outdoor", "Doorbell Pro", "Smart Plug", "Thermostat", "Home Hub", "Motion Sensor"]
 
@@ -97,6 +97,26 @@ def test_pseudo_queries_come_from_headings_and_first_sentences():
     assert cloze.positive == "Refunds reach the original card in five days." and cloze.chunk_id == "r#0"
 
 
+def test_document_rows_train_on_their_own_documents_pseudo_queries():
+    chunks = product_chunks()
+    linking = document_pairs([{"id": "d1", "document": "products.md"}, {"id": "d2", "document": "gone.md"}], chunks)
+    assert {p.row_id for p in linking.pairs} == {"d1"} and linking.unlinked == [("d2", 0.0)]
+    assert {p.chunk_id for p in linking.pairs} == {c.chunk_id for c in chunks}
+    nested = chunks[0].model_copy(update={"doc_id": "docs/products.md"})
+    assert document_pairs([{"id": "d", "document": "products.md"}], [nested]).pairs  # a folder source's document
+
+
+def test_no_pairs_at_all_is_an_error_naming_the_settings(tiny_bert_dir):
+    model = embedding.load_embedder(tiny_bert_dir, 64)
+    rows = [{"id": "1", "query": "Who won?", "answer": "Leeds United, three nil."}]
+    with pytest.raises(ValueError, match=r"no training pairs: 1 rows were unlinked.*embedding.pseudo_queries"):
+        embedding.build_pairs(rows, product_chunks(), model, EmbeddingConfig(link_threshold=1.0))
+    pairs, _ = embedding.build_pairs(rows, product_chunks(), model, EmbeddingConfig(link_threshold=1.0, pseudo_queries=True))
+    assert pairs and all(p.origin == "pseudo" for p in pairs)
+    with pytest.raises(ValueError, match="knowledge base has no chunks"):
+        embedding.build_pairs(rows, [], model, EmbeddingConfig())
+
+
 def test_mined_negatives_skip_near_duplicates_of_the_positive(tiny_bert_dir):
     chunks = product_chunks()
     texts = [c.text for c in chunks] + [chunks[0].text + " Thanks."]  # a near-duplicate of chunk 0
@@ -120,6 +140,12 @@ def test_config_rules_name_the_setting():
         parse_project(PROJECT.format(model="./m", method="lora", steps=1, extra="").replace("ndcg_at_10: 0.0", "accuracy: 0.5"))
     with pytest.raises(ProjectFileError, match="matryoshka_dims"):
         parse_project(PROJECT.format(model="./m", method="lora", steps=1, extra=", matryoshka_dims: [0]"))
+    docs = PROJECT.format(model="./m", method="lora", steps=1, extra="").replace(
+        "{prompt: question, response: answer}", "{text: text}"
+    )
+    assert parse_project(docs).tasks[0].data.columns.text == "text"
+    with pytest.raises(ProjectFileError, match="either documents"):
+        parse_project(docs.replace("{text: text}", "{text: text, prompt: q}"))
     chat = "project: p\ntasks:\n  - {name: t, type: chat_sft, model: ./m, embedding: {}, data: {sources: [{path: a}], columns: {prompt: q, response: a}}}\n"
     with pytest.raises(ProjectFileError, match="embedding section applies to embedding tasks"):
         parse_project(chat)

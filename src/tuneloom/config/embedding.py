@@ -17,10 +17,10 @@ class EmbeddingConfig(Strict):
         description="Question/answer data: an answer is linked to the chunk that grounds it when their score "
         "(mean of answer-word overlap and embedding cosine) reaches this; others are counted as unlinked and left out.",
     )
-    pseudo_queries: bool | None = Field(
-        None,
-        description="Add pseudo-queries from the documents' structure (headings, titles, first sentences) as training "
-        "pairs. Default: only when the data gives no question/answer or query/passage rows.",
+    pseudo_queries: bool = Field(
+        False,
+        description="Also train on pseudo-queries from the structure (headings, titles, first sentences) of every "
+        "chunk. Tasks whose data are the documents themselves (`columns: {text: ...}`) always use them.",
     )
     hard_negatives: Annotated[int, Field(ge=0, le=16)] = Field(
         1, description="Hard negatives per pair, mined over the whole knowledge base with the base embedder; 0: in-batch only."

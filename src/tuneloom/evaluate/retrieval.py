@@ -17,8 +17,8 @@ import numpy as np
 from tuneloom.artifacts import read_manifest
 from tuneloom.evaluate.stats import mean_metric, paired_bootstrap
 from tuneloom.train import embedding as embedder
-from tuneloom.train.embedding import Corpus, load_embedder, settings
-from tuneloom.train.embedding_pairs import encode, link_rows
+from tuneloom.train.embedding import Corpus, load_embedder, row_pairs, settings
+from tuneloom.train.embedding_pairs import Linking, encode
 
 if TYPE_CHECKING:
     from tuneloom.tasks.base import EvalContext
@@ -73,23 +73,38 @@ def _corpus(ctx: EvalContext) -> Corpus:
     return embedder.load_corpus(read_manifest(ctx.train_dir).project_file, ctx.task.knowledge or "")
 
 
+Queries = list[tuple[str, str, set[str]]]  # (row id, query, relevant chunk ids)
+
+
+def grouped_queries(linking: Linking) -> Queries:
+    """One query per (row, query text), its relevant chunks merged (a heading shared by several chunks finds any)."""
+    grouped: dict[tuple[str, str], set[str]] = {}
+    for p in linking.pairs:
+        grouped.setdefault((str(p.row_id), p.query), set()).add(str(p.chunk_id))
+    return [(row_id, query, relevant) for (row_id, query), relevant in grouped.items()]
+
+
 def _examples(
-    rows: list[dict[str, Any]], linked: dict[str, str], runs: dict[str, tuple[dict[str, np.ndarray], list[list[str]]]]
+    rows: list[dict[str, Any]], queries: Queries, runs: dict[str, tuple[dict[str, np.ndarray], list[list[str]]]]
 ) -> list[dict[str, Any]]:
-    """One entry per test row in order; rows without a grounding chunk are marked `unscored`."""
-    out, position = [], 0
+    """One entry per test row in order (a document row: the mean over its pseudo-queries); rows without a grounding
+    chunk are marked `unscored`."""
+    positions: dict[str, list[int]] = {}
+    for i, (row_id, _, _) in enumerate(queries):
+        positions.setdefault(row_id, []).append(i)
+    out = []
     for row in rows:
-        entry: dict[str, Any] = {"id": row.get("id"), "query": row["query"][:300]}
-        chunk_id = linked.get(str(row.get("id", "")))
-        if chunk_id is None:
+        row_id = str(row.get("id", ""))
+        entry: dict[str, Any] = {"id": row.get("id"), "query": (row.get("query") or row.get("document") or "")[:300]}
+        found = positions.get(row_id)
+        if not found:
             out.append({**entry, "unscored": True, "score_base": 0.0, "score_tuned": 0.0})
             continue
-        entry["relevant"] = chunk_id
+        entry["relevant"] = sorted(queries[found[0]][2])
         for side, (scores, ranked) in runs.items():
-            entry[f"score_{side}"] = round(float(scores["ndcg_at_10"][position]), 4)
-            entry[f"top_{side}"] = ranked[position][0]
+            entry[f"score_{side}"] = round(float(scores["ndcg_at_10"][found].mean()), 4)
+            entry[f"top_{side}"] = ranked[found[0]][0]
         out.append(entry)
-        position += 1
     return out
 
 
@@ -98,14 +113,14 @@ def evaluate_retrieval(ctx: EvalContext) -> dict[str, Any]:
     task, batch = ctx.task, ctx.task.eval.batch_size
     corpus = _corpus(ctx)
     base_model = load_embedder(ctx.base_path, task.train.max_length, task.trust_remote_code)
-    linking = link_rows(ctx.rows, corpus.chunks, base_model, settings(task).link_threshold)
+    linking = row_pairs(ctx.rows, corpus.chunks, base_model, settings(task))
     if not linking.pairs:
         raise ValueError(
-            f"none of the {len(ctx.rows)} test questions links to a chunk of '{corpus.name}' "
-            f"(embedding.link_threshold {settings(task).link_threshold}): nothing to score"
+            f"none of the {len(ctx.rows)} test rows links to a chunk of '{corpus.name}' (answers under "
+            f"embedding.link_threshold {settings(task).link_threshold}, or documents it does not hold): nothing to score"
         )
-    linked = {str(p.row_id): str(p.chunk_id) for p in linking.pairs}
-    queries, relevant = [p.query for p in linking.pairs], [{str(p.chunk_id)} for p in linking.pairs]
+    found = grouped_queries(linking)
+    queries, relevant = [q for _, q, _ in found], [r for _, _, r in found]
     base, base_ranked, _ = _score(base_model, queries, relevant, corpus, batch)
     ctx.tick(len(ctx.rows))
     tuned_model = load_embedder(ctx.model_dir, task.train.max_length, task.trust_remote_code)
@@ -121,7 +136,8 @@ def evaluate_retrieval(ctx: EvalContext) -> dict[str, Any]:
         "retrieval": {
             "knowledge_base": corpus.name,
             "chunks": len(corpus.chunks),
-            "linked": len(linking.pairs),
+            "linked": len(ctx.rows) - len(linking.unlinked),
+            "queries": len(found),
             "unlinked": len(linking.unlinked),
             "unlinked_ids": [row_id for row_id, _ in linking.unlinked[:50]],
         },
@@ -132,5 +148,5 @@ def evaluate_retrieval(ctx: EvalContext) -> dict[str, Any]:
         ctx.tick(len(ctx.rows))
         runs["production"] = (prod, prod_ranked)
         result.update(production=_summary(prod), intervals_production=_intervals(prod, tuned))
-    result["examples"] = _examples(ctx.rows, linked, runs)
+    result["examples"] = _examples(ctx.rows, found, runs)
     return result

@@ -16,9 +16,9 @@ if TYPE_CHECKING:
 
 class Embedding(KindDefaults):
     name = "embedding"
-    summary = "Sentence-embedder fine-tuning for a knowledge base (retrieval), from questions or query/passage pairs."
-    required_columns = ("prompt",)
-    allowed_columns = frozenset({"prompt", "response", "passage"})
+    summary = "Sentence-embedder fine-tuning for a knowledge base: from its questions, query/passage pairs or its documents."
+    required_columns: tuple[str, ...] = ()
+    allowed_columns = frozenset({"prompt", "response", "passage", "text"})
     metrics = ("ndcg_at_10", "recall_at_1", "recall_at_5", "recall_at_10", "mrr_at_10")
     head = "sentence_embedding"
     scout_quality = "probe"
@@ -29,16 +29,25 @@ class Embedding(KindDefaults):
         cols = task.data.columns
         if not task.knowledge:
             raise ValueError("embedding tasks name the knowledge base whose embedder they tune: set `knowledge: <name>`")
-        if bool(cols.response) == bool(cols.passage):
+        if cols.text and (cols.prompt or cols.response or cols.passage):
             raise ValueError(
-                "embedding needs exactly one of data.columns.response (answers, linked to the chunk that grounds them) "
-                "or data.columns.passage (the passage that answers each query)"
+                "embedding data are either documents (data.columns.text alone: pseudo-queries from their structure) "
+                "or queries (data.columns.prompt with response or passage), not both"
+            )
+        if not cols.text and not (cols.prompt and bool(cols.response) != bool(cols.passage)):
+            raise ValueError(
+                "embedding needs data.columns.prompt with exactly one of data.columns.response (answers, linked to the "
+                "chunk that grounds them) or data.columns.passage (the passage that answers each query); or "
+                "data.columns.text alone for the knowledge base's documents"
             )
         if task.method.merge:
             raise ValueError("method.merge does not apply to embedding tasks: their adapter is always merged into model/")
 
     def build_example(self, data: DataConfig, record: dict[str, Any], clean: Cleaner) -> Built:
         cols = data.columns
+        if cols.text:
+            text = "\n\n".join(t for t in (clean.text(record.get(c) or "") for c in cols.text_columns()) if t)
+            return ({"text": text, "document": str(record.get("file") or "")}, None) if text else (None, "empty_text")
         query = clean.text(record.get(cols.prompt or "") or "")
         if not query:
             return None, "empty_query"
@@ -49,7 +58,7 @@ class Embedding(KindDefaults):
         return {"query": query, role: evidence}, None
 
     def measure_tokens(self, examples: list[Example], tokenizer: Any) -> None:
-        lengths = tokenizer([e["query"] for e in examples])["input_ids"]
+        lengths = tokenizer([e.get("query") or e["text"] for e in examples])["input_ids"]
         for e, ids in zip(examples, lengths):
             e["_tokens"] = len(ids)
 

@@ -19,7 +19,7 @@ from tuneloom.config import EmbeddingConfig, TaskConfig
 from tuneloom.errors import TuneloomError
 from tuneloom.knowledge.records import Chunk, IndexMeta
 from tuneloom.train.common import TaskParts, lora_config
-from tuneloom.train.embedding_pairs import Linking, Pair, link_rows, mine_negatives, pseudo_queries
+from tuneloom.train.embedding_pairs import Linking, Pair, document_pairs, link_rows, mine_negatives, pseudo_queries
 
 
 class KnowledgeBaseMissing(TuneloomError):
@@ -64,17 +64,25 @@ def settings(task: TaskConfig) -> EmbeddingConfig:
     return task.embedding or EmbeddingConfig()
 
 
+def row_pairs(rows: list[dict[str, Any]], chunks: list[Chunk], model: Any, cfg: EmbeddingConfig) -> Linking:
+    """The pairs rows give: document rows their documents' pseudo-queries, question rows their linked chunk."""
+    if not chunks:
+        raise ValueError("the knowledge base has no chunks: build it before training or evaluating its embedder")
+    if rows and "document" in rows[0]:
+        return document_pairs(rows, chunks)
+    return link_rows(rows, chunks, model, cfg.link_threshold) if rows else Linking()
+
+
 def build_pairs(rows: list[dict[str, Any]], chunks: list[Chunk], model: Any, cfg: EmbeddingConfig) -> tuple[list[Pair], Linking]:
-    """Linked question/answer rows and query/passage rows, plus pseudo-queries when asked for (or when the rows
-    give no pairs at all)."""
-    linking = link_rows(rows, chunks, model, cfg.link_threshold) if rows else Linking()
-    pseudo = cfg.pseudo_queries if cfg.pseudo_queries is not None else not rows
-    pairs = linking.pairs + (pseudo_queries(chunks) if pseudo else [])
+    """The rows' pairs, plus pseudo-queries from every chunk when `embedding.pseudo_queries` asks for them."""
+    linking = row_pairs(rows, chunks, model, cfg)
+    extra = cfg.pseudo_queries and not (rows and "document" in rows[0])
+    pairs = linking.pairs + (pseudo_queries(chunks) if extra else [])
     if not pairs:
         raise ValueError(
-            f"no training pairs: {len(linking.unlinked)} rows were unlinked (best score under "
-            f"embedding.link_threshold {cfg.link_threshold}) and pseudo-queries are off; lower the threshold or set "
-            f"embedding.pseudo_queries: true"
+            f"no training pairs: {len(linking.unlinked)} rows were unlinked (no chunk of the knowledge base grounds "
+            f"them: answers under embedding.link_threshold {cfg.link_threshold}, or documents it does not hold) and "
+            f"embedding.pseudo_queries is off; lower the threshold or set embedding.pseudo_queries: true"
         )
     return pairs, linking
 
@@ -134,7 +142,7 @@ def prepare(
     corpus = corpus or load_corpus(manifest.project_file, task.knowledge or "")
     model = load_embedder(model_path, task.train.max_length, task.trust_remote_code)
     pairs, linking = build_pairs(train, corpus.chunks, model, cfg)
-    val_pairs = link_rows(validation, corpus.chunks, model, cfg.link_threshold).pairs if validation else []
+    val_pairs = row_pairs(validation, corpus.chunks, model, cfg).pairs
     texts = [c.text for c in corpus.chunks]
     train_rows, val_rows = (
         mine_negatives(p, texts, model, cfg.hard_negatives, cfg.duplicate_threshold, task.train.seed) for p in (pairs, val_pairs)

@@ -115,6 +115,24 @@ def pseudo_queries(chunks: Iterable[Chunk], min_words: int = 4) -> list[Pair]:
     return pairs
 
 
+def same_document(doc_id: str, file: str) -> bool:
+    """Whether a knowledge-base document id (`<source path>/<file>`) is the data source's document `file`."""
+    return bool(file) and (doc_id == file or doc_id.endswith("/" + file))
+
+
+def document_pairs(rows: Sequence[dict[str, Any]], chunks: Sequence[Chunk]) -> Linking:
+    """Pseudo-query pairs for document rows (a knowledge base without questions): the chunks of each row's document
+    give its pairs; a document the knowledge base does not hold is unlinked."""
+    out = Linking()
+    for row in rows:
+        row_id = str(row.get("id", ""))
+        found = pseudo_queries(c for c in chunks if same_document(c.doc_id, row["document"]))
+        if not found:
+            out.unlinked.append((row_id, 0.0))
+        out.pairs.extend(Pair(p.query, p.positive, p.chunk_id, p.origin, row_id) for p in found)
+    return out
+
+
 def _near_duplicate(candidate: str, positive: str, threshold: float) -> bool:
     return candidate == positive or trigram_jaccard(candidate, positive) >= threshold
 
