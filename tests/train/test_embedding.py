@@ -9,10 +9,16 @@ import pytest
 
 from tests.conftest import chat_rows, write_jsonl
 from tuneloom.artifacts import read_embedder_card, read_eval
-from tuneloom.config import EmbeddingConfig, ProjectFileError, load_project, parse_project
+from tuneloom.config import EmbeddingConfig, Project, ProjectFileError, load_project, parse_project
+from tuneloom.errors import TuneloomError
 from tuneloom.evaluate import evaluate_run
+from tuneloom.evaluate.gate import check_gate
+from tuneloom.knowledge import EmbedderMismatch, build_index, open_index
 from tuneloom.knowledge.records import Chunk
+from tuneloom.knowledge.reindex import reindex_with, with_embedder
+from tuneloom.registry import register_run, resolve
 from tuneloom.train import embedding, train_task
+from tuneloom.train.embedding import KnowledgeBaseMissing
 from tuneloom.train.embedding_pairs import Pair, document_pairs, link_rows, mine_negatives, pseudo_queries, trigram_jaccard
 
 PRODUCTS = ["Cam Outdoor", "Doorbell Pro", "Smart Plug", "Thermostat", "Home Hub", "Motion Sensor"]
@@ -42,6 +48,11 @@ def product_chunks() -> list[Chunk]:
 PROJECT = """\
 project: emb
 workspace: workspace
+knowledge:
+  - name: products
+    sources: [{{path: products.md}}]
+    embedder: {{model: {kb_model}}}
+    chunking: {{max_tokens: 400, overlap: 0}}
 tasks:
   - name: finder
     type: embedding
@@ -59,12 +70,22 @@ tasks:
 """
 
 
-@pytest.fixture
-def products(monkeypatch):
-    """The knowledge base the embedding task names, as its chunks (stands in for the index until it is built here)."""
-    corpus = embedding.Corpus("products", product_chunks(), None)
-    monkeypatch.setattr(embedding, "load_corpus", lambda project_file, name: corpus)
-    return corpus
+def _yaml(model: Path | str = "./m", method: str = "lora", steps: int = 1, extra: str = "", kb_model: Path | str = "./m") -> str:
+    return PROJECT.format(model=model, method=method, steps=steps, extra=extra, kb_model=kb_model)
+
+
+def _project(
+    tmp_path: Path, model: Path | str, kb_model: Path, method: str = "lora", steps: int = 4, extra: str = "", build: bool = True
+) -> Project:
+    """The embedding task's project with its knowledge base (products.md, one section per product), indexed."""
+    write_jsonl(tmp_path / "qa.jsonl", chat_rows())
+    sections = [f"## {c.section[-1]}\n\n{c.text}" for c in product_chunks()]
+    (tmp_path / "products.md").write_text("# Products\n\n" + "\n\n".join(sections) + "\n")
+    (tmp_path / "tuneloom.yaml").write_text(_yaml(model, method, steps, extra, kb_model))
+    project = load_project(tmp_path)
+    if build:
+        build_index(project, "products", progress=False)
+    return project
 
 
 def test_answers_link_to_the_chunk_that_grounds_them(tiny_bert_dir):
@@ -131,18 +152,14 @@ def test_mined_negatives_skip_near_duplicates_of_the_positive(tiny_bert_dir):
 
 def test_config_rules_name_the_setting():
     with pytest.raises(ProjectFileError, match="set `knowledge: <name>`"):
-        parse_project(PROJECT.format(model="./m", method="lora", steps=1, extra="").replace("    knowledge: products\n", ""))
+        parse_project(_yaml().replace("    knowledge: products\n", ""))
     with pytest.raises(ProjectFileError, match="exactly one of data.columns.response"):
-        parse_project(
-            PROJECT.format(model="./m", method="lora", steps=1, extra="").replace("response: answer", "response: a, passage: p")
-        )
+        parse_project(_yaml().replace("response: answer", "response: a, passage: p"))
     with pytest.raises(ProjectFileError, match="unknown metric"):
-        parse_project(PROJECT.format(model="./m", method="lora", steps=1, extra="").replace("ndcg_at_10: 0.0", "accuracy: 0.5"))
+        parse_project(_yaml().replace("ndcg_at_10: 0.0", "accuracy: 0.5"))
     with pytest.raises(ProjectFileError, match="matryoshka_dims"):
-        parse_project(PROJECT.format(model="./m", method="lora", steps=1, extra=", matryoshka_dims: [0]"))
-    docs = PROJECT.format(model="./m", method="lora", steps=1, extra="").replace(
-        "{prompt: question, response: answer}", "{text: text}"
-    )
+        parse_project(_yaml(extra=", matryoshka_dims: [0]"))
+    docs = _yaml().replace("{prompt: question, response: answer}", "{text: text}")
     assert parse_project(docs).tasks[0].data.columns.text == "text"
     with pytest.raises(ProjectFileError, match="either documents"):
         parse_project(docs.replace("{text: text}", "{text: text, prompt: q}"))
@@ -152,36 +169,57 @@ def test_config_rules_name_the_setting():
     assert EmbeddingConfig(matryoshka_dims=[64, 128, 128]).matryoshka_dims == [128, 64]
 
 
-def _project(tmp_path: Path, model: Path | str, method: str = "lora", steps: int = 4, extra: str = "") -> Path:
-    write_jsonl(tmp_path / "qa.jsonl", chat_rows())
-    (tmp_path / "tuneloom.yaml").write_text(PROJECT.format(model=model, method=method, steps=steps, extra=extra))
-    return tmp_path
-
-
-def test_tiny_embedder_trains_evaluates_and_gates(tmp_path, tiny_bert_dir, products):
-    project = load_project(_project(tmp_path, tiny_bert_dir, extra=", matryoshka_dims: [32, 16]"))
+def test_tiny_embedder_trains_evaluates_gates_and_reindexes(tmp_path, tiny_bert_dir):
+    project = _project(tmp_path, tiny_bert_dir, tiny_bert_dir, extra=", matryoshka_dims: [32, 16]")
     result = train_task(project, "finder")
     model_dir = Path(result.model_dir)
     assert (model_dir / "modules.json").is_file() and any(model_dir.glob("*.safetensors"))
     assert not any(model_dir.glob("*.bin")) and not (model_dir / "adapter_config.json").exists()  # merged, safetensors
     card = read_embedder_card(model_dir)
-    assert card.knowledge_base == "products" and card.pairs["qa"] > 0 and card.matryoshka_dims == [32, 16]
+    assert card.knowledge_base == "products" and card.chunks == 6 and card.pairs["qa"] > 0 and card.matryoshka_dims == [32, 16]
     evaluated = evaluate_run(result.run_dir)
     for metric in ("ndcg_at_10", "recall_at_1", "recall_at_5", "recall_at_10", "mrr_at_10"):
         assert 0.0 <= evaluated.tuned[metric] <= 1.0 and metric in evaluated.intervals
-    assert evaluated.tuned["recall_at_10"] == 1.0  # six chunks: every relevant one is in the top 10
+    assert evaluated.tuned["recall_at_10"] == 1.0  # six chunks: the relevant one is always in the top 10
     assert evaluated.retrieval and evaluated.retrieval["linked"] + evaluated.retrieval["unlinked"] == evaluated.n_examples
-    saved = read_eval(result.run_dir)
-    assert saved.comparison["ndcg_at_10"]["tuned"] == evaluated.tuned["ndcg_at_10"]
-    from tuneloom.evaluate.gate import check_gate
-
+    assert read_eval(result.run_dir).comparison["ndcg_at_10"]["tuned"] == evaluated.tuned["ndcg_at_10"]
     gate = check_gate(project.config.task("finder").gate, json.loads((Path(result.run_dir) / "eval.json").read_text()))
     assert gate.passed and {r.rule for r in gate.rules} >= {"min ndcg_at_10", "max drop recall_at_5"}
 
+    register_run(result.run_dir, "finder", project.workspace)
+    reindex_with(project, "products", "finder:1", progress=False)
+    with pytest.raises(EmbedderMismatch, match="indexed with embedder 'finder:1'"):
+        open_index(project, "products")  # the project file still names the base embedder
+    folder = resolve("finder:1", workspace=project.workspace).path
+    index = open_index(with_embedder(project, "products", str(folder)), "products")
+    assert index.meta.embedder == "finder:1" and index.search("Is the Thermostat waterproof?", k=3)
+    index.close()
+    with pytest.raises(TuneloomError, match="tuned for knowledge base 'products', not 'manuals'"):
+        reindex_with(_with_kb(project, "manuals"), "manuals", "finder:1", progress=False)
+
+
+def _with_kb(project: Project, name: str) -> Project:
+    """The project with a second knowledge base `name` (same settings as the first)."""
+    extra = project.config.knowledge[0].model_copy(update={"name": name})
+    config = project.config.model_copy(update={"knowledge": [*project.config.knowledge, extra]})
+    return project.model_copy(update={"config": config})
+
+
+def test_a_missing_knowledge_base_or_index_is_named_with_the_fix(tmp_path, tiny_bert_dir):
+    project = _project(tmp_path, tiny_bert_dir, tiny_bert_dir, build=False)
+    with pytest.raises(KnowledgeBaseMissing, match=r"'products' has no index yet: run `tuneloom index build products`"):
+        embedding.load_corpus(str(project.path), "products")
+    with pytest.raises(ProjectFileError, match="no knowledge base named 'nope'"):
+        embedding.load_corpus(str(project.path), "nope")
+    with pytest.raises(KnowledgeBaseMissing, match="prepared by an older Tuneloom"):
+        embedding.load_corpus("", "products")
+    with pytest.raises(ProjectFileError, match=r"tasks\[finder\].knowledge: no knowledge base named 'manuals'"):
+        parse_project(_yaml().replace("knowledge: products", "knowledge: manuals"))
+
 
 @pytest.mark.slow
-def test_minilm_full_tuning_runs_a_few_steps(tmp_path, minilm_dir, products):
-    project = load_project(_project(tmp_path, "all-minilm-l6-v2", method="full", steps=3))
+def test_minilm_full_tuning_runs_a_few_steps(tmp_path, minilm_dir, tiny_bert_dir):
+    project = _project(tmp_path, "all-minilm-l6-v2", tiny_bert_dir, method="full", steps=3)
     result = train_task(project, "finder")
     evaluated = evaluate_run(result.run_dir)
     assert evaluated.base["recall_at_1"] > 0.5  # MiniLM already finds the product chunk for most questions

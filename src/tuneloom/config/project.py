@@ -63,6 +63,15 @@ class ProjectConfig(Strict):
             raise ValueError(f"scout.tasks: no task named {unknown}; tasks: {self.task_names()}")
         return self
 
+    @model_validator(mode="after")
+    def _task_knowledge(self) -> ProjectConfig:
+        names = [k.name for k in self.knowledge]
+        for t in self.tasks:
+            if t.knowledge is not None and t.knowledge not in names:
+                known = f"knowledge bases: {names}" if names else "the project file has no `knowledge:` section"
+                raise ValueError(f"tasks[{t.name}].knowledge: no knowledge base named '{t.knowledge}'; {known}")
+        return self
+
     def task(self, name: str | None) -> TaskConfig:
         if name is None:
             if len(self.tasks) == 1:

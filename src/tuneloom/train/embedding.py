@@ -36,19 +36,25 @@ class Corpus:
 
 
 def load_corpus(project_file: str | Path, name: str) -> Corpus:
-    """Every chunk of the knowledge base `name` of the project at `project_file` (the kb API opens it)."""
-    from tuneloom.config import load_project
+    """Every chunk of the knowledge base `name` of the project at `project_file`, in document order.
 
-    try:
-        from tuneloom.knowledge import open_index  # type: ignore[attr-defined]  # lands with the knowledge-base API
-    except ImportError:
-        raise KnowledgeBaseMissing(
-            "this Tuneloom build has no knowledge-base index (tuneloom.knowledge.open_index); embedding tasks need one"
-        ) from None
+    Read from the store directly: training needs the chunks' text, not the index's embedder loaded for searching.
+    """
+    from tuneloom.config import load_project
+    from tuneloom.knowledge import store_for
+
     if not project_file:
         raise KnowledgeBaseMissing("the dataset was prepared by an older Tuneloom: run `tuneloom data prepare` again")
-    index = open_index(load_project(Path(project_file)), name)
-    return Corpus(name, list(index.chunks()), index.meta)
+    project = load_project(Path(project_file))
+    store = store_for(project.config.knowledge_base(name), project.workspace)
+    try:
+        meta = store.meta()
+        if meta is None:
+            raise KnowledgeBaseMissing(f"knowledge base '{name}' has no index yet: run `tuneloom index build {name}`")
+        chunks = sorted(store.chunks(), key=lambda c: (c.doc_id, c.position))
+    finally:
+        store.close()
+    return Corpus(name, chunks, meta)
 
 
 def load_embedder(path: str | Path, max_length: int, trust_remote_code: bool = False) -> Any:
