@@ -47,7 +47,7 @@ class _Lookup:
     def encode(self, texts, **kwargs):
         return np.array([self.vectors[t] for t in texts], dtype=np.float32)
 
-    def get_sentence_embedding_dimension(self) -> int:
+    def get_embedding_dimension(self) -> int:
         return 2
 
 

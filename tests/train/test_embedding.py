@@ -96,7 +96,7 @@ def test_answers_link_to_the_chunk_that_grounds_them(tiny_bert_dir):
         if r["answer"].strip() and r["question"]
     ]
     rows.append({"id": "stray", "query": "Who won the match?", "answer": "Leeds United, three nil."})
-    model = embedding.load_embedder(tiny_bert_dir, 64)
+    model = embedding.load_embedder(tiny_bert_dir)
     linking = link_rows(rows, chunks, model, threshold=0.6)  # a random tiny encoder: every cosine is near 1
     by_id = {p.row_id: p.chunk_id for p in linking.pairs}
     assert [row_id for row_id, _ in linking.unlinked] == ["stray"]
@@ -128,7 +128,7 @@ def test_document_rows_train_on_their_own_documents_pseudo_queries():
 
 
 def test_no_pairs_at_all_is_an_error_naming_the_settings(tiny_bert_dir):
-    model = embedding.load_embedder(tiny_bert_dir, 64)
+    model = embedding.load_embedder(tiny_bert_dir)
     rows = [{"id": "1", "query": "Who won?", "answer": "Leeds United, three nil."}]
     with pytest.raises(ValueError, match=r"no training pairs: 1 rows were unlinked.*embedding.pseudo_queries"):
         embedding.build_pairs(rows, product_chunks(), model, EmbeddingConfig(link_threshold=1.0))
@@ -141,7 +141,7 @@ def test_no_pairs_at_all_is_an_error_naming_the_settings(tiny_bert_dir):
 def test_mined_negatives_skip_near_duplicates_of_the_positive(tiny_bert_dir):
     chunks = product_chunks()
     texts = [c.text for c in chunks] + [chunks[0].text + " Thanks."]  # a near-duplicate of chunk 0
-    model = embedding.load_embedder(tiny_bert_dir, 64)
+    model = embedding.load_embedder(tiny_bert_dir)
     pairs = [Pair("Is the Cam Outdoor waterproof?", chunks[0].text, chunks[0].chunk_id, "qa")]
     rows = mine_negatives(pairs, texts, model, per_pair=3, duplicate_threshold=0.8, seed=0)
     negatives = [rows[0][f"negative_{i}"] for i in (1, 2, 3)]
@@ -175,6 +175,8 @@ def test_tiny_embedder_trains_evaluates_gates_and_reindexes(tmp_path, tiny_bert_
     model_dir = Path(result.model_dir)
     assert (model_dir / "modules.json").is_file() and any(model_dir.glob("*.safetensors"))
     assert not any(model_dir.glob("*.bin")) and not (model_dir / "adapter_config.json").exists()  # merged, safetensors
+    base_window = embedding.load_embedder(tiny_bert_dir).max_seq_length
+    assert embedding.load_embedder(model_dir).max_seq_length == base_window > 64  # not train.max_length
     card = read_embedder_card(model_dir)
     assert card.knowledge_base == "products" and card.chunks == 6 and card.pairs["qa"] > 0 and card.matryoshka_dims == [32, 16]
     evaluated = evaluate_run(result.run_dir)

@@ -112,7 +112,7 @@ def evaluate_retrieval(ctx: EvalContext) -> dict[str, Any]:
     """Base vs tuned embedder (and production when given) on the test questions, over the whole knowledge base."""
     task, batch = ctx.task, ctx.task.eval.batch_size
     corpus = _corpus(ctx)
-    base_model = load_embedder(ctx.base_path, task.train.max_length, task.trust_remote_code)
+    base_model = load_embedder(ctx.base_path, task.trust_remote_code)
     linking = row_pairs(ctx.rows, corpus.chunks, base_model, settings(task))
     if not linking.pairs:
         raise ValueError(
@@ -123,7 +123,7 @@ def evaluate_retrieval(ctx: EvalContext) -> dict[str, Any]:
     queries, relevant = [q for _, q, _ in found], [r for _, _, r in found]
     base, base_ranked, _ = _score(base_model, queries, relevant, corpus, batch)
     ctx.tick(len(ctx.rows))
-    tuned_model = load_embedder(ctx.model_dir, task.train.max_length, task.trust_remote_code)
+    tuned_model = load_embedder(ctx.model_dir, task.trust_remote_code)
     tuned, tuned_ranked, ms = _score(tuned_model, queries, relevant, corpus, batch)
     ctx.tick(len(ctx.rows))
     runs = {"base": (base, base_ranked), "tuned": (tuned, tuned_ranked)}
@@ -143,7 +143,7 @@ def evaluate_retrieval(ctx: EvalContext) -> dict[str, Any]:
         },
     }
     if ctx.production is not None:
-        prod_model = load_embedder(Path(ctx.production.path), task.train.max_length, task.trust_remote_code)
+        prod_model = load_embedder(Path(ctx.production.path), task.trust_remote_code)
         prod, prod_ranked, _ = _score(prod_model, queries, relevant, corpus, batch)
         ctx.tick(len(ctx.rows))
         runs["production"] = (prod, prod_ranked)

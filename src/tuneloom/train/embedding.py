@@ -57,13 +57,11 @@ def load_corpus(project_file: str | Path, name: str) -> Corpus:
     return Corpus(name, chunks, meta)
 
 
-def load_embedder(path: str | Path, max_length: int, trust_remote_code: bool = False) -> Any:
+def load_embedder(path: str | Path, trust_remote_code: bool = False) -> Any:
     """A sentence-transformers model from a local folder (a plain transformers encoder gets mean pooling)."""
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(str(path), local_files_only=True, trust_remote_code=trust_remote_code)
-    model.max_seq_length = max_length
-    return model
+    return SentenceTransformer(str(path), local_files_only=True, trust_remote_code=trust_remote_code)
 
 
 def settings(task: TaskConfig) -> EmbeddingConfig:
@@ -119,13 +117,15 @@ def _trainer_class(loss: Any) -> type:
     return EmbeddingTrainer
 
 
-def _save(card: EmbedderCard) -> Any:
+def _save(card: EmbedderCard, window: int | None) -> Any:
     def save(model: Any, model_dir: Path) -> None:
-        """Merge a LoRA adapter into the transformer, then save a plain sentence-transformers folder."""
+        """Merge a LoRA adapter into the transformer, then save a plain sentence-transformers folder that keeps the
+        base's window (train.max_length only cut the training texts; the index embeds whole chunks)."""
         from peft import PeftModel
 
         if isinstance(model[0].model, PeftModel):
             model[0].model = model[0].model.merge_and_unload()
+        model.max_seq_length = window
         model.save(str(model_dir), safe_serialization=True, create_model_card=False)
         write_embedder_card(model_dir, card)
 
@@ -146,7 +146,9 @@ def prepare(
 
     cfg = settings(task)
     corpus = corpus or load_corpus(manifest.project_file, task.knowledge or "")
-    model = load_embedder(model_path, task.train.max_length, task.trust_remote_code)
+    model = load_embedder(model_path, task.trust_remote_code)
+    window = model.max_seq_length
+    model.max_seq_length = min(task.train.max_length, window or task.train.max_length)
     pairs, linking = build_pairs(train, corpus.chunks, model, cfg)
     val_pairs = row_pairs(validation, corpus.chunks, model, cfg).pairs
     texts = [c.text for c in corpus.chunks]
@@ -177,8 +179,10 @@ def prepare(
         train=train_rows,
         validation=val_rows,
         notes=notes,
-        trainer_class=_trainer_class(_loss_factory(cfg, model.get_sentence_embedding_dimension() or 0)),
+        trainer_class=_trainer_class(_loss_factory(cfg, model.get_embedding_dimension() or 0)),
         args_class=SentenceTransformerTrainingArguments,
-        extra_args={"batch_sampler": "no_duplicates"},  # a duplicate text in a batch would be a false in-batch negative
-        save=_save(card),
+        # a duplicate text in a batch would be a false in-batch negative; the Trainer's token count reads `input_ids`,
+        # which sentence-transformers' batches name per column (anchor_input_ids...), so it is off
+        extra_args={"batch_sampler": "no_duplicates", "include_num_input_tokens_seen": "no"},
+        save=_save(card, window),
     )

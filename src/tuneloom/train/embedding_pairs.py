@@ -63,7 +63,7 @@ class Linking:
 def encode(model: Any, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     """L2-normalised float32 embeddings, one row per text."""
     if not texts:
-        return np.zeros((0, model.get_sentence_embedding_dimension() or 0), dtype=np.float32)
+        return np.zeros((0, model.get_embedding_dimension() or 0), dtype=np.float32)
     out = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
     return np.asarray(out, dtype=np.float32)
 
