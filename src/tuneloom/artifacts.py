@@ -705,6 +705,7 @@ def artifact_models() -> dict[str, type[BaseModel]]:
         "runs/<run>/eval.json": EvalResult,
         "runs/<run>/gate.json": GateRecord,
         "runs/<run>/feedback_eval.json": EvalResult,
+        "runs/<run>/model/tuneloom_embedder.json": EmbedderCard,
         "scout/<time>/scout.json": ScoutResult,
         "knowledge/<name>/index.json": IndexState,
         "datasets/<task>/feedback-<version>/feedback.json": FeedbackRecord,
