@@ -17,6 +17,7 @@ from tuneloom.knowledge import EmbedderMismatch, build_index, open_index
 from tuneloom.knowledge.records import Chunk
 from tuneloom.knowledge.reindex import reindex_with, with_embedder
 from tuneloom.registry import register_run, resolve
+from tuneloom.reports.html import write_report
 from tuneloom.train import embedding, train_task
 from tuneloom.train.embedding import KnowledgeBaseMissing
 from tuneloom.train.embedding_pairs import Pair, document_pairs, link_rows, mine_negatives, pseudo_queries, trigram_jaccard
@@ -187,6 +188,8 @@ def test_tiny_embedder_trains_evaluates_gates_and_reindexes(tmp_path, tiny_bert_
     assert read_eval(result.run_dir).comparison["ndcg_at_10"]["tuned"] == evaluated.tuned["ndcg_at_10"]
     gate = check_gate(project.config.task("finder").gate, json.loads((Path(result.run_dir) / "eval.json").read_text()))
     assert gate.passed and {r.rule for r in gate.rules} >= {"min ndcg_at_10", "max drop recall_at_5"}
+    report = write_report([Path(result.run_dir)], tmp_path / "report", "emb", project.workspace)
+    assert "ndcg_at_10" in report.read_text()
 
     register_run(result.run_dir, "finder", project.workspace)
     reindex_with(project, "products", "finder:1", progress=False)
