@@ -308,7 +308,7 @@ class EvalResult(Artifact):
     forgetting: dict[str, Any] | None = None  # chat: base and tuned on the general-ability set
     base_method: str | None = None  # how the base was scored when it cannot answer as is (zero-shot...)
     example_metric: str | None = None  # what `score_base` / `score_tuned` of each example mean
-    retrieval: dict[str, Any] | None = None  # embedding: knowledge base, chunks, linked and unlinked test questions
+    search_corpus: dict[str, Any] | None = None  # embedding: knowledge base, chunks, linked and unlinked test questions
     # cheap baselines on the same test rows: name -> {method, metrics, intervals (tuned minus it), seconds}
     # or name -> {skipped: reason}; None when eval.baselines is off
     baselines: dict[str, dict[str, Any]] | None = None

@@ -133,7 +133,7 @@ def evaluate_retrieval(ctx: EvalContext) -> dict[str, Any]:
         "intervals": _intervals(base, tuned),
         "base_method": f"the base embedder ({task.model}) searching the same chunks",
         "example_metric": "ndcg_at_10",
-        "retrieval": {
+        "search_corpus": {
             "knowledge_base": corpus.name,
             "chunks": len(corpus.chunks),
             "linked": len(ctx.rows) - len(linking.unlinked),
