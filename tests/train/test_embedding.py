@@ -184,7 +184,10 @@ def test_tiny_embedder_trains_evaluates_gates_and_reindexes(tmp_path, tiny_bert_
     for metric in ("ndcg_at_10", "recall_at_1", "recall_at_5", "recall_at_10", "mrr_at_10"):
         assert 0.0 <= evaluated.tuned[metric] <= 1.0 and metric in evaluated.intervals
     assert evaluated.tuned["recall_at_10"] == 1.0  # six chunks: the relevant one is always in the top 10
-    assert evaluated.search_corpus and evaluated.search_corpus["linked"] + evaluated.search_corpus["unlinked"] == evaluated.n_examples
+    assert (
+        evaluated.search_corpus
+        and evaluated.search_corpus["linked"] + evaluated.search_corpus["unlinked"] == evaluated.n_examples
+    )
     assert read_eval(result.run_dir).comparison["ndcg_at_10"]["tuned"] == evaluated.tuned["ndcg_at_10"]
     gate = check_gate(project.config.task("finder").gate, json.loads((Path(result.run_dir) / "eval.json").read_text()))
     assert gate.passed and {r.rule for r in gate.rules} >= {"min ndcg_at_10", "max drop recall_at_5"}
