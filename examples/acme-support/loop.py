@@ -83,7 +83,7 @@ def free_port() -> int:
 
 def start_server(port: int) -> subprocess.Popen[bytes]:
     """`tuneloom serve` on the example project (its log goes to workspace/loop-serve.log)."""
-    log = open(HERE / "workspace" / "loop-serve.log", "wb")  # noqa: SIM115 - open for the server's lifetime
+    log = open(HERE / "workspace" / "loop-serve.log", "wb")  # kept open for the server's lifetime
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     cmd = [sys.executable, "-m", "tuneloom.cli", "serve", "-c", str(PROJECT_FILE), "--port", str(port)]
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -176,20 +176,26 @@ def drill(client: Any, project: Any, row: dict[str, str], version: int, ttl_s: f
 
     registry = registry_for(project)
     back = registry.rollback(TASK, reason="loop.py rollback drill")
-    print(f"drill: production rolled back {back.from_version} -> {back.to_version}; "
-          f"server now answers from {served_now(client, row, f'{TASK}:{back.to_version}', ttl_s)}")
+    print(
+        f"drill: production rolled back {back.from_version} -> {back.to_version}; "
+        f"server now answers from {served_now(client, row, f'{TASK}:{back.to_version}', ttl_s)}"
+    )
     registry.promote(TASK, version, reason="loop.py rollback drill over")
     print(f"drill: version {version} restored; server answers from {served_now(client, row, f'{TASK}:{version}', ttl_s)}")
 
 
 def table(before: list[dict[str, Any]], after: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     print("\nbefore / after")
-    print(f"  corrected questions ({len(before)}), token F1 vs the reference answers: "
-          f"{mean([a['f1'] for a in before]):.3f} ({before[0]['served'] if before else '-'}) -> "
-          f"{mean([a['f1'] for a in after]):.3f} ({after[0]['served'] if after else '-'})")
+    print(
+        f"  corrected questions ({len(before)}), token F1 vs the reference answers: "
+        f"{mean([a['f1'] for a in before]):.3f} ({before[0]['served'] if before else '-'}) -> "
+        f"{mean([a['f1'] for a in after]):.3f} ({after[0]['served'] if after else '-'})"
+    )
     for change in summary.get("golden", []):
-        print(f"  golden test set {change['metric']}: {change['before']:.3f} ({change['reference']}) -> {change['after']:.3f} "
-              f"(version {summary.get('version')})")
+        print(
+            f"  golden test set {change['metric']}: {change['before']:.3f} ({change['reference']}) -> {change['after']:.3f} "
+            f"(version {summary.get('version')})"
+        )
     for change in summary.get("feedback_slice", []):
         if change["metric"] in ("token_f1", "rouge_l"):
             print(f"  held-out feedback {change['metric']}: {change['before']:.3f} -> {change['after']:.3f}")

@@ -8,6 +8,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session
 
 from tests.conftest import CHAT_TASK, write_project
 from tests.registry.test_registry import make_run
@@ -17,7 +18,7 @@ from tuneloom.iterate.monitor import arm_stats, decide, monitor_canary
 from tuneloom.registry import ModelRegistry, RegistryError
 from tuneloom.serve.canary import CanaryRouter, hashed_fraction
 from tuneloom.serve.dependencies import resolve_target
-from tuneloom.serve.feedback import FeedbackStore
+from tuneloom.serve.feedback import CompletionRow, FeedbackRow, FeedbackStore
 from tuneloom.serve.targets import Target, TargetResolver, UnknownModel
 
 PROD = Target(name="qa", served="qa:1", kind="chat", base_path=Path("/nowhere"))
@@ -119,13 +120,30 @@ def test_running_resolver_follows_the_canary_alias(tmp_path: Path) -> None:
 
 
 def _traffic(store: FeedbackStore, served: str, n: int, up: int, corrected: int, latency: int = 100) -> None:
-    for i in range(n):
-        cid = f"{served}-{latency}-{n}-{i}"
-        store.record_completion(id=cid, endpoint="chat.completion", model="m", served=served, latency_ms=latency + i % 7)
-        if i < up:
-            store.record_feedback(cid, "up", None, [], None)
-        elif i < up + corrected:
-            store.record_feedback(cid, "down", "the right answer", [], None)
+    """`n` answers of `served`: the first `up` rated up, the next `corrected` rated down with a correction
+    (one transaction: the store's own calls commit each row durably, which is slow for thousands)."""
+    now = dt.datetime.now(dt.UTC)
+    with Session(store.engine) as session, session.begin():
+        for i in range(n):
+            cid = f"{served}-{latency}-{n}-{i}"
+            session.add(
+                CompletionRow(
+                    id=cid, created=now, endpoint="chat.completion", model="m", served=served, latency_ms=latency + i % 7
+                )
+            )
+            session.flush()
+            if i < up + corrected:
+                down = i >= up
+                session.add(
+                    FeedbackRow(
+                        completion_id=cid,
+                        created=now,
+                        rating=1 if down else 5,
+                        rating_kind="thumbs",
+                        correction="the right answer" if down else None,
+                        tags=[],
+                    )
+                )
 
 
 def test_monitor_rolls_back_a_worse_canary(tmp_path: Path) -> None:
