@@ -162,10 +162,10 @@ def mean(values: list[float]) -> float:
 
 def review(project: Any) -> None:
     """The review step: new feedback proposed; the auto-accept rule accepts the trusted reviewer's corrections."""
-    from tuneloom import feedback
+    from tuneloom.feedback import accounting, propose
 
-    proposed = feedback.propose(project, TASK)
-    counts = feedback.accounting(project, TASK)
+    proposed = propose(project, TASK)
+    counts = accounting(project, TASK)
     print(f"review: {proposed.queued} queued, {proposed.auto_accepted} auto-accepted by rule 'loop'")
     print(f"accounting: {counts.equation()} ({'holds' if counts.holds else 'DOES NOT HOLD'})")
 

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session
+from typer.testing import CliRunner
 
 from tests.conftest import CHAT_TASK, write_project
 from tests.registry.test_registry import make_run
 from tuneloom.artifacts import read_snapshot, write_snapshot
+from tuneloom.cli import app
 from tuneloom.config import CanaryConfig, ServeConfig, load_project
 from tuneloom.iterate.monitor import arm_stats, decide, monitor_canary
 from tuneloom.registry import ModelRegistry, RegistryError
@@ -153,6 +155,8 @@ def test_monitor_rolls_back_a_worse_canary(tmp_path: Path) -> None:
     store = FeedbackStore.for_workspace(project.workspace, None)
     _traffic(store, f"{name}:1", n=80, up=70, corrected=5)
     _traffic(store, f"{name}:2", n=80, up=20, corrected=50)
+    shown = CliRunner().invoke(app, ["monitor", "-c", str(project_file), "--task", CHAT_TASK, "--dry-run"])
+    assert shown.exit_code == 0 and "decision: rollback" in shown.output and registry.canary(name) == 2
     report = monitor_canary(project, CHAT_TASK)
     assert report.decision == "rollback" and report.applied
     assert report.arms["canary"].rated == 70 and report.arms["production"].thumbs_up == 70

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from tests.conftest import CHAT_TASK, write_project
 from tests.feedback.conftest import chat_answer, open_store, rate, store_url  # noqa: F401  # store_url: the fixture
 from tests.iterate.test_iterate import FAST
-from tuneloom import feedback
+from tuneloom.feedback import accounting
 from tuneloom.cli import app
 from tuneloom.config import Project, load_project
 from tuneloom.iterate import FeedbackUnavailable, iterate_task
@@ -56,7 +56,7 @@ def test_reviewed_feedback_becomes_a_promoted_version(
     summary = iterate_task(project, CHAT_TASK)
     assert (summary.outcome, summary.exit_code, summary.production_after) == ("promoted", 0, 1)
     assert len(summary.feedback_ids) == 8 and len(summary.held_out_ids) == 2
-    counts = feedback.accounting(project, CHAT_TASK)
+    counts = accounting(project, CHAT_TASK)
     assert counts.holds and counts.used == 10 and counts.available == 0
     version = registry_for(project).list_versions(CHAT_TASK)[0]
     assert version.tags["feedback_contribution"] and version.tags["feedback_ids"]
