@@ -15,7 +15,7 @@ The script plays the users and the reviewer:
 
 Run from the repository root (a few minutes on 2 CPU cores):
 
-    .venv/bin/python examples/acme-support/loop.py --questions 12 --steps 30
+    .venv/bin/python examples/acme-support/loop.py --questions 10 --steps 15
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ def overrides(steps: int) -> list[str]:
         t + "iterate.golden_metrics=[token_f1]",
         t + "iterate.golden_max_drop=0.02",
         t + f"train.max_steps={steps}",
-        t + "eval.max_examples=16",
-        t + "eval.max_new_tokens=48",
+        t + "eval.max_examples=10",
+        t + "eval.max_new_tokens=40",
         t + "eval.forgetting_check=false",
         t + "eval.baselines=false",
     ]
@@ -111,7 +111,7 @@ def ask(client: Any, rows: list[dict[str, str]], model: str) -> list[dict[str, A
         reply = client.chat.completions.create(
             model=model,
             messages=[{"role": "user", "content": row["question"]}],
-            max_tokens=64,
+            max_tokens=48,
             temperature=0,
             extra_headers={"X-Request-Id": row["id"]},
         )
@@ -203,8 +203,8 @@ def table(before: list[dict[str, Any]], after: list[dict[str, Any]], summary: di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--questions", type=int, default=12, help="How many of feedback_questions.jsonl to ask.")
-    parser.add_argument("--steps", type=int, default=30, help="Training steps of the retrained version.")
+    parser.add_argument("--questions", type=int, default=10, help="How many of feedback_questions.jsonl to ask.")
+    parser.add_argument("--steps", type=int, default=15, help="Training steps of the retrained version.")
     parser.add_argument("--wrong-below", type=float, default=0.5, help="Token F1 under which an answer is wrong.")
     args = parser.parse_args()
 
