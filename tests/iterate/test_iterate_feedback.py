@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from tests.conftest import CHAT_TASK, write_project
 from tests.feedback.conftest import chat_answer, open_store, rate, store_url  # noqa: F401  # store_url: the fixture
 from tests.iterate.test_iterate import FAST
-from tuneloom.feedback import accounting
 from tuneloom.cli import app
 from tuneloom.config import Project, load_project
+from tuneloom.feedback import accounting
 from tuneloom.iterate import FeedbackUnavailable, iterate_task
 from tuneloom.registry.lookup import registry_for
 
