@@ -36,10 +36,14 @@ TASK = "support-qa"
 REVIEWER = "loop-reviewer"  # the API key name the auto-accept rule trusts
 
 
+EXTRA: list[str] = []  # --set overrides from the command line
+
+
 def overrides(steps: int) -> list[str]:
     """The example's settings for a quick turn: a short training run, a small evaluation, the review rule."""
     t = f"{TASK}:"
     return [
+        *EXTRA,
         t + f"feedback.auto_accept=[{{name: loop, key_names: [{REVIEWER}]}}]",
         t + "feedback.held_out=0.25",
         t + "iterate.min_new_rows=4",
@@ -51,6 +55,7 @@ def overrides(steps: int) -> list[str]:
         t + "eval.max_new_tokens=40",
         t + "eval.forgetting_check=false",
         t + "eval.baselines=false",
+        *EXTRA,
     ]
 
 
@@ -206,7 +211,9 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=10, help="How many of feedback_questions.jsonl to ask.")
     parser.add_argument("--steps", type=int, default=15, help="Training steps of the retrained version.")
     parser.add_argument("--wrong-below", type=float, default=0.5, help="Token F1 under which an answer is wrong.")
+    parser.add_argument("--set", action="append", default=[], help="More overrides, e.g. support-qa:train.batch_size=4.")
     args = parser.parse_args()
+    EXTRA.extend(args.set)
 
     from openai import OpenAI
 
