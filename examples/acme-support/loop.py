@@ -43,7 +43,6 @@ def overrides(steps: int) -> list[str]:
     """The example's settings for a quick turn: a short training run, a small evaluation, the review rule."""
     t = f"{TASK}:"
     return [
-        *EXTRA,
         t + f"feedback.auto_accept=[{{name: loop, key_names: [{REVIEWER}]}}]",
         t + "feedback.held_out=0.25",
         t + "iterate.min_new_rows=4",
