@@ -15,7 +15,7 @@ The script plays the users and the reviewer:
 
 Run from the repository root (a few minutes on 2 CPU cores):
 
-    .venv/bin/python examples/acme-support/loop.py --questions 12 --steps 30
+    .venv/bin/python examples/acme-support/loop.py --questions 10 --steps 15
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ TASK = "support-qa"
 REVIEWER = "loop-reviewer"  # the API key name the auto-accept rule trusts
 
 
+EXTRA: list[str] = []  # --set overrides from the command line
+
+
 def overrides(steps: int) -> list[str]:
     """The example's settings for a quick turn: a short training run, a small evaluation, the review rule."""
     t = f"{TASK}:"
@@ -47,10 +50,11 @@ def overrides(steps: int) -> list[str]:
         t + "iterate.golden_metrics=[token_f1]",
         t + "iterate.golden_max_drop=0.02",
         t + f"train.max_steps={steps}",
-        t + "eval.max_examples=16",
-        t + "eval.max_new_tokens=48",
+        t + "eval.max_examples=10",
+        t + "eval.max_new_tokens=40",
         t + "eval.forgetting_check=false",
         t + "eval.baselines=false",
+        *EXTRA,
     ]
 
 
@@ -83,7 +87,7 @@ def free_port() -> int:
 
 def start_server(port: int) -> subprocess.Popen[bytes]:
     """`tuneloom serve` on the example project (its log goes to workspace/loop-serve.log)."""
-    log = open(HERE / "workspace" / "loop-serve.log", "wb")  # noqa: SIM115 - open for the server's lifetime
+    log = open(HERE / "workspace" / "loop-serve.log", "wb")  # kept open for the server's lifetime
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     cmd = [sys.executable, "-m", "tuneloom.cli", "serve", "-c", str(PROJECT_FILE), "--port", str(port)]
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -111,7 +115,7 @@ def ask(client: Any, rows: list[dict[str, str]], model: str) -> list[dict[str, A
         reply = client.chat.completions.create(
             model=model,
             messages=[{"role": "user", "content": row["question"]}],
-            max_tokens=64,
+            max_tokens=48,
             temperature=0,
             extra_headers={"X-Request-Id": row["id"]},
         )
@@ -162,10 +166,10 @@ def mean(values: list[float]) -> float:
 
 def review(project: Any) -> None:
     """The review step: new feedback proposed; the auto-accept rule accepts the trusted reviewer's corrections."""
-    from tuneloom import feedback
+    from tuneloom.feedback import accounting, propose
 
-    proposed = feedback.propose(project, TASK)
-    counts = feedback.accounting(project, TASK)
+    proposed = propose(project, TASK)
+    counts = accounting(project, TASK)
     print(f"review: {proposed.queued} queued, {proposed.auto_accepted} auto-accepted by rule 'loop'")
     print(f"accounting: {counts.equation()} ({'holds' if counts.holds else 'DOES NOT HOLD'})")
 
@@ -176,20 +180,26 @@ def drill(client: Any, project: Any, row: dict[str, str], version: int, ttl_s: f
 
     registry = registry_for(project)
     back = registry.rollback(TASK, reason="loop.py rollback drill")
-    print(f"drill: production rolled back {back.from_version} -> {back.to_version}; "
-          f"server now answers from {served_now(client, row, f'{TASK}:{back.to_version}', ttl_s)}")
+    print(
+        f"drill: production rolled back {back.from_version} -> {back.to_version}; "
+        f"server now answers from {served_now(client, row, f'{TASK}:{back.to_version}', ttl_s)}"
+    )
     registry.promote(TASK, version, reason="loop.py rollback drill over")
     print(f"drill: version {version} restored; server answers from {served_now(client, row, f'{TASK}:{version}', ttl_s)}")
 
 
 def table(before: list[dict[str, Any]], after: list[dict[str, Any]], summary: dict[str, Any]) -> None:
     print("\nbefore / after")
-    print(f"  corrected questions ({len(before)}), token F1 vs the reference answers: "
-          f"{mean([a['f1'] for a in before]):.3f} ({before[0]['served'] if before else '-'}) -> "
-          f"{mean([a['f1'] for a in after]):.3f} ({after[0]['served'] if after else '-'})")
+    print(
+        f"  corrected questions ({len(before)}), token F1 vs the reference answers: "
+        f"{mean([a['f1'] for a in before]):.3f} ({before[0]['served'] if before else '-'}) -> "
+        f"{mean([a['f1'] for a in after]):.3f} ({after[0]['served'] if after else '-'})"
+    )
     for change in summary.get("golden", []):
-        print(f"  golden test set {change['metric']}: {change['before']:.3f} ({change['reference']}) -> {change['after']:.3f} "
-              f"(version {summary.get('version')})")
+        print(
+            f"  golden test set {change['metric']}: {change['before']:.3f} ({change['reference']}) -> {change['after']:.3f} "
+            f"(version {summary.get('version')})"
+        )
     for change in summary.get("feedback_slice", []):
         if change["metric"] in ("token_f1", "rouge_l"):
             print(f"  held-out feedback {change['metric']}: {change['before']:.3f} -> {change['after']:.3f}")
@@ -197,10 +207,12 @@ def table(before: list[dict[str, Any]], after: list[dict[str, Any]], summary: di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--questions", type=int, default=12, help="How many of feedback_questions.jsonl to ask.")
-    parser.add_argument("--steps", type=int, default=30, help="Training steps of the retrained version.")
+    parser.add_argument("--questions", type=int, default=10, help="How many of feedback_questions.jsonl to ask.")
+    parser.add_argument("--steps", type=int, default=15, help="Training steps of the retrained version.")
     parser.add_argument("--wrong-below", type=float, default=0.5, help="Token F1 under which an answer is wrong.")
+    parser.add_argument("--set", action="append", default=[], help="More overrides, e.g. support-qa:train.batch_size=4.")
     args = parser.parse_args()
+    EXTRA.extend(args.set)
 
     from openai import OpenAI
 

@@ -8,16 +8,19 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
 
 from tests.conftest import CHAT_TASK, write_project
 from tests.registry.test_registry import make_run
 from tuneloom.artifacts import read_snapshot, write_snapshot
+from tuneloom.cli import app
 from tuneloom.config import CanaryConfig, ServeConfig, load_project
 from tuneloom.iterate.monitor import arm_stats, decide, monitor_canary
 from tuneloom.registry import ModelRegistry, RegistryError
 from tuneloom.serve.canary import CanaryRouter, hashed_fraction
 from tuneloom.serve.dependencies import resolve_target
-from tuneloom.serve.feedback import FeedbackStore
+from tuneloom.serve.feedback import CompletionRow, FeedbackRow, FeedbackStore
 from tuneloom.serve.targets import Target, TargetResolver, UnknownModel
 
 PROD = Target(name="qa", served="qa:1", kind="chat", base_path=Path("/nowhere"))
@@ -119,13 +122,30 @@ def test_running_resolver_follows_the_canary_alias(tmp_path: Path) -> None:
 
 
 def _traffic(store: FeedbackStore, served: str, n: int, up: int, corrected: int, latency: int = 100) -> None:
-    for i in range(n):
-        cid = f"{served}-{latency}-{n}-{i}"
-        store.record_completion(id=cid, endpoint="chat.completion", model="m", served=served, latency_ms=latency + i % 7)
-        if i < up:
-            store.record_feedback(cid, "up", None, [], None)
-        elif i < up + corrected:
-            store.record_feedback(cid, "down", "the right answer", [], None)
+    """`n` answers of `served`: the first `up` rated up, the next `corrected` rated down with a correction
+    (one transaction: the store's own calls commit each row durably, which is slow for thousands)."""
+    now = dt.datetime.now(dt.UTC)
+    with Session(store.engine) as session, session.begin():
+        for i in range(n):
+            cid = f"{served}-{latency}-{n}-{i}"
+            session.add(
+                CompletionRow(
+                    id=cid, created=now, endpoint="chat.completion", model="m", served=served, latency_ms=latency + i % 7
+                )
+            )
+            session.flush()
+            if i < up + corrected:
+                down = i >= up
+                session.add(
+                    FeedbackRow(
+                        completion_id=cid,
+                        created=now,
+                        rating=1 if down else 5,
+                        rating_kind="thumbs",
+                        correction="the right answer" if down else None,
+                        tags=[],
+                    )
+                )
 
 
 def test_monitor_rolls_back_a_worse_canary(tmp_path: Path) -> None:
@@ -135,6 +155,8 @@ def test_monitor_rolls_back_a_worse_canary(tmp_path: Path) -> None:
     store = FeedbackStore.for_workspace(project.workspace, None)
     _traffic(store, f"{name}:1", n=80, up=70, corrected=5)
     _traffic(store, f"{name}:2", n=80, up=20, corrected=50)
+    shown = CliRunner().invoke(app, ["monitor", "-c", str(project_file), "--task", CHAT_TASK, "--dry-run"])
+    assert shown.exit_code == 0 and "decision: rollback" in shown.output and registry.canary(name) == 2
     report = monitor_canary(project, CHAT_TASK)
     assert report.decision == "rollback" and report.applied
     assert report.arms["canary"].rated == 70 and report.arms["production"].thumbs_up == 70

@@ -62,22 +62,15 @@ class CanaryReport(BaseModel):
 
 def arm_stats(store: FeedbackStore, served: str, since: dt.datetime, confidence: float) -> ArmStats:
     """Requests answered by `served` since `since`, with the feedback they received."""
+    answered = (CompletionRow.served == served, CompletionRow.created >= since)
     with Session(store.engine) as session:
-        completions = session.execute(
-            select(CompletionRow.id, CompletionRow.latency_ms).where(
-                CompletionRow.served == served, CompletionRow.created >= since
-            )
+        completions = session.execute(select(CompletionRow.id, CompletionRow.latency_ms).where(*answered)).all()
+        feedback = session.execute(
+            select(FeedbackRow.completion_id, FeedbackRow.rating, FeedbackRow.correction)
+            .join(CompletionRow, FeedbackRow.completion_id == CompletionRow.id)
+            .where(*answered)
+            .order_by(FeedbackRow.id)
         ).all()
-        ids = [c.id for c in completions]
-        feedback = (
-            session.execute(
-                select(FeedbackRow.completion_id, FeedbackRow.rating, FeedbackRow.correction, FeedbackRow.id)
-                .where(FeedbackRow.completion_id.in_(ids))
-                .order_by(FeedbackRow.id)
-            ).all()
-            if ids
-            else []
-        )
     latest: dict[str, int] = {}
     corrected: set[str] = set()
     for row in feedback:  # the latest rating of a completion counts; any correction marks it corrected

@@ -46,14 +46,14 @@ class ReviewedFeedback:
         self.project, self.task = project, task_name
 
     def contribution(self) -> Any:
-        from tuneloom import feedback
+        from tuneloom.feedback import contribution, propose
 
         with _database("reading accepted feedback (nothing was changed; run again)"):
-            feedback.propose(self.project, self.task)
-            return feedback.contribution(self.project, self.task)
+            propose(self.project, self.task)
+            return contribution(self.project, self.task)
 
     def mark_used(self, feedback_ids: list[int], model_version: str) -> None:
-        from tuneloom import feedback
+        from tuneloom.feedback import mark_used
 
         with _database(f"marking the feedback used by {model_version} (run `tuneloom iterate` again to finish)"):
-            feedback.mark_used(self.project, self.task, feedback_ids, model_version)
+            mark_used(self.project, self.task, feedback_ids, model_version)
