@@ -1,5 +1,5 @@
 """A console workspace built once for the console tests: the tiny two-task project after one classification
-loop (data, run, eval, gate), a second classification run and one chat training run, plus an admin, a reviewer and an API-only key."""
+loop (data, run, eval, gate), a second classification run and one chat training run (registered, in production), plus an admin, a reviewer and an API-only key."""
 
 from __future__ import annotations
 
@@ -32,6 +32,17 @@ def _cli(*args: str) -> None:
     assert result.exit_code == 0, f"{args}: exit {result.exit_code}\n{result.output}\n{result.exception!r}"
 
 
+def _register_chat(config: Path) -> None:
+    """The chat run becomes version 1 of its model, in production (the playground's third side)."""
+    from tuneloom.config import load_project
+    from tuneloom.registry.lookup import registry_for
+
+    registry = registry_for(load_project(config))
+    (run,) = sorted((config.parent / "workspace" / "runs").glob(f"{CHAT_TASK}-*"))
+    version = registry.register_run(run, CHAT_TASK).version
+    registry.promote(CHAT_TASK, version, force=True, reason="console tests: the chat run has no gate")
+
+
 @pytest.fixture(scope="session")
 def console_ws(tmp_path_factory, tiny_llama_dir, tiny_bert_dir) -> ConsoleWorkspace:
     from tuneloom.serve.auth import KeyStore, keys_path
@@ -47,6 +58,7 @@ def console_ws(tmp_path_factory, tiny_llama_dir, tiny_bert_dir) -> ConsoleWorksp
     _cli("run", "-c", str(config), "--task", CLS_TASK)  # data, run, eval and gate (it passes)
     _cli("train", "-c", str(config), "--task", CLS_TASK, "--set", "train.lr=1e-4")  # a second run: no eval, no gate
     _cli("train", "-c", str(config), "--task", CHAT_TASK)
+    _register_chat(config)
     keys = KeyStore(keys_path(root / "workspace"))
     admin = keys.create(["*"], "lead", scopes=["admin"])[1]
     reviewer = keys.create(["*"], "support", scopes=["reviewer"])[1]

@@ -128,10 +128,14 @@ def test_console_in_chromium(browser, console_url, console_ws, shots):
     d.find_element(By.CSS_SELECTOR, f"#task-{CLS_TASK} tbody th a").click()
     assert "dataset" in _h1(d)
     d.save_screenshot(str(shots / "dataset.png"))
+    evaluated = sorted(p.name for p in (console_ws.workspace / "runs").iterdir() if p.name.startswith(CLS_TASK))[0]
+    d.get(f"{console_url}/runs/{evaluated}/eval")
+    assert _h1(d) == f"Evaluation of {evaluated}" and "✓ passed" in d.find_element(By.ID, "main").text
+    d.save_screenshot(str(shots / "eval.png"))
     _launch_and_watch(d, console_url, shots)
     _compare(d, console_url, shots)
     _promote_and_roll_back(d, console_url, console_ws, shots)
-    _playground(d, console_url, console_ws, shots)
+    _playground(d, console_url, console_ws, shots)  # and the review of its correction
 
 
 def _launch_and_watch(d, console_url: str, shots: Path) -> None:
@@ -201,25 +205,25 @@ def _promote_and_roll_back(d, console_url: str, console_ws, shots: Path) -> None
 
 
 def _playground(d, console_url: str, console_ws, shots: Path) -> None:
+    """Base, tuned and production answer; the production answer is corrected, then reviewed in the queue."""
     from selenium.webdriver.common.by import By
 
     d.get(f"{console_url}/playground?task={CHAT_TASK}")
     d.find_element(By.ID, "prompt").send_keys("How do I reset the Smart Plug?")
     d.find_element(By.XPATH, "//button[text()='Ask all three']").click()
-    _wait(lambda: d.find_elements(By.ID, "answer-tuned"), 120, "the answers")
-    assert d.find_elements(By.ID, "answer-base")
-    d.find_element(By.ID, "correction-tuned").send_keys("Hold the button for ten seconds.")
-    d.find_element(By.XPATH, "//section[@aria-labelledby='side-tuned']//button[@value='down']").click()
+    _wait(lambda: d.find_elements(By.ID, "answer-production"), 120, "the answers")
+    assert d.find_elements(By.ID, "answer-base") and d.find_elements(By.ID, "answer-tuned")
+    d.find_element(By.ID, "correction-production").send_keys("Hold the button for ten seconds.")
+    d.find_element(By.XPATH, "//section[@aria-labelledby='side-production']//button[@value='down']").click()
     _wait(lambda: "Feedback saved" in d.find_element(By.TAG_NAME, "main").text, what="the saved feedback")
     d.save_screenshot(str(shots / "playground.png"))
-    from tuneloom.serve.feedback import FeedbackStore
-
-    store = FeedbackStore.for_workspace(console_ws.workspace, None)
-    try:
-        completion = d.find_element(
-            By.CSS_SELECTOR, "section[aria-labelledby=side-tuned] input[name=completion_id]"
-        ).get_attribute("value")
-        (row,) = store.feedback_for(completion)
-        assert row.correction == "Hold the button for ten seconds." and row.rating == 1
-    finally:
-        store.close()
+    d.get(f"{console_url}/feedback?task={CHAT_TASK}")
+    d.find_element(By.XPATH, "//button[text()='Queue new feedback']").click()
+    item = "//article[.//dd[contains(., 'Hold the button for ten seconds.')]]"
+    _wait(lambda: d.find_elements(By.XPATH, item), what="the correction in the review queue")
+    d.save_screenshot(str(shots / "feedback-queue.png"))
+    article_id = d.find_element(By.XPATH, item).get_attribute("id")
+    d.find_element(By.XPATH, f"//article[@id='{article_id}']//button[@value='accept']").click()
+    _wait(lambda: not d.find_elements(By.ID, article_id), what="the accepted item to leave the pending list")
+    d.get(f"{console_url}/feedback?task={CHAT_TASK}&state=accepted")
+    assert d.find_elements(By.ID, article_id)

@@ -156,7 +156,8 @@ def _post_routes() -> list[str]:
 
 def _fill(path: str, ws) -> str:
     run = run_names(ws)[CLS_TASK][0]
-    return path.replace("{run}", run).replace("{name}", CLS_TASK).replace("{job_id}", "20250101-000000-abcdef")
+    filled = path.replace("{run}", run).replace("{name}", CLS_TASK).replace("{job_id}", "20250101-000000-abcdef")
+    return filled.replace("{item_id}", "1")
 
 
 ADMIN_ONLY = {
@@ -167,7 +168,7 @@ ADMIN_ONLY = {
     "/registry/{name}/promote",
     "/registry/{name}/rollback",
 }
-REVIEWER = {"/playground", "/playground/feedback"}
+REVIEWER = {"/playground", "/playground/feedback", "/feedback/propose", "/feedback/{item_id}/decide", "/feedback/bulk-accept"}
 
 
 def test_every_state_changing_route_needs_a_session_a_role_and_the_csrf_token(app, console_ws):
@@ -227,6 +228,28 @@ def test_a_job_runs_on_the_server_streams_and_survives_the_console(app, console_
     assert admin.post(f"/jobs/{job_id}/cancel", data={"csrf": csrf}).status_code == 403  # already ended
 
 
+def test_cancel_a_running_job_and_resume_only_interrupted_runs(app, console_ws):
+    admin, csrf = login(app, console_ws.admin_key)
+    form = {"csrf": csrf, "kind": "train", "task": CLS_TASK, "overrides": "train.max_steps=100000"}
+    job_id = admin.post("/jobs", data=form).headers["location"].rsplit("/", 1)[1]
+    jobs = app.state.console.jobs
+    _until(lambda: jobs.get(job_id).state == "running", "the job to start")
+    assert "Cancel job" in admin.get(f"/jobs/{job_id}").text
+    assert admin.post(f"/jobs/{job_id}/cancel", data={"csrf": csrf}).status_code == 303
+    _until(lambda: jobs.get(job_id).state == "cancelled", "the job to stop")
+    assert "■ cancelled" in admin.get("/runs").text
+    completed = run_names(console_ws)[CLS_TASK][0]
+    r = admin.post(f"/runs/{completed}/resume", data={"csrf": csrf})
+    assert r.status_code == 403 and "only an interrupted run can be resumed" in r.text
+
+
+def _until(condition, what: str, timeout: float = 120.0) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
 def register(client: TestClient, csrf: str, app, run: str) -> int:
     """Register a run from its page (or find it registered by an earlier test); its version number."""
     r = client.post(f"/runs/{run}/register", data={"csrf": csrf})
@@ -253,7 +276,7 @@ def test_register_promote_with_reason_and_roll_back(app, console_ws):
     history = admin.get(f"/registry/{CLS_TASK}").text
     assert "rollback" in history and "console test" in history and "(forced)" in history
     r = admin.post(f"/registry/{CHAT_TASK}/rollback", data={"csrf": csrf})
-    assert r.status_code == 409  # nothing registered under that name
+    assert r.status_code == 409 and "no earlier production version" in r.text
 
 
 def test_playground_answers_land_in_the_feedback_store(app, console_ws, caplog):
@@ -263,8 +286,8 @@ def test_playground_answers_land_in_the_feedback_store(app, console_ws, caplog):
     r = reviewer.post("/playground", data={"csrf": csrf, "task": CHAT_TASK, "prompt": prompt})
     assert r.status_code == 303, r.text
     page = reviewer.get(r.headers["location"])
-    assert prompt in page.text and page.text.count('name="completion_id"') == 2  # base and tuned; nothing in production
-    ids = re.findall(r'name="completion_id" value="([^"]+)"', page.text)
+    assert prompt in page.text and page.text.count('name="completion_id"') == 3  # base, tuned and production
+    ids = re.findall(r'name="completion_id" value="([^"]+)"', page.text)  # in that order
     back = re.search(r'name="back" value="([^"]+)"', page.text).group(1).replace("&amp;", "&")
     r = reviewer.post(
         "/playground/feedback",
@@ -278,6 +301,30 @@ def test_playground_answers_land_in_the_feedback_store(app, console_ws, caplog):
     assert "secret-prompt-4711" not in caplog.text
     r = reviewer.post("/playground/feedback", data={"csrf": csrf, "completion_id": "nope", "rating": "up"})
     assert r.status_code == 403
+    # the production answer (a registered version) is what the review queue takes
+    form = {"csrf": csrf, "completion_id": ids[2], "rating": "down", "correction": "Hold it 10 s.", "back": back}
+    assert reviewer.post("/playground/feedback", data=form).status_code == 303
+    assert store.completion(ids[2]).served == f"{CHAT_TASK}:1"
+    _review(reviewer, csrf)
+
+
+def _review(reviewer: TestClient, csrf: str) -> None:
+    """The playground's correction goes through the review queue: queued, edited, counted."""
+    assert reviewer.post("/feedback/propose", data={"csrf": csrf, "task": CHAT_TASK}).status_code == 303
+    page = reviewer.get(f"/feedback?task={CHAT_TASK}&state=pending").text
+    assert "Hold it 10 s." in page and "Accounting for" in page
+    item = int(re.search(r'id="item-(\d+)"', page).group(1))
+    r = reviewer.post(f"/feedback/{item}/decide", data={"csrf": csrf, "task": CHAT_TASK, "action": "edit", "correction": " "})
+    assert r.status_code == 409 and "needs the corrected answer" in r.text
+    r = reviewer.post(
+        f"/feedback/{item}/decide",
+        data={"csrf": csrf, "task": CHAT_TASK, "action": "edit", "correction": "Hold the button for ten seconds."},
+    )
+    assert r.status_code == 303
+    edited = reviewer.get(f"/feedback?task={CHAT_TASK}&state=edited").text
+    assert f'id="item-{item}"' in edited and "Hold the button for ten seconds." in edited and "support (key" in edited
+    r = reviewer.post(f"/feedback/{item + 1000}/decide", data={"csrf": csrf, "task": CHAT_TASK, "action": "reject"})
+    assert r.status_code == 409
 
 
 def test_ui_command_refuses_a_remote_address_without_the_flag(console_ws, monkeypatch):

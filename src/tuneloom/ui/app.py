@@ -17,10 +17,9 @@ from fastapi.templating import Jinja2Templates
 from tuneloom.artifacts import ArtifactError
 from tuneloom.config import Project
 from tuneloom.serve.auth import KeyStore, keys_path
-from tuneloom.ui.deps import STATIC, TEMPLATES, Console, Forbidden, LoginRequired, render, url
+from tuneloom.ui.deps import STATIC, TEMPLATES, Console, Forbidden, LoginRequired, Refused, render, url
 from tuneloom.ui.jobs import JobError, JobRunner
 from tuneloom.ui.routes import ROUTERS
-from tuneloom.ui.routes.registry import RegistryRefused
 from tuneloom.ui.sessions import COOKIE, LOGIN_COOKIE, SessionStore, csrf_ok
 from tuneloom.ui.views import NotFound
 
@@ -134,7 +133,7 @@ def _add_error_pages(app: FastAPI) -> None:
 
     app.add_exception_handler(NotFound, not_found)
     app.add_exception_handler(JobError, not_found)
-    app.add_exception_handler(RegistryRefused, refused)
+    app.add_exception_handler(Refused, refused)
     app.add_exception_handler(ArtifactError, unreadable)
 
 

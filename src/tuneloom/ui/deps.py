@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from tuneloom.config import Project
+from tuneloom.errors import TuneloomError
 from tuneloom.ui.jobs import JobRunner
 from tuneloom.ui.sessions import COOKIE, Session, SessionStore, csrf_ok
 
@@ -25,6 +26,10 @@ class LoginRequired(Exception):
     def __init__(self, expired: bool) -> None:
         super().__init__("login required")
         self.expired = expired
+
+
+class Refused(TuneloomError):
+    """An action the Python API refused (registry, review queue); shown with its message (409)."""
 
 
 class Forbidden(Exception):

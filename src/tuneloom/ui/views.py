@@ -12,10 +12,12 @@ from tuneloom.artifacts import (
     DatasetManifest,
     EvalResult,
     GateRecord,
+    IndexState,
     RunSnapshot,
     TrainingSummary,
     read_eval,
     read_gate,
+    read_index_state,
     read_manifest,
     read_metrics,
     read_scout,
@@ -158,6 +160,31 @@ def dataset_version(project: Project, task: str, version: str, latest: str | Non
     except ArtifactError as exc:
         manifest, problem = None, str(exc)
     return DatasetVersion(task, version, path, manifest, latest == version, problem)
+
+
+@dataclass
+class KnowledgeBaseView:
+    name: str
+    sources: list[str]
+    state: IndexState | None  # None: not built yet
+    problem: str | None = None
+
+
+def knowledge_bases(project: Project) -> list[KnowledgeBaseView]:
+    """Each configured knowledge base with its index state (read from knowledge/<name>/index.json)."""
+    from tuneloom.knowledge.index import kb_dir
+
+    out = []
+    for kb in project.config.knowledge:
+        view = KnowledgeBaseView(kb.name, [s.path for s in kb.sources], None)
+        folder = kb_dir(project.workspace, kb.name)
+        if (folder / "index.json").is_file():
+            try:
+                view.state = read_index_state(folder)
+            except ArtifactError as exc:
+                view.problem = str(exc)
+        out.append(view)
+    return out
 
 
 def scout_results(workspace: Path) -> list[tuple[str, Any]]:

@@ -11,7 +11,7 @@ from tuneloom.artifacts import ArtifactError, read_rejects
 from tuneloom.errors import TuneloomError
 from tuneloom.ui import charts
 from tuneloom.ui.deps import ConsoleDep, Viewer, render
-from tuneloom.ui.views import dataset_version, dataset_versions, list_runs, scout_results
+from tuneloom.ui.views import dataset_version, dataset_versions, knowledge_bases, list_runs, scout_results
 
 router = APIRouter()
 REJECTS_SHOWN = 200
@@ -32,7 +32,14 @@ def project_page(request: Request, app: ConsoleDep, session: Viewer) -> HTMLResp
     datasets = dataset_versions(app.project)
     runs = list_runs(app.workspace)
     return render(
-        request, "project.html", problem=problem, text=text, datasets=datasets, runs=runs, next_steps=_next(datasets, runs)
+        request,
+        "project.html",
+        problem=problem,
+        text=text,
+        datasets=datasets,
+        runs=runs,
+        next_steps=_next(datasets, runs),
+        knowledge=knowledge_bases(app.project),
     )
 
 

@@ -8,15 +8,14 @@ from typing import Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from tuneloom.errors import TuneloomError
-from tuneloom.ui.deps import AdminPost, Console, ConsoleDep, Viewer, render, see_other
+from tuneloom.ui.deps import AdminPost, Console, ConsoleDep, Refused, Viewer, render, see_other
 from tuneloom.ui.views import NotFound, run_view
 
 router = APIRouter()
 
 
-class RegistryRefused(TuneloomError):
-    """A register, promote or rollback the registry refused; shown with its message (409)."""
+class RegistryRefused(Refused):
+    """A register, promote or rollback the registry refused."""
 
 
 def model_names(app: Console) -> list[str]:
