@@ -350,3 +350,36 @@ def test_serve_mounts_the_console_when_configured(console_ws):
         assert 'action="/console/login"' in c.get("/console/login").text
     off = create_app(load_project(console_ws.config))
     assert TestClient(off).get("/console/login").status_code == 404
+
+
+def test_playground_shows_the_retrieved_sources(console_ws, monkeypatch):
+    """A task with a knowledge base: one search, the same passages in every side's prompt, the sources shown."""
+    from tests.knowledge.rag_helpers import product_chunks
+    from tuneloom.knowledge.records import Hit
+
+    project = load_project(console_ws.config)
+    chat = project.config.task(CHAT_TASK).model_copy(update={"knowledge": "handbook"})
+    config = project.config.model_copy(update={"tasks": [chat if t.name == CHAT_TASK else t for t in project.config.tasks]})
+    app = create_console(project.model_copy(update={"config": config}))
+    hits = [Hit(chunk=c, score=2.0 - i) for i, c in enumerate(product_chunks()[:2])]
+    searched = []
+
+    class Index:
+        def search(self, query: str, k: int) -> list[Hit]:
+            searched.append(query)
+            return hits[:k]
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr("tuneloom.knowledge.open_index", lambda project, name: Index())
+    reviewer, csrf = login(app, console_ws.reviewer_key)
+    r = reviewer.post("/playground", data={"csrf": csrf, "task": CHAT_TASK, "prompt": "Is the Cam Outdoor waterproof?"})
+    assert r.status_code == 200 and "Sources from handbook" in r.text and "products.md#1" in r.text
+    assert searched == ["Is the Cam Outdoor waterproof?"]
+    ids = re.findall(r'name="completion_id" value="([^"]+)"', r.text)
+    store = app.state.console.serve_state().feedback
+    for cid in ids:
+        messages = store.completion(cid).request["messages"]
+        assert hits[0].chunk.text[:40] in json.dumps(messages, ensure_ascii=False)
+    app.state.console.close()

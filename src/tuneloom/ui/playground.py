@@ -77,8 +77,40 @@ def _production(task: TaskConfig, resolver: Any) -> Target | str:
         return f"no production version ({str(exc).splitlines()[0]})"
 
 
-async def answer(state: Any, target: Target, prompt: str, side: str, key_id: str) -> Answer:
-    """One side's answer to `prompt`, stored as a completion (bodies only when serve.store_prompts is on)."""
+@dataclass
+class Retrieved:
+    """The passages a knowledge-base task puts in the prompt, shown beside the answers."""
+
+    knowledge: str
+    sources: list[tuple[str, str, float]]  # (label, chunk id, score), in prompt order
+    messages: list[dict[str, str]]  # the chat as every side receives it
+
+
+def retrieve(project: Project, task: TaskConfig, prompt: str) -> Retrieved | None:
+    """Search the task's knowledge base once and build the prompt as training and serving do; None when the
+    task retrieves from none."""
+    if not (kind_of(task.type).takes_knowledge and task.knowledge):
+        return None
+    from tuneloom.knowledge import open_index
+    from tuneloom.knowledge.prompting import source_label, with_passages
+
+    index = open_index(project, task.knowledge)
+    try:
+        hits = index.search(prompt, k=task.rag.top_k)
+    finally:
+        index.close()
+    system = task.data.system_prompt
+    messages = [{"role": "system", "content": system.strip()}] if system else []
+    messages = with_passages([*messages, {"role": "user", "content": prompt}], [h.chunk for h in hits], task.rag.passage_chars)
+    sources = [(source_label(h.chunk), h.chunk.chunk_id, h.score) for h in hits]
+    return Retrieved(task.knowledge, sources, messages)
+
+
+async def answer(
+    state: Any, target: Target, prompt: str, side: str, key_id: str, messages: list[dict[str, str]] | None = None
+) -> Answer:
+    """One side's answer to `prompt` (or to `messages`, retrieved passages included), stored as a completion
+    (bodies only when serve.store_prompts is on)."""
     from starlette.concurrency import run_in_threadpool
 
     started = time.monotonic()
@@ -90,7 +122,7 @@ async def answer(state: Any, target: Target, prompt: str, side: str, key_id: str
         request: dict[str, Any] = {"input": prompt}
     else:
         tokenizer = await run_in_threadpool(state.backend.tokenizer, target)
-        ids, messages = chat_prompt(tokenizer, [{"role": "user", "content": prompt}], target.system_prompt)
+        ids, messages = chat_prompt(tokenizer, messages or [{"role": "user", "content": prompt}], target.system_prompt)
         params = SamplingParams(max_tokens=min(128, settings.limits.max_tokens), temperature=0.0)
         generation = state.backend.start(target, ids, params, 1, time.monotonic() + settings.request_timeout_s)
         text, finish, n_out = "", None, 0

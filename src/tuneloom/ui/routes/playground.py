@@ -9,8 +9,9 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from tuneloom.ui.deps import Console, ConsoleDep, Forbidden, ReviewerPost, Viewer, render, see_other
-from tuneloom.ui.playground import MAX_PROMPT_CHARS, SIDES, Answer, answer, targets
+from tuneloom.errors import TuneloomError
+from tuneloom.ui.deps import Console, ConsoleDep, Forbidden, Refused, ReviewerPost, Viewer, render, see_other
+from tuneloom.ui.playground import MAX_PROMPT_CHARS, SIDES, Answer, Retrieved, answer, retrieve, targets
 
 router = APIRouter()
 
@@ -52,7 +53,9 @@ def playground_page(
     return _page(request, app, chosen, prompt, answers, rated)
 
 
-def _page(request: Request, app: Console, task: Any, prompt: str, answers: list[Answer], rated: str) -> HTMLResponse:
+def _page(
+    request: Request, app: Console, task: Any, prompt: str, answers: list[Answer], rated: str, retrieved: Retrieved | None = None
+) -> HTMLResponse:
     """The playground with each side's model (or why it cannot answer) and the answers shown."""
     sides = targets(app.project, task, app.serve_state().resolver)
     available = {side: t if isinstance(t, str) else None for side, t in sides.items()}
@@ -68,6 +71,7 @@ def _page(request: Request, app: Console, task: Any, prompt: str, answers: list[
         unavailable=available,
         served=served,
         max_chars=MAX_PROMPT_CHARS,
+        retrieved=retrieved,
         back=str(request.url.path[len(request.scope.get("root_path", "")) :])
         + ("?" + request.url.query if request.url.query else ""),
     )
@@ -84,15 +88,20 @@ async def ask(
         raise Forbidden(f"the prompt must hold 1 to {MAX_PROMPT_CHARS} characters")
     state = await run_in_threadpool(app.serve_state)
     sides = await run_in_threadpool(targets, app.project, chosen, state.resolver)
+    try:
+        retrieved = await run_in_threadpool(retrieve, app.project, chosen, prompt)
+    except TuneloomError as exc:
+        raise Refused(f"the knowledge base could not be searched: {exc}") from None
+    messages = retrieved.messages if retrieved else None
     answers = []
     for side in SIDES:
         target = sides[side]
         if isinstance(target, str):
             answers.append(Answer(side, "", "", None, error=target))
         else:
-            answers.append(await answer(state, target, prompt, side, session.key_id))
-    if not state.settings.store_prompts:  # nothing to show again from the store: show them now
-        return await run_in_threadpool(_page, request, app, chosen, prompt, answers, "")
+            answers.append(await answer(state, target, prompt, side, session.key_id, messages))
+    if retrieved is not None or not state.settings.store_prompts:  # sources, or nothing stored: show them now
+        return await run_in_threadpool(_page, request, app, chosen, prompt, answers, "", retrieved)
     query = "".join(f"&answer={a.completion_id}" for a in answers if a.completion_id)
     return see_other(request, f"/playground?task={chosen.name}{query}")
 

@@ -20,7 +20,7 @@ from tuneloom.ui.jobs import TERMINAL, JobError
 from tuneloom.ui.views import RunView, curves, list_runs, run_view, runs_of_pid
 
 router = APIRouter()
-KINDS = ("prepare", "train", "eval", "gate", "run")
+KINDS = ("prepare", "train", "eval", "gate", "run", "iterate")
 _OVERRIDE = re.compile(r"^(?:[A-Za-z0-9_.-]+:)?[A-Za-z_][A-Za-z0-9_.]*=[^\n]{1,200}$")
 SSE_INTERVAL_S = 1.0
 
