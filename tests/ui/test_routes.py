@@ -16,7 +16,7 @@ from tuneloom.config import load_project
 from tuneloom.ui import create_console
 from tuneloom.ui.sessions import COOKIE
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # the shared workspace takes a minute to build
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 

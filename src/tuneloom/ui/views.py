@@ -103,16 +103,18 @@ def list_runs(workspace: Path) -> list[RunView]:
 
 
 def runs_of_pid(workspace: Path, pid: int | None) -> list[RunView]:
-    """The runs a job's process wrote (each run's status.json records its process id)."""
-    if pid is None:
+    """The runs a job's process wrote (each run's status.json records its process id), oldest first."""
+    runs = workspace / "runs"
+    if pid is None or not runs.is_dir():
         return []
     out = []
-    for view in list_runs(workspace):
+    for path in sorted(runs.iterdir()):
         try:
-            if (view.path / "status.json").is_file() and read_status(view.path).pid == pid:
-                out.append(view)
+            mine = (path / "status.json").is_file() and read_status(path).pid == pid
         except ArtifactError:
             continue
+        if mine and _SAFE_NAME.match(path.name):
+            out.append(run_view(workspace, path.name))
     return out
 
 
