@@ -365,8 +365,8 @@ def test_playground_shows_the_retrieved_sources(console_ws, monkeypatch):
     searched = []
 
     class Index:
-        def search(self, query: str, k: int) -> list[Hit]:
-            searched.append(query)
+        def search(self, query: str, k: int, flt) -> list[Hit]:
+            searched.append((query, flt.allowed_tags))
             return hits[:k]
 
         def close(self) -> None:
@@ -376,7 +376,13 @@ def test_playground_shows_the_retrieved_sources(console_ws, monkeypatch):
     reviewer, csrf = login(app, console_ws.reviewer_key)
     r = reviewer.post("/playground", data={"csrf": csrf, "task": CHAT_TASK, "prompt": "Is the Cam Outdoor waterproof?"})
     assert r.status_code == 200 and "Sources from handbook" in r.text and "products.md#1" in r.text
-    assert searched == ["Is the Cam Outdoor waterproof?"]
+    assert searched == [("Is the Cam Outdoor waterproof?", None)]  # the reviewer key sees every tag
+    from tuneloom.serve.auth import KeyStore, keys_path
+
+    _, tagged_key = KeyStore(keys_path(console_ws.workspace)).create(["*"], "partner", ["billing"], ["reviewer"])
+    tagged, tagged_csrf = login(app, tagged_key)
+    tagged.post("/playground", data={"csrf": tagged_csrf, "task": CHAT_TASK, "prompt": "Invoices?"})
+    assert searched[-1] == ("Invoices?", frozenset({"billing"}))  # a key sees only its tags' chunks, as on /v1
     ids = re.findall(r'name="completion_id" value="([^"]+)"', r.text)
     store = app.state.console.serve_state().feedback
     for cid in ids:

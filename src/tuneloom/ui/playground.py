@@ -86,17 +86,18 @@ class Retrieved:
     messages: list[dict[str, str]]  # the chat as every side receives it
 
 
-def retrieve(project: Project, task: TaskConfig, prompt: str) -> Retrieved | None:
-    """Search the task's knowledge base once and build the prompt as training and serving do; None when the
-    task retrieves from none."""
+def retrieve(project: Project, task: TaskConfig, prompt: str, allowed_tags: frozenset[str] | None) -> Retrieved | None:
+    """Search the task's knowledge base once, seeing only the chunks the logged-in key's access tags allow (as
+    the API does), and build the prompt as training and serving do; None when the task retrieves from none."""
     if not (kind_of(task.type).takes_knowledge and task.knowledge):
         return None
     from tuneloom.knowledge import open_index
     from tuneloom.knowledge.prompting import source_label, with_passages
+    from tuneloom.knowledge.records import Filter
 
     index = open_index(project, task.knowledge)
     try:
-        hits = index.search(prompt, k=task.rag.top_k)
+        hits = index.search(prompt, k=task.rag.top_k, flt=Filter(allowed_tags=allowed_tags))
     finally:
         index.close()
     system = task.data.system_prompt

@@ -27,6 +27,7 @@ class Session:
     key_id: str
     key_name: str
     role: str  # admin | reviewer
+    allowed_tags: frozenset[str] | None = None  # knowledge-base access tags of the key (None: every tag)
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     expires: float = 0.0
 
@@ -57,7 +58,13 @@ class SessionStore:
         role = role_of(record) if record is not None else None
         if record is None or role is None:
             return None
-        session = Session(id=secrets.token_urlsafe(32), key_id=record.id, key_name=record.name, role=role)
+        session = Session(
+            id=secrets.token_urlsafe(32),
+            key_id=record.id,
+            key_name=record.name,
+            role=role,
+            allowed_tags=record.allowed_tags(),
+        )
         session.expires = time.time() + self.idle_s
         with self._lock:
             self._sessions[session.id] = session

@@ -89,7 +89,7 @@ async def ask(
     state = await run_in_threadpool(app.serve_state)
     sides = await run_in_threadpool(targets, app.project, chosen, state.resolver)
     try:
-        retrieved = await run_in_threadpool(retrieve, app.project, chosen, prompt)
+        retrieved = await run_in_threadpool(retrieve, app.project, chosen, prompt, session.allowed_tags)
     except TuneloomError as exc:
         raise Refused(f"the knowledge base could not be searched: {exc}") from None
     messages = retrieved.messages if retrieved else None
