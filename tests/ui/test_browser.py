@@ -80,15 +80,16 @@ def shots(tmp_path_factory) -> Path:
 
 
 def _wait(predicate, timeout: float = 20.0, what: str = "") -> None:
-    """Poll until `predicate()` holds; a page that is being replaced meanwhile just means: not yet."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    """Poll until `predicate()` holds; a page that is being replaced meanwhile (a stale or missing element, or
+    Chromium's "node does not belong to the document") just means: not yet."""
+    from selenium.common.exceptions import WebDriverException
 
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
             if predicate():
                 return
-        except (NoSuchElementException, StaleElementReferenceException):
+        except WebDriverException:
             pass
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
