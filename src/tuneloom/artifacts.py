@@ -1,6 +1,7 @@
 """Typed files between stages: what each one holds, and its one reader and one atomic writer.
 
     data prepare  -> datasets/<task>/<version>/manifest.json   DatasetManifest
+                     datasets/<task>/<version>/rejects.jsonl    RejectedRow per line
     train         -> runs/<run>/config.yaml                     RunSnapshot
                      runs/<run>/status.json                     RunStatus
                      runs/<run>/summary.json                    TrainingSummary
@@ -10,6 +11,8 @@
     index         -> knowledge/<name>/index.json                IndexState
     feedback      -> datasets/<task>/feedback-<version>/feedback.json  FeedbackRecord
     export        -> exports/<label>/export.json                ExportManifest
+    train         -> runs/<run>/metrics.jsonl                   (rows: step, loss, eval_loss, ...)
+    console jobs  -> console/jobs/<id>/job.json                 JobRecord
 
 Every file carries `schema_version`. A file without it comes from the release before typed
 artifacts and is read as version 1; a newer version, a corrupt file or a missing field raises
@@ -118,6 +121,15 @@ class DatasetManifest(Artifact):
     @property
     def labels(self) -> list[str]:
         return list(self.result.labels or [])
+
+
+class RejectedRow(BaseModel):
+    """One line of `rejects.jsonl`: where the row came from and why it was left out (plus reason-specific keys)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    location: str
+    reason: str
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,6 +428,29 @@ class FeedbackRecord(Artifact):
 
 
 # ---------------------------------------------------------------------------------------------
+# console jobs
+
+JOB_STATES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
+
+
+class JobRecord(Artifact):
+    """`console/jobs/<id>/job.json`: one command the web console runs in a subprocess (log beside it)."""
+
+    id: str
+    kind: str  # prepare | train | eval | run | resume | ...
+    argv: list[str] = Field(description="The `tuneloom` command line, without the executable.")
+    task: str | None = None
+    run: str | None = None  # the run an eval or resume job works on
+    state: str = "queued"
+    created: str = Field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
+    finished: str | None = None
+    runner_pid: int | None = None  # the process that waits for the command and records its end
+    pid: int | None = None  # the command's process (runs it writes carry this pid in status.json)
+    returncode: int | None = None
+    user: str | None = None  # the API key id that launched it
+
+
+# ---------------------------------------------------------------------------------------------
 # files: one reader and one writer each
 
 T = TypeVar("T", bound=BaseModel)
@@ -432,6 +467,7 @@ RECREATE = {
     "index.json": "run `tuneloom index build` again",
     "feedback.json": "delete the feedback-<version> folder; the next `contribution` (or `tuneloom iterate`) writes it again",
     "export.json": "run `tuneloom export` again",
+    "job.json": "delete the job's folder under console/jobs and launch it again",
 }
 
 
@@ -502,6 +538,20 @@ def read_manifest(dataset_dir: str | Path) -> DatasetManifest:
 
 def write_manifest(dataset_dir: str | Path, manifest: DatasetManifest) -> None:
     write_json_atomic(manifest_path(dataset_dir), _dump(manifest))
+
+
+def read_rejects(dataset_dir: str | Path) -> list[RejectedRow]:
+    """`rejects.jsonl` of a dataset version (empty when every row was kept)."""
+    path = Path(dataset_dir) / "rejects.jsonl"
+    if not path.is_file():
+        return []
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            rows.append(RejectedRow.model_validate(json.loads(line)))
+        except (ValueError, ValidationError) as exc:
+            raise ArtifactError(f"{path}:{n} is not a rejected row ({type(exc).__name__}): {RECREATE['manifest.json']}") from None
+    return rows
 
 
 def read_snapshot(run_dir: str | Path) -> RunSnapshot:
@@ -693,6 +743,38 @@ def write_iterate_summary(workspace: str | Path, summary: IterateSummary, stamp:
     return path
 
 
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """`runs/<run>/metrics.jsonl`: one row per logging step (empty before the first); a torn last line
+    (the run is writing it now) is left out, any other bad line raises `ArtifactError`."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    rows = []
+    for n, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            if n == len(lines):
+                break
+            raise ArtifactError(f"{path}:{n} is not JSON: the run's metrics are corrupt; train it again") from None
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def job_path(job_dir: str | Path) -> Path:
+    return Path(job_dir) / "job.json"
+
+
+def read_job(job_dir: str | Path) -> JobRecord:
+    return _load(job_path(job_dir), JobRecord)
+
+
+def write_job(job_dir: str | Path, job: JobRecord) -> None:
+    write_json_atomic(job_path(job_dir), _dump(job))
+
+
 def artifact_models() -> dict[str, type[BaseModel]]:
     """File name -> model, for `tuneloom schema artifacts` and the docs."""
     from tuneloom.scout import ScoutResult
@@ -712,6 +794,7 @@ def artifact_models() -> dict[str, type[BaseModel]]:
         "iterate/<task>/state.json": IterateState,
         "iterate/<task>/<time>/summary.json": IterateSummary,
         "exports/<label>/export.json": ExportManifest,
+        "console/jobs/<id>/job.json": JobRecord,
     }
 
 

@@ -1,7 +1,7 @@
 """The `tuneloom` command: a thin Typer layer over the Python API, rendered with Rich.
 
 One module per stage holds its commands as plain functions (`project`, `data`, `catalog`, `train`,
-`evaluate`, `registry`, `run`, `scout`, `serve`, `knowledge`); `common` holds what they share. This module only
+`evaluate`, `registry`, `run`, `scout`, `serve`, `knowledge`, `ui`); `common` holds what they share. This module only
 wires them into command groups. Every command imports the heavy stack (torch, transformers, MLflow)
 inside its body, so `tuneloom --help` and `tuneloom config check` answer at once.
 """
@@ -25,6 +25,7 @@ from tuneloom.cli import (
     scout,
     serve,
     train,
+    ui,
 )
 
 __all__ = ["app", "main"]
@@ -59,6 +60,7 @@ app.command("iterate")(iterate.iterate)
 app.command("monitor")(iterate.monitor)
 app.command("ask")(ask.ask)
 app.command("export")(export.export)
+app.command("ui")(ui.ui)
 
 app.add_typer(config_app, name="config")
 config_app.command("check")(project.config_check)

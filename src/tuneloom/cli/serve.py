@@ -79,18 +79,25 @@ def keys_create(
         typer.Option("--tag", "-t", help="Access tag of knowledge-base chunks it may see (repeat); default: every tag."),
     ] = None,
     public_only: Annotated[bool, typer.Option("--public-only", help="It sees untagged chunks only.")] = False,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option("--scope", help="serve (the /v1 API, default), reviewer or admin (the web console); repeat."),
+    ] = None,
     config: ServeConfigOpt = DEFAULT_CONFIG,
 ) -> None:
     """Create a key; it is printed once and stored only as a salted hash. Untagged chunks are visible to every key.
 
-    Example: tuneloom keys create -m helpdesk-qa --name support-portal --tag support --tag billing
+    Example: tuneloom keys create -m helpdesk-qa --name support-portal --tag support --scope serve --scope reviewer
     """
     with user_errors():
         if public_only and tag:
             raise TuneloomError("--public-only and --tag exclude each other: pick one")
-        record, key = _keys(config).create(model, name, [] if public_only else tag or None)
+        record, key = _keys(config).create(model, name, [] if public_only else tag or None, scope)
     seen = "every tag" if "*" in record.tags else ", ".join(record.tags) or "untagged chunks only"
-    out.print(f"[green]✓[/] key {record.id} for {', '.join(record.models)}; knowledge: {seen} (shown once; store it now):")
+    out.print(
+        f"[green]✓[/] key {record.id} for {', '.join(record.models)}; knowledge: {seen}; "
+        f"scopes: {', '.join(record.scopes)} (shown once; store it now):"
+    )
     out.print(key, highlight=False, soft_wrap=True)
 
 
@@ -115,8 +122,9 @@ def keys_list(config: ServeConfigOpt = DEFAULT_CONFIG) -> None:
     with user_errors():
         records = _keys(config).list()
     table = Table(title="API keys")
-    for col in ("id", "name", "models", "tags", "created (UTC)", "revoked"):
+    for col in ("id", "name", "models", "tags", "scopes", "created (UTC)", "revoked"):
         table.add_column(col)
     for r in records:
-        table.add_row(r.id, r.name, ", ".join(r.models), ", ".join(r.tags) or "(untagged only)", r.created, r.revoked or "")
+        tags = ", ".join(r.tags) or "(untagged only)"
+        table.add_row(r.id, r.name, ", ".join(r.models), tags, ", ".join(r.scopes), r.created, r.revoked or "")
     out.print(table)

@@ -71,6 +71,7 @@ class ServeConfig(Strict):
     store_prompts: bool = Field(True, description="Store request messages and answers with each completion id.")
     log_prompts: bool = Field(False, description="Also write prompts to the server log (off: logs hold no prompts).")
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS; empty: CORS off.")
+    console: bool = Field(False, description="Also serve the web console at /console (see `tuneloom ui`).")
     redact: RedactConfig = Field(
         default_factory=RedactConfig,
         description="Personal data in stored requests and answers replaced by placeholders, as in data preparation.",

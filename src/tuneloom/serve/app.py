@@ -55,6 +55,10 @@ def app_for(state: ServerState) -> FastAPI:
     add_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    if settings.console:
+        from tuneloom.ui import mount_console
+
+        mount_console(app, state.project, serve_state=state)
     return app
 
 

@@ -23,6 +23,7 @@ from tuneloom.errors import TuneloomError
 
 ALL_MODELS = "*"
 ALL_TAGS = "*"
+SCOPES = ("serve", "reviewer", "admin")  # serve: the /v1 API; reviewer, admin: the web console (see tuneloom.ui)
 
 
 class KeyRecord(BaseModel):
@@ -34,6 +35,11 @@ class KeyRecord(BaseModel):
     created: str
     revoked: str | None = None
     tags: list[str] = [ALL_TAGS]  # access tags of knowledge-base chunks it may see; "*" = all; [] = untagged only
+    scopes: list[str] = ["serve"]  # keys made before scopes existed serve the API only
+
+    def has_scope(self, scope: str) -> bool:
+        """Whether the key holds `scope`; admin holds reviewer too."""
+        return scope in self.scopes or (scope == "reviewer" and "admin" in self.scopes)
 
     def allows(self, model_name: str) -> bool:
         return ALL_MODELS in self.models or model_name in self.models
@@ -73,13 +79,19 @@ class KeyStore:
         write_json_atomic(self.path, [k.model_dump() for k in keys.values()])
         self.path.chmod(0o600)
 
-    def create(self, models: list[str], name: str = "", tags: list[str] | None = None) -> tuple[KeyRecord, str]:
-        """A new key for `models` seeing chunks with `tags` (None: every tag); returns its record and the key
-        itself (shown once, never stored)."""
+    def create(
+        self, models: list[str], name: str = "", tags: list[str] | None = None, scopes: list[str] | None = None
+    ) -> tuple[KeyRecord, str]:
+        """A new key for `models` seeing chunks with `tags` (None: every tag) with `scopes` (None: serve only);
+        returns its record and the key itself (shown once, never stored)."""
         if not models:
             raise TuneloomError("a key needs at least one model: --model NAME (or --model '*' for every model)")
         if tags is not None and any(not t.strip() for t in tags):
             raise TuneloomError("an access tag cannot be empty: --tag NAME (or --public-only for untagged chunks only)")
+        scopes = sorted(set(scopes or ["serve"]))
+        unknown = [s for s in scopes if s not in SCOPES]
+        if unknown:
+            raise TuneloomError(f"--scope {unknown[0]!r} is not a scope; use {', '.join(SCOPES)}")
         keys = dict(self._load())
         key_id = secrets.token_hex(4)
         while key_id in keys:
@@ -92,6 +104,7 @@ class KeyStore:
             hash=_digest(salt, secret),
             models=sorted(set(models)),
             tags=[ALL_TAGS] if tags is None else sorted(set(tags)),
+            scopes=scopes,
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         )
         keys[key_id] = record
