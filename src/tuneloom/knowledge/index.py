@@ -88,7 +88,9 @@ def _sync(project: Project, name: str, *, rebuild: bool, progress: bool) -> Inde
         store = store_for(kb, project.workspace)
         prior = _prior(folder)
         settings = settings_hash(kb)
+        stored = store.meta()  # another embedder's vectors may not even have the same size: start over
         rebuild = rebuild or prior is None or (prior.settings_hash, prior.embedder_hash) != (settings, embedder.hash)
+        rebuild = rebuild or (stored is not None and stored.embedder_hash != embedder.hash)
         reader = DocumentReader(project, kb)
         docs = list(bars.track(reader.documents(), "scanning documents"))
         indexed = {} if rebuild else store.documents()
