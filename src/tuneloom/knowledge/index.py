@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -168,8 +169,14 @@ class KnowledgeIndex:
         self.store = store
         self.embedder = embedder
         self.meta = meta
-        self.notes: list[str] = []
+        self._local = threading.local()  # notes belong to the thread's last search (servers search concurrently)
         self._reranker: Reranker | None = Reranker(kb.retrieval.reranker) if kb.retrieval.reranker else None
+
+    @property
+    def notes(self) -> list[str]:
+        """What the calling thread's last search had to adapt (e.g. a query cut to the embedder's window)."""
+        notes: list[str] = getattr(self._local, "notes", [])
+        return notes
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """L2-normalised float32 vectors from the index's embedder, one row per text."""
@@ -184,7 +191,7 @@ class KnowledgeIndex:
 
     def search(self, query: str, k: int | None = None, flt: Filter = Filter()) -> list[Hit]:
         """The top `k` (default retrieval.top_k) chunks for `query` among those `flt` admits."""
-        self.notes = []
+        self._local.notes = []
         if not query.strip():
             return []
         top = k or self.kb.retrieval.top_k
