@@ -84,9 +84,8 @@ class LanceStore:
         if self._table is None:
             self._table = self._db.create_table(TABLE, data)
         else:
-            ids = ", ".join(_quote(c.chunk_id) for c in chunks)
-            self._table.delete(f"chunk_id IN ({ids})")
-            self._table.add(data)
+            merge = self._table.merge_insert("chunk_id").when_matched_update_all().when_not_matched_insert_all()
+            merge.execute(data)
         self._dirty = True
 
     def delete_documents(self, doc_ids: Sequence[str]) -> None:
