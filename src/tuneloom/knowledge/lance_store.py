@@ -109,8 +109,9 @@ class LanceStore:
         rows = self._table.count_rows()
         if rows >= self.ann_threshold and kinds <= {"FTS"}:
             dim = self._table.schema.field("vector").type.list_size
-            self._table.create_index(
-                metric="dot", vector_column_name="vector", num_partitions=max(1, int(rows**0.5)), num_sub_vectors=dim // 8
+            sub_vectors = next(d for d in range(max(1, dim // 4), 0, -1) if dim % d == 0)  # ~4 dimensions per PQ code
+            self._table.create_index(  # LanceDB's sizing advice: ~4,096 rows per partition
+                metric="dot", vector_column_name="vector", num_partitions=max(1, rows // 4096), num_sub_vectors=sub_vectors
             )
             self._approximate = True
         self._table.optimize()
@@ -121,7 +122,7 @@ class LanceStore:
             return []
         query = self._table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector").metric("dot")
         if self._approximate:  # IVF-PQ candidates re-ranked by exact dot products
-            query = query.nprobes(32).refine_factor(5)
+            query = query.nprobes(8).refine_factor(10)
         where = _where(flt)
         if where:
             query = query.where(where, prefilter=True)
