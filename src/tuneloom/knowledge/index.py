@@ -8,13 +8,11 @@ interrupted build or update resumes where it stopped instead of leaving a half-w
 from __future__ import annotations
 
 import hashlib
-import importlib
 import logging
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
 
 import numpy as np
 
@@ -45,8 +43,10 @@ def store_for(kb: KnowledgeConfig, workspace: Path) -> VectorStore:
     """The store `store.kind` names: LanceDB in the workspace, or a server store (imported only when used)."""
     if kb.store.kind == "lancedb":
         return LanceStore(kb_dir(workspace, kb.name) / "lance", kb.store.ann_threshold)
-    module = importlib.import_module("tuneloom.knowledge.pg_store")  # needs the server driver; loaded on demand
-    return cast(VectorStore, module.PgVectorStore(kb.store.url, kb.name))
+    from tuneloom.knowledge.pg_store import PgVectorStore  # the server driver loads only for server stores
+
+    assert kb.store.url is not None  # StoreConfig requires a URL for server kinds
+    return PgVectorStore(kb.store.url, kb.name)
 
 
 def settings_hash(kb: KnowledgeConfig) -> str:
