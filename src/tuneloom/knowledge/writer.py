@@ -34,9 +34,11 @@ class IndexWriter:
         self._saved = time.monotonic()
 
     def reset(self, rebuild: bool, removed: list[str]) -> None:
-        """A rebuild drops the store's tables (the vector size may change); an update removes `removed`."""
-        if rebuild:
+        """A rebuild empties the store (LanceDB drops its table: the vector size may change); else remove `removed`."""
+        if rebuild and isinstance(self.store, LanceStore):
             self.store.drop()
+        elif rebuild:
+            self.store.delete_documents(sorted(self.store.documents()))
         else:
             self.store.delete_documents(removed)
         self._pending -= set(removed)
