@@ -12,8 +12,10 @@ Two parts, in one run:
   `hybrid_search` (query embedding with MiniLM + dense + BM25 + fusion, top 10). At sizes where the store
   uses an approximate vector index, `ann_recall_at_10` compares its dense top 10 with exact numpy search.
 
-Prints as its last line one JSON object: chunks, chunks_per_s, baseline_chunks_per_s, ratio,
-query_p50_ms and query_p95_ms ({store: {size: ms}}), ann_recall_at_10 ({store: {size: recall}}), peak_rss_mb.
+Prints as its last line one JSON object: chunks, chunks_per_s, baseline_chunks_per_s, ratio (wall clock) and
+cpu_ratio (process CPU time, steadier on a shared machine), query_p50_ms, query_p95_ms and query_cpu_p95_ms
+({store: {size: ms}}), ann_recall_at_10 ({store: {size: recall}}), peak_rss_mb, and the 1-minute load average
+before and after the query part (other work on the machine slows every figure).
 A server store joins by adding an entry to `STORES`. Usage: python bench/retrieval.py [--chunks N] [--sizes 10000,100000]
 """
 
@@ -102,21 +104,21 @@ STORES: dict[str, StoreCase] = {
 }
 
 
-def baseline_build(texts: list[str], folder: Path) -> float:
-    """Seconds for the plain pipeline: encode every passage, then one exact numpy top-10 search."""
+def baseline_build(texts: list[str], folder: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of the plain pipeline: encode every passage, then one exact numpy top-10 search."""
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
     model.encode(texts[:8])  # warm-up outside the timing, like ours (the embedder is loaded before timing)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     matrix = model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
     query = model.encode(["warranty for batteries"], normalize_embeddings=True)
     np.argpartition(-(matrix @ query[0]), 10)[:10]
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
-def tuneloom_build(texts: list[str], root: Path) -> float:
-    """Seconds for `build_index` over the passages written as files (reading, chunking, embedding, storing)."""
+def tuneloom_build(texts: list[str], root: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of `build_index` over the passages as files (reading, chunking, embedding, storing)."""
     docs = root / "docs"
     docs.mkdir(parents=True, exist_ok=True)
     for i, text in enumerate(texts):
@@ -128,9 +130,10 @@ def tuneloom_build(texts: list[str], root: Path) -> float:
         "knowledge:\n  - name: kb\n    sources: [{path: docs}]\n"
     )
     project = load_project(root / "tuneloom.yaml")
+    cpu = time.process_time()
     stats = build_index(project, "kb", progress=False)
     assert stats.embedded_chunks == len(texts), stats
-    return stats.seconds
+    return stats.seconds, time.process_time() - cpu
 
 
 def clustered_vectors(n: int, rng: np.random.Generator, centers: np.ndarray) -> np.ndarray:
@@ -165,13 +168,18 @@ def query_latency(case: StoreCase, n: int, embedder: Embedder, queries: int, rng
         case.finish(store)
         settings = RetrievalConfig(top_k=10)
         texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(3, 9))).tolist()) for _ in range(queries + 5)]
-        times = []
+        times, cpu_times = [], []
         for i, text in enumerate(texts):
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             hybrid_search(store, text, lambda q: embedder.encode([q])[0], settings, 10, Filter())
             if i >= 5:  # the first few warm caches
                 times.append((time.perf_counter() - started) * 1000)
-        result = {"p50": float(np.percentile(times, 50)), "p95": float(np.percentile(times, 95))}
+                cpu_times.append((time.process_time() - cpu) * 1000)
+        result = {
+            "p50": float(np.percentile(times, 50)),
+            "p95": float(np.percentile(times, 95)),
+            "cpu_p95": float(np.percentile(cpu_times, 95)),
+        }
         if n >= case.approximate_from:
             result["recall"] = ann_recall(store, vectors, rng)
         store.close()
@@ -206,25 +214,33 @@ def main() -> None:
         base.append(baseline_build(texts, folder))
         with tempfile.TemporaryDirectory() as tmp:
             ours.append(tuneloom_build(texts, Path(tmp)))
+    load_before = os.getloadavg()[0]
     p50: dict[str, dict[str, float]] = {}
     p95: dict[str, dict[str, float]] = {}
+    cpu95: dict[str, dict[str, float]] = {}
     recall: dict[str, dict[str, float]] = {}
     for name, case in STORES.items():
         for n in (int(s) for s in args.sizes.split(",")):
             result = query_latency(case, n, embedder, args.queries, rng)
             p50.setdefault(name, {})[str(n)] = round(result["p50"], 2)
             p95.setdefault(name, {})[str(n)] = round(result["p95"], 2)
+            cpu95.setdefault(name, {})[str(n)] = round(result["cpu_p95"], 2)
             if "recall" in result:
                 recall.setdefault(name, {})[str(n)] = round(result["recall"], 3)
+    wall, cpu = min(w for w, _ in ours), min(c for _, c in ours)
+    base_wall, base_cpu = min(w for w, _ in base), min(c for _, c in base)
     line = {
         "chunks": args.chunks,
-        "chunks_per_s": round(args.chunks / min(ours), 1),
-        "baseline_chunks_per_s": round(args.chunks / min(base), 1),
-        "ratio": round(min(base) / min(ours), 2),
+        "chunks_per_s": round(args.chunks / wall, 1),
+        "baseline_chunks_per_s": round(args.chunks / base_wall, 1),
+        "ratio": round(base_wall / wall, 2),
+        "cpu_ratio": round(base_cpu / cpu, 2),
         "query_p50_ms": p50,
         "query_p95_ms": p95,
+        "query_cpu_p95_ms": cpu95,
         "ann_recall_at_10": recall,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "load_avg_1m": [round(load_before, 1), round(os.getloadavg()[0], 1)],
     }
     print(json.dumps(line))
 

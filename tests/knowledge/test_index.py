@@ -83,6 +83,8 @@ def test_update_embeds_only_changes_and_removes_deleted_documents(tmp_path):
     ids = {c.doc_id for c in index.chunks()}
     assert "docs/public/travel.html" not in ids and {"docs/public/parking.md", "docs/hr/salary.txt"} <= ids
     assert "60 days" in index.search("return window", k=1)[0].chunk.text
+    assert [c.doc_id for c, _ in index.store.keyword_search("cyclists", 5, Filter())] == ["docs/public/parking.md"]
+    assert index.store.keyword_search("trains", 5, Filter()) == []  # the deleted page's words are gone too
     assert index.meta.content_version == stats.content_version != first.content_version
 
 

@@ -104,3 +104,32 @@ def test_ten_thousand_small_files(tmp_path, tiny_bert_dir):
     again = update_index(project, "handbook", progress=False)
     assert (again.changed, again.embedded_chunks, again.unchanged) == (1, 1, 9_999)
     assert seconds < 60, f"10,000 files took {seconds:.0f} s"
+
+
+def test_lance_store_uses_an_approximate_index_above_its_threshold(tmp_path):
+    import numpy as np
+
+    from tuneloom.knowledge.lance_store import LanceStore
+
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(40, 32)).astype(np.float32)
+    vectors = centers[rng.integers(0, 40, size=3000)] + rng.normal(0, 0.1, size=(3000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    chunks = [
+        Chunk(
+            chunk_id=f"d{i}#0", doc_id=f"d{i}", doc_hash="h", position=0, text=f"row {i}", tokens=2, tags=["odd"] if i % 2 else []
+        )
+        for i in range(3000)
+    ]
+    store = LanceStore(tmp_path / "lance", ann_threshold=1000)
+    store.upsert(chunks, vectors)
+    store.finish()
+    assert {i.index_type for i in store._table.list_indices()} == {"FTS", "IvfPq"}
+    found = 0
+    for row in range(0, 3000, 150):
+        exact = {f"d{i}#0" for i in np.argsort(-(vectors @ vectors[row]))[:10]}
+        found += len(exact & {c.chunk_id for c, _ in store.dense_search(vectors[row], 10, Filter())})
+    assert found / 200 >= 0.9
+    public = store.dense_search(vectors[1], 10, Filter(allowed_tags=frozenset()))
+    assert len(public) == 10 and all(c.tags == [] for c, _ in public)
+    assert LanceStore(tmp_path / "lance", ann_threshold=1000)._approximate  # a reopened store knows its index

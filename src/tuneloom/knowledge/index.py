@@ -8,12 +8,11 @@ interrupted build or update resumes where it stopped instead of leaving a half-w
 from __future__ import annotations
 
 import hashlib
-import importlib
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
 
 import numpy as np
 
@@ -44,8 +43,10 @@ def store_for(kb: KnowledgeConfig, workspace: Path) -> VectorStore:
     """The store `store.kind` names: LanceDB in the workspace, or a server store (imported only when used)."""
     if kb.store.kind == "lancedb":
         return LanceStore(kb_dir(workspace, kb.name) / "lance", kb.store.ann_threshold)
-    module = importlib.import_module("tuneloom.knowledge.pg_store")  # needs the server driver; loaded on demand
-    return cast(VectorStore, module.PgVectorStore(kb.store.url, kb.name))
+    from tuneloom.knowledge.pg_store import PgVectorStore  # the server driver loads only for server stores
+
+    assert kb.store.url is not None  # StoreConfig requires a URL for server kinds
+    return PgVectorStore(kb.store.url, kb.name)
 
 
 def settings_hash(kb: KnowledgeConfig) -> str:
@@ -88,7 +89,9 @@ def _sync(project: Project, name: str, *, rebuild: bool, progress: bool) -> Inde
         store = store_for(kb, project.workspace)
         prior = _prior(folder)
         settings = settings_hash(kb)
+        stored = store.meta()  # another embedder's vectors may not even have the same size: start over
         rebuild = rebuild or prior is None or (prior.settings_hash, prior.embedder_hash) != (settings, embedder.hash)
+        rebuild = rebuild or (stored is not None and stored.embedder_hash != embedder.hash)
         reader = DocumentReader(project, kb)
         docs = list(bars.track(reader.documents(), "scanning documents"))
         indexed = {} if rebuild else store.documents()
@@ -166,8 +169,14 @@ class KnowledgeIndex:
         self.store = store
         self.embedder = embedder
         self.meta = meta
-        self.notes: list[str] = []
+        self._local = threading.local()  # notes belong to the thread's last search (servers search concurrently)
         self._reranker: Reranker | None = Reranker(kb.retrieval.reranker) if kb.retrieval.reranker else None
+
+    @property
+    def notes(self) -> list[str]:
+        """What the calling thread's last search had to adapt (e.g. a query cut to the embedder's window)."""
+        notes: list[str] = getattr(self._local, "notes", [])
+        return notes
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """L2-normalised float32 vectors from the index's embedder, one row per text."""
@@ -182,7 +191,7 @@ class KnowledgeIndex:
 
     def search(self, query: str, k: int | None = None, flt: Filter = Filter()) -> list[Hit]:
         """The top `k` (default retrieval.top_k) chunks for `query` among those `flt` admits."""
-        self.notes = []
+        self._local.notes = []
         if not query.strip():
             return []
         top = k or self.kb.retrieval.top_k

@@ -61,7 +61,8 @@ class LanceStore:
         self.ann_threshold = ann_threshold
         self._db = lancedb.connect(str(folder))
         self._table: Any = self._db.open_table(TABLE) if TABLE in self._db.list_tables().tables else None
-        self._fts_stale = False
+        self._dirty = False
+        self._approximate = self._table is not None and any(i.index_type != "FTS" for i in self._table.list_indices())
 
     def meta(self) -> IndexMeta | None:
         path = self.folder / "meta.json"
@@ -83,10 +84,9 @@ class LanceStore:
         if self._table is None:
             self._table = self._db.create_table(TABLE, data)
         else:
-            ids = ", ".join(_quote(c.chunk_id) for c in chunks)
-            self._table.delete(f"chunk_id IN ({ids})")
-            self._table.add(data)
-        self._fts_stale = True
+            merge = self._table.merge_insert("chunk_id").when_matched_update_all().when_not_matched_insert_all()
+            merge.execute(data)
+        self._dirty = True
 
     def delete_documents(self, doc_ids: Sequence[str]) -> None:
         if self._table is None or not doc_ids:
@@ -94,31 +94,35 @@ class LanceStore:
         for start in range(0, len(doc_ids), 500):
             ids = ", ".join(_quote(d) for d in doc_ids[start : start + 500])
             self._table.delete(f"doc_id IN ({ids})")
+        self._dirty = True
 
     def finish(self) -> None:
-        """After a build or update: rebuild the keyword index, the vector index above the threshold, compact."""
-        if self._table is None:
+        """After writes: create the keyword index (and the vector index once past the threshold), then let
+        `optimize` compact the files and bring existing indexes up to date with the new rows."""
+        if self._table is None or not self._dirty:
             return
         from lancedb.index import FTS
 
-        if self._fts_stale or not self._table.list_indices():
-            self._table.create_index("text", config=FTS(with_position=False), replace=True)
+        kinds = {i.index_type for i in self._table.list_indices()}
+        if "FTS" not in kinds:
+            self._table.create_index("text", config=FTS(with_position=False))
         rows = self._table.count_rows()
-        if rows >= self.ann_threshold:
-            partitions = max(1, int(rows**0.5))
+        if rows >= self.ann_threshold and kinds <= {"FTS"}:
             dim = self._table.schema.field("vector").type.list_size
-            self._table.create_index(
-                metric="dot", vector_column_name="vector", num_partitions=partitions, num_sub_vectors=dim // 8
+            sub_vectors = next(d for d in range(max(1, dim // 4), 0, -1) if dim % d == 0)  # ~4 dimensions per PQ code
+            self._table.create_index(  # LanceDB's sizing advice: ~4,096 rows per partition
+                metric="dot", vector_column_name="vector", num_partitions=max(1, rows // 4096), num_sub_vectors=sub_vectors
             )
+            self._approximate = True
         self._table.optimize()
-        self._fts_stale = False
+        self._dirty = False
 
     def dense_search(self, vector: np.ndarray, k: int, flt: Filter) -> list[tuple[Chunk, float]]:
         if self._table is None:
             return []
         query = self._table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector").metric("dot")
-        if self._table.count_rows() >= self.ann_threshold:
-            query = query.nprobes(32).refine_factor(5)
+        if self._approximate:  # IVF-PQ candidates re-ranked by exact dot products
+            query = query.nprobes(8).refine_factor(10)
         where = _where(flt)
         if where:
             query = query.where(where, prefilter=True)
@@ -150,6 +154,7 @@ class LanceStore:
         if self._table is not None:
             self._db.drop_table(TABLE)
             self._table = None
+            self._approximate = False
         (self.folder / "meta.json").unlink(missing_ok=True)
 
     def close(self) -> None:

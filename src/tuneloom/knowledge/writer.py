@@ -27,6 +27,7 @@ class IndexWriter:
     ) -> None:
         self.kb, self.store, self.embedder, self.state, self.folder, self.bars = kb, store, embedder, state, folder, bars
         self.embedded = 0
+        self._empty = False
         self._pending = set(state.pending)
         self._chunks: list[Chunk] = []
         self._docs: list[str] = []
@@ -41,6 +42,7 @@ class IndexWriter:
         else:
             self.store.delete_documents(removed)
         self._pending -= set(removed)
+        self._empty = rebuild  # nothing to delete before each batch
 
     def write(self, todo: list[Document], reader: DocumentReader) -> None:
         task = self.bars.add("embedding documents", len(todo))
@@ -76,7 +78,8 @@ class IndexWriter:
         if not self._docs:
             return
         vectors = self.embedder.encode([c.text for c in self._chunks])
-        self.store.delete_documents(self._docs)
+        if not self._empty:
+            self.store.delete_documents(self._docs)
         self.store.upsert(self._chunks, vectors)
         self.embedded += len(self._chunks)
         for doc_id in self._docs:
