@@ -61,7 +61,9 @@ def test_ask_answers_with_numbered_sources(trained):
     sets = ["--set", f"{CHAT_TASK}:rag.top_k=2", "--set", f"{CHAT_TASK}:rag.passage_chars=300"]
     out = runner.invoke(app, ["ask", "Is the Thermostat waterproof?", "-c", str(config), "--model", "latest:" + CHAT_TASK, *sets])
     assert out.exit_code == 0, out.output
-    assert re.search(r"Sources \(handbook\):\n  \[1\] data/handbook\.md > Products > Thermostat  data/handbook\.md#\d+ · score", out.stdout)
+    assert re.search(
+        r"Sources \(handbook\):\n  \[1\] data/handbook\.md > Products > Thermostat  data/handbook\.md#\d+ · score", out.stdout
+    )
     assert "\n  [2] data/handbook.md > Products > " in out.stdout and "[3]" not in out.stdout
 
 
