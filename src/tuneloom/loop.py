@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel
 from rich.console import Console
 
-from tuneloom.artifacts import EvalResult, IndexStats
+from tuneloom.artifacts import EvalResult, IndexStats, RetrievalComparison
 from tuneloom.config import Project
 from tuneloom.data import prepare_dataset
 from tuneloom.evaluate import evaluate_run
@@ -28,6 +28,7 @@ class TaskOutcome(BaseModel):
     gate_rules: int
     gate_failures: list[str]
     forgetting: dict[str, float] | None = None  # chat: general-ability token F1, base and tuned
+    retrieval: RetrievalComparison | None = None  # tasks with a knowledge base: with and without retrieval
 
 
 class LoopResult(BaseModel):
@@ -96,4 +97,5 @@ def _run_task(project: Project, name: str, console: Console) -> TaskOutcome:
         gate_rules=len(gate.rules),
         gate_failures=[r.detail for r in gate.rules if not r.passed],
         forgetting=_forgetting(ev),
+        retrieval=ev.retrieval,
     )

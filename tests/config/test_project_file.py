@@ -70,6 +70,8 @@ def test_example_project_file_validates():
     assert project.root == EXAMPLE.resolve()
     assert project.source_path(qa.data.sources[0]) == (EXAMPLE / "qa.jsonl").resolve()
     assert project.workspace == (EXAMPLE / "workspace").resolve()
+    assert qa.knowledge == "acme-policies" and project.config.knowledge_base("acme-policies").sources[1].path == "knowledge"
+    assert qa.data.sources[1].split == "test"  # the document-only questions are held out
 
 
 def test_load_project_accepts_the_folder(data_project_dir):

@@ -99,11 +99,16 @@ def test_knowledge_is_refused_for_task_types_that_do_not_retrieve(data_project_d
         load_project(data_project_dir, ["ticket-triage:knowledge=handbook"])
     with pytest.raises(ProjectFileError, match="rag settings apply to tasks that name a knowledge base"):
         load_project(data_project_dir, ["helpdesk-qa:rag.top_k=5"])
-    with pytest.raises(ProjectFileError, match="no knowledge base named 'handbook'"):
-        load_project(data_project_dir, ["helpdesk-qa:knowledge=handbook"])
+    sets = ["helpdesk-qa:knowledge=handbok", "helpdesk-qa:rag.top_k=5"]
+    with pytest.raises(ProjectFileError, match="no `knowledge:` section"):
+        load_project(data_project_dir, sets)
     config = data_project_dir / "tuneloom.yaml"
-    config.write_text(config.read_text() + "knowledge:\n  - name: handbook\n    sources:\n      - path: data\n")
-    task = load_project(config, ["helpdesk-qa:knowledge=handbook", "helpdesk-qa:rag.top_k=5"]).config.task("helpdesk-qa")
+    config.write_text(config.read_text() + "knowledge:\n  - name: handbook\n    sources: [{path: data/qa.jsonl}]\n")
+    with pytest.raises(ProjectFileError, match=r"no knowledge base named 'handbok'; knowledge bases: \['handbook'\]"):
+        load_project(data_project_dir, sets)
+    task = load_project(data_project_dir, ["helpdesk-qa:knowledge=handbook", "helpdesk-qa:rag.top_k=5"]).config.task(
+        "helpdesk-qa"
+    )
     assert task.knowledge == "handbook" and task.rag.top_k == 5
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from tests.conftest import CHAT_TASK, write_project
 from tests.knowledge.rag_helpers import keyword_retriever, product_chunks
 from tuneloom.artifacts import read_eval, read_manifest
 from tuneloom.atomic import read_jsonl
+from tuneloom.cli.evaluate import retrieval_table
 from tuneloom.config import load_project
 from tuneloom.data.prepare import prepare_dataset
 from tuneloom.evaluate import evaluate_run
@@ -25,6 +27,7 @@ SIDES = {"base", "base+retrieval", "tuned", "tuned+retrieval"}
 def rag_project(tmp_path, tiny_llama_dir, tiny_bert_dir, monkeypatch):
     """The tiny project whose chat task names the `handbook` knowledge base (a keyword retriever over 6 chunks)."""
     config = write_project(tmp_path, tiny_llama_dir, tiny_bert_dir, max_steps=2)
+    config.write_text(config.read_text() + "knowledge:\n  - name: handbook\n    sources: [{path: data/qa.jsonl}]\n")
     state = {"version": "v1"}
     monkeypatch.setattr(raft, "open_retriever", lambda project, name: keyword_retriever(product_chunks(), name, state["version"]))
     overrides = [
@@ -82,5 +85,9 @@ def test_four_way_evaluation_on_the_same_questions(rag_project, tmp_path, monkey
     example = rag.examples[0]
     assert set(example.answers) == SIDES and [s["n"] for s in example.sources] == [1, 2]
     assert read_eval(run).retrieval == rag
+    console = Console(width=300, record=True)
+    console.print(retrieval_table(CHAT_TASK, rag))
+    text = console.export_text()
+    assert "with and without retrieval (handbook, top 2; hit rate" in text and "tuned+retrieval vs tuned: token_f1 " in text
     html = write_report([Path(run)], tmp_path, "rag", tmp_path).read_text(encoding="utf-8")
     assert "With and without retrieval" in html and "<th>tuned+retrieval</th>" in html and "products.md &gt; Products" in html

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from tuneloom.cli.common import DEFAULT_CONFIG, ConfigOpt, err, load, out, quiet_libraries, user_errors
+from tuneloom.cli.common import DEFAULT_CONFIG, ConfigOpt, SetOpt, err, load, out, quiet_libraries, user_errors
 
 ModelOpt = Annotated[
     str | None,
@@ -30,6 +30,7 @@ def ask(
     knowledge: KnowledgeOpt = None,
     task: TaskOpt = None,
     config: ConfigOpt = DEFAULT_CONFIG,
+    overrides: SetOpt = None,
 ) -> None:
     """Answer a question with a chat model and the passages retrieved for it, listing the sources by number.
 
@@ -40,7 +41,7 @@ def ask(
     from tuneloom.knowledge.prompting import source_label
 
     with user_errors(FileNotFoundError):
-        answer = ask_question(load(config), question, model=model, knowledge=knowledge, task=task)
+        answer = ask_question(load(config, overrides), question, model=model, knowledge=knowledge, task=task)
     out.print(escape(answer.answer) or "[dim](empty answer)[/]")
     out.print(f"\n[bold]Sources[/] ({escape(answer.knowledge)}):" if answer.sources else "\n[dim]no passages retrieved[/]")
     for n, hit in enumerate(answer.sources, 1):

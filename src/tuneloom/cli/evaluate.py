@@ -22,7 +22,7 @@ from tuneloom.cli.common import (
 from tuneloom.errors import TuneloomError
 
 if TYPE_CHECKING:
-    from tuneloom.artifacts import EvalResult
+    from tuneloom.artifacts import EvalResult, RetrievalComparison
     from tuneloom.evaluate.gate import GateResult
 
 TestDataOpt = Annotated[
@@ -69,6 +69,8 @@ def _print_eval(result: EvalResult) -> None:
     if result.comparison_production is not None:
         rows = [(result.task, m, {**c, "base": c["production"]}) for m, c in result.comparison_production.items()]
         out.print(comparison_table(f"tuned vs production {result.production_version} (the 'base' column is production)", rows))
+    if result.retrieval is not None:
+        out.print(retrieval_table(result.task, result.retrieval))
     if result.baselines:
         out.print(baselines_table(result))
     forgetting = getattr(result, "forgetting", None)
@@ -77,6 +79,23 @@ def _print_eval(result: EvalResult) -> None:
             f"forgetting check ({forgetting['n']} general items): token F1 "
             f"{forgetting['base']['token_f1']:.3f} -> {forgetting['tuned']['token_f1']:.3f}"
         )
+
+
+def retrieval_table(task: str, rag: RetrievalComparison) -> Table:
+    """Each side's answer metrics with and without retrieval, the retrieval hit rate and the key changes."""
+    hit = f"{rag.hit_rate:.0%}" if rag.hit_rate is not None else "n/a"
+    table = Table(
+        title=f"{task}: with and without retrieval ({rag.knowledge}, top {rag.top_k}; hit rate {hit} "
+        f"of {rag.n_grounded} grounded questions)"
+    )
+    table.add_column("metric")
+    for side in rag.sides:
+        table.add_column(side, justify="right")
+    for metric in ("token_f1", "rouge_l", "groundedness", "loss"):
+        table.add_row(metric, *(f"{values[metric]:.4f}" for values in rag.sides.values()))
+    changes = [(name, deltas["token_f1"]) for name, deltas in rag.deltas.items()]
+    table.caption = "\n".join(f"{name}: token_f1 {d.delta:+.4f} [{d.low:+.3f}, {d.high:+.3f}]" for name, d in changes)
+    return table
 
 
 def comparison_table(title: str, rows: list[tuple[str, str, dict[str, Any]]]) -> Table:
