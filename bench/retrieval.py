@@ -171,7 +171,7 @@ def query_latency(case: StoreCase, n: int, embedder: Embedder, queries: int, rng
         times, cpu_times = [], []
         for i, text in enumerate(texts):
             started, cpu = time.perf_counter(), time.process_time()
-            hybrid_search(store, text, lambda q: embedder.encode([q])[0], settings, 10, Filter())
+            hybrid_search(store, text, embedder.encode_query, settings, 10, Filter())
             if i >= 5:  # the first few warm caches
                 times.append((time.perf_counter() - started) * 1000)
                 cpu_times.append((time.process_time() - cpu) * 1000)

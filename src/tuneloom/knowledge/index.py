@@ -187,7 +187,7 @@ class KnowledgeIndex:
         if note:
             self.notes.append(note)
             log.info(note)
-        return self.embedder.encode([text])[0]
+        return self.embedder.encode_query(text)
 
     def search(self, query: str, k: int | None = None, flt: Filter = Filter()) -> list[Hit]:
         """The top `k` (default retrieval.top_k) chunks for `query` among those `flt` admits."""
