@@ -127,3 +127,66 @@ def test_another_embedder_is_refused_until_rebuilt(tmp_path, tiny_bert_dir):
     stats = update_index(project, "handbook", progress=False)  # an embedder change rebuilds
     assert stats.embedded_chunks == 1
     assert open_index(project, "handbook").meta.dim == 32
+
+
+def _four_docs(docs):
+    for i in range(4):
+        (docs / f"doc{i}.md").write_text(f"# Doc {i}\n\nFact number {i}: the code is {i * 7}.\n")
+
+
+def _tables(project):
+    import lancedb
+
+    return sorted(lancedb.connect(str(project.workspace / "knowledge" / "handbook" / "lance")).list_tables().tables)
+
+
+def test_a_rebuild_switches_tables_at_the_end_so_readers_never_see_an_empty_index(tmp_path, monkeypatch):
+    from tuneloom.knowledge import writer
+
+    project = kb_project(tmp_path)
+    _four_docs(tmp_path / "docs")
+    build_index(project, "handbook", progress=False)
+    before = open_index(project, "handbook")
+    monkeypatch.setattr(writer, "BATCH_CHUNKS", 1)
+    seen = []
+    real = writer.IndexWriter._flush
+
+    def checking(self):
+        real(self)
+        fresh = open_index(project, "handbook")  # what a server reopening mid-rebuild would get
+        seen.append((before.store.count(), fresh.store.count(), fresh.search("code of Doc 3", k=1)[0].chunk.text))
+
+    monkeypatch.setattr(writer.IndexWriter, "_flush", checking)
+    (tmp_path / "docs" / "doc3.md").write_text("# Doc 3\n\nFact number 3: the code is 99.\n")
+    update_index(project, "handbook", progress=False, reembed=True)
+    assert len(seen) == 5 and all(s[:2] == (4, 4) and "code is 21" in s[2] for s in seen)  # the old index throughout
+    after = open_index(project, "handbook")
+    assert after.store.count() == 4 and "code is 99" in after.search("code of Doc 3", k=1)[0].chunk.text
+    assert _tables(project) == [after.meta.table] != [before.meta.table]  # the replaced table is gone
+
+
+def test_an_interrupted_rebuild_keeps_the_old_index_and_its_leftover_table_goes(tmp_path, monkeypatch):
+    from tuneloom.knowledge import writer
+
+    project = kb_project(tmp_path)
+    _four_docs(tmp_path / "docs")
+    build_index(project, "handbook", progress=False)
+    monkeypatch.setattr(writer, "BATCH_CHUNKS", 1)
+    real = writer.IndexWriter._flush
+    calls = {"n": 0}
+
+    def flaky(self):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        real(self)
+
+    monkeypatch.setattr(writer.IndexWriter, "_flush", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(project, "handbook", progress=False)
+    assert len(_tables(project)) == 2  # the old table and the unfinished new one
+    assert open_index(project, "handbook").store.count() == 4
+    monkeypatch.setattr(writer.IndexWriter, "_flush", real)
+    update_index(project, "handbook", progress=False)
+    index = open_index(project, "handbook")
+    assert index.store.count() == 4 and _tables(project) == [index.meta.table]

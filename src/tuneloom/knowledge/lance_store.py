@@ -2,11 +2,14 @@
 
 LanceDB's own full-text index (not tantivy) is used: it is built in, applies SQL filters before ranking
 (`prefilter`), and follows deletes; exact vector search below `ann_threshold` chunks, IVF-PQ above it.
+A rebuild writes a new table and switches to it when meta.json (which names the table) is rewritten at the end,
+so readers keep searching the previous index meanwhile; the old table is removed after the switch.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -68,7 +71,9 @@ class LanceStore:
         self.folder = folder
         self.ann_threshold = ann_threshold
         self._db = lancedb.connect(str(folder))
-        self._table: Any = self._db.open_table(TABLE) if TABLE in self._db.list_tables().tables else None
+        stored = self.meta()
+        self._name = (stored.table if stored else "") or TABLE
+        self._table: Any = self._db.open_table(self._name) if self._name in self._tables() else None
         self._dirty = False
         self._approximate = self._table is not None and any(i.index_type != "FTS" for i in self._table.list_indices())
 
@@ -77,7 +82,15 @@ class LanceStore:
         return IndexMeta.model_validate_json(path.read_text()) if path.is_file() else None
 
     def set_meta(self, meta: IndexMeta) -> None:
-        write_json_atomic(self.folder / "meta.json", meta.model_dump(mode="json"))
+        """Write the metadata naming this store's table (the switch after a rebuild), then remove other tables:
+        the one a rebuild replaced, and any left by a rebuild that was interrupted."""
+        write_json_atomic(self.folder / "meta.json", meta.model_copy(update={"table": self._name}).model_dump(mode="json"))
+        for name in self._tables():
+            if name != self._name and (name == TABLE or name.startswith(f"{TABLE}-")):
+                self._db.drop_table(name)
+
+    def _tables(self) -> list[str]:
+        return list(self._db.list_tables().tables)
 
     def documents(self) -> dict[str, str]:
         if self._table is None:
@@ -90,7 +103,7 @@ class LanceStore:
             return
         data = _arrow(chunks, vectors)
         if self._table is None:
-            self._table = self._db.create_table(TABLE, data)
+            self._table = self._db.create_table(self._name, data)
         else:
             merge = self._table.merge_insert("chunk_id").when_matched_update_all().when_not_matched_insert_all()
             merge.execute(data)
@@ -158,13 +171,13 @@ class LanceStore:
         for batch in self._table.search().select(_COLUMNS).limit(None).to_batches(4096):
             yield from _chunks(batch)
 
-    def drop(self) -> None:
-        """Remove the table and the metadata (a rebuild, possibly with another vector size)."""
-        if self._table is not None:
-            self._db.drop_table(TABLE)
-            self._table = None
-            self._approximate = False
-        (self.folder / "meta.json").unlink(missing_ok=True)
+    def begin_rebuild(self) -> None:
+        """Send the following writes to a new, empty table (the vector size may change); readers keep the current
+        table until `set_meta` switches to the new one."""
+        self._name = f"{TABLE}-{uuid.uuid4().hex[:12]}"
+        self._table = None
+        self._approximate = False
+        self._dirty = False
 
     def close(self) -> None:
         self._table = None

@@ -66,6 +66,7 @@ class IndexMeta(BaseModel):
     embedder_hash: str = Field(description="Hash of the embedder's weights and pooling config.")
     dim: int = Field(gt=0)
     content_version: str = Field("", description="Hash over (doc_id, doc_hash) of every indexed document.")
+    table: str = Field("", description="The store's table holding the index where a rebuild writes a new one (LanceDB).")
 
 
 class VectorStore(Protocol):

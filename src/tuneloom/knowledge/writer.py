@@ -34,9 +34,9 @@ class IndexWriter:
         self._saved = time.monotonic()
 
     def reset(self, rebuild: bool, removed: list[str]) -> None:
-        """A rebuild empties the store (LanceDB drops its table: the vector size may change); else remove `removed`."""
+        """A rebuild empties the store (LanceDB writes a new table, switched to at the end); else remove `removed`."""
         if rebuild and isinstance(self.store, LanceStore):
-            self.store.drop()
+            self.store.begin_rebuild()
         elif rebuild:
             self.store.delete_documents(sorted(self.store.documents()))
         else:
