@@ -16,7 +16,8 @@ Prints as its last line one JSON object: chunks, chunks_per_s, baseline_chunks_p
 cpu_ratio (process CPU time, steadier on a shared machine), query_p50_ms, query_p95_ms and query_cpu_p95_ms
 ({store: {size: ms}}), ann_recall_at_10 ({store: {size: recall}}), peak_rss_mb, and the 1-minute load average
 before and after the query part (other work on the machine slows every figure).
-A server store joins by adding an entry to `STORES`. Usage: python bench/retrieval.py [--chunks N] [--sizes 10000,100000]
+A server store joins by adding an entry to `STORES`.
+Usage: python bench/retrieval.py [--chunks N] [--sizes 10000,100000] [--stores lancedb,pgvector]
 """
 
 from __future__ import annotations
@@ -204,6 +205,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000", help="Chunk counts for the query latencies.")
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=2, help="Build timings per side; the best counts.")
+    parser.add_argument("--stores", default=",".join(STORES), help="Stores to query (comma-separated).")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     folder = resolve_model("all-minilm-l6-v2")
@@ -219,7 +221,8 @@ def main() -> None:
     p95: dict[str, dict[str, float]] = {}
     cpu95: dict[str, dict[str, float]] = {}
     recall: dict[str, dict[str, float]] = {}
-    for name, case in STORES.items():
+    for name in args.stores.split(","):
+        case = STORES[name]
         for n in (int(s) for s in args.sizes.split(",")):
             result = query_latency(case, n, embedder, args.queries, rng)
             p50.setdefault(name, {})[str(n)] = round(result["p50"], 2)
