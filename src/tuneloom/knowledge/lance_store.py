@@ -180,7 +180,11 @@ class LanceStore:
 
     def begin_rebuild(self) -> None:
         """Send the following writes to a new, empty table (the vector size may change); readers keep the current
-        table until `set_meta` switches to the new one."""
+        table until `set_meta` switches to the new one. With no current table (a first build) the writes go to the
+        default one, where a resumed build finds them. A resumed rebuild finishes in the current table (its
+        `pending` documents are rewritten in place); the interrupted new table is dropped by `set_meta`."""
+        if self._table is None:
+            return
         self._name = f"{TABLE}-{uuid.uuid4().hex[:12]}"
         self._table = None
         self._approximate = False
