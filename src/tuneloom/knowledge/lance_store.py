@@ -91,7 +91,8 @@ class LanceStore:
     def set_meta(self, meta: IndexMeta) -> None:
         """Write the metadata naming this store's table (the switch after a rebuild), then remove other tables:
         the one a rebuild replaced, and any left by a rebuild that was interrupted."""
-        write_json_atomic(self.folder / "meta.json", meta.model_copy(update={"table": self._name}).model_dump(mode="json"))
+        named = meta.model_copy(update={"table": "" if self._name == TABLE else self._name})  # "": the default table
+        write_json_atomic(self.folder / "meta.json", named.model_dump(mode="json"))
         for name in self._tables():
             if name != self._name and (name == TABLE or name.startswith(f"{TABLE}-")):
                 self._db.drop_table(name)
