@@ -118,8 +118,9 @@ def _one_thread() -> Iterator[None]:
     A query is a handful of tokens: its ~100 small matrix products gain nothing from a second OpenMP thread,
     but every one of them ends in a barrier that waits for that thread, and on a busy machine the wait is a
     time slice. Measured on the 2-core box under load: 7.6 ms CPU per query on one thread, 80-170 ms on two.
-    `torch.set_num_threads` sets the calling thread's OpenMP team size (plus the default for threads torch
-    starts later), so the lock only serialises concurrent query encodings against each other's restore.
+    `torch.set_num_threads` sets the calling thread's OpenMP team size, but also MKL's process-wide count: work
+    on other threads may run its matrix products on one thread for those few milliseconds. The lock keeps
+    concurrent query encodings from restoring each other's setting too early.
     """
     import torch
 
