@@ -210,6 +210,6 @@ def test_model_status_hub_and_unknown(offline_hub):
 
 def test_catalog_entries_are_consistent():
     assert set(CATALOG) == {"smollm2-135m-instruct", "all-minilm-l6-v2"}
-    assert CATALOG["all-minilm-l6-v2"].tasks == frozenset({"classification", "ner"})
+    assert CATALOG["all-minilm-l6-v2"].tasks == frozenset({"classification", "ner", "embedding"})
     assert CATALOG["smollm2-135m-instruct"].quantizable is True
     assert issubclass(ModelNotAvailable, TuneloomError)

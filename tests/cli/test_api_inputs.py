@@ -96,7 +96,7 @@ def test_serve_options_build_a_copy(project):
     assert served.config.serve.backend == "transformers" and served.config.serve.auth is False
     assert project.config.serve.backend == "auto" and project.config.serve.auth is True  # unchanged
     assert with_serve_options(project, None, None, no_auth=False) is project
-    with pytest.raises(TuneloomError, match="use auto, transformers or vllm"):
+    with pytest.raises(TuneloomError, match="use auto, transformers, vllm or llamacpp"):
         with_serve_options(project, None, "tgi", no_auth=False)
     with pytest.raises(TuneloomError, match="only allowed on a loopback address"):
         with_serve_options(project, "0.0.0.0", None, no_auth=True)
