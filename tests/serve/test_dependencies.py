@@ -146,3 +146,20 @@ def test_check_scope_and_resolve_target(state: ServerState) -> None:
     with pytest.raises(ApiError) as wrong:
         asyncio.run(resolve_target(state, "talk", None, ("embedding",)))
     assert (wrong.value.status, wrong.value.code) == (400, "wrong_model_kind")
+
+
+def test_the_v1_api_needs_the_serve_scope(state: ServerState) -> None:
+    _, reviewer = state.keys.create(["*"], "support", scopes=["reviewer"])
+    _, admin = state.keys.create(["*"], "lead", scopes=["admin"])
+    _, both = state.keys.create(["*"], "portal", scopes=["serve", "reviewer"])
+    embed = {"model": "vec", "input": "x"}
+    with TestClient(app_for(state)) as client:
+        status, body = call(client, "/v1/embeddings", embed, reviewer)
+        assert (status, body["error"]["code"], body["error"]["type"]) == (403, "missing_scope", "permission_error")
+        assert "lacks the 'serve' scope" in body["error"]["message"] and "holds: reviewer" in body["error"]["message"]
+        for path, payload in (("/v1/search", {"query": "x"}), ("/v1/feedback", {"completion_id": "x", "rating": "up"})):
+            assert call(client, path, payload, reviewer)[1]["error"]["code"] == "missing_scope", path
+        listed = client.get("/v1/models", headers={"Authorization": f"Bearer {reviewer}"})
+        assert listed.status_code == 403 and listed.json()["error"]["code"] == "missing_scope"
+        assert call(client, "/v1/embeddings", embed, admin)[0] == 200  # admin holds every scope
+        assert call(client, "/v1/embeddings", embed, both)[0] == 200

@@ -133,7 +133,27 @@ def test_bad_and_expired_sessions_get_a_clear_page(app, console_ws):
     short = create_console(load_project(console_ws.config), idle_s=1.0)
     s, _ = login(short, console_ws.reviewer_key)
     time.sleep(1.2)
-    assert "Your session has ended" in s.get("/data").text
+    r = s.get("/data")
+    assert r.status_code == 401 and "Your session expired" in r.text and "idle limit" in r.text
+    assert COOKIE not in s.cookies  # the stale cookie is cleared; the next visit goes to the login page
+
+
+def test_sessions_survive_a_console_restart(app, console_ws):
+    from tuneloom.ui.sessions import sessions_path
+
+    c, csrf = login(app, console_ws.admin_key)
+    token = c.cookies[COOKIE]
+    restarted = create_console(load_project(console_ws.config))  # a new process would open the same table
+    again = client(restarted)
+    again.cookies.set(COOKIE, token)
+    page = again.get("/runs")
+    assert page.status_code == 200 and "Log out" in page.text
+    assert again.post("/logout", data={"csrf": csrf}).status_code == 303  # the CSRF token survived too
+    assert again.get("/runs").status_code == 401  # and logging out ended it everywhere
+    path = sessions_path(console_ws.workspace)
+    assert path.stat().st_mode & 0o777 == 0o600
+    stored = b"".join(p.read_bytes() for p in path.parent.glob("sessions.db*"))
+    assert token.encode() not in stored and csrf.encode() not in stored  # only the token's hash is kept
 
 
 def test_revoking_the_key_ends_its_sessions(app, console_ws):

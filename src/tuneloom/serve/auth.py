@@ -23,7 +23,7 @@ from tuneloom.errors import TuneloomError
 
 ALL_MODELS = "*"
 ALL_TAGS = "*"
-SCOPES = ("serve", "reviewer", "admin")  # serve: the /v1 API; reviewer, admin: the web console (see tuneloom.ui)
+SCOPES = ("serve", "reviewer", "admin")  # serve: the /v1 API; reviewer: the web console; admin: both, and promoting
 
 
 class KeyRecord(BaseModel):
@@ -38,8 +38,8 @@ class KeyRecord(BaseModel):
     scopes: list[str] = ["serve"]  # keys made before scopes existed serve the API only
 
     def has_scope(self, scope: str) -> bool:
-        """Whether the key holds `scope`; admin holds reviewer too."""
-        return scope in self.scopes or (scope == "reviewer" and "admin" in self.scopes)
+        """Whether the key holds `scope`; admin holds every scope (the /v1 API and reviewing too)."""
+        return scope in self.scopes or "admin" in self.scopes
 
     def allows(self, model_name: str) -> bool:
         return ALL_MODELS in self.models or model_name in self.models

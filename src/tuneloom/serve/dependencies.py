@@ -1,6 +1,6 @@
 """What a route asks FastAPI for: the server state, the caller's API key, and the model that answers.
 
-`ApiKey` checks the bearer key (401); `ChatCall`, `CompletionCall`, `EmbeddingCall` and `ClassifyCall`
+`ApiKey` checks the bearer key (401) and its `serve` scope (403); `ChatCall`, `CompletionCall`, `EmbeddingCall` and `ClassifyCall`
 validate the body, refuse while the server starts or drains (503), and resolve the requested model,
 checking that the key may use it (403) and that it is of the kind the endpoint serves (400). A request
 addressed to a model's production version may be answered by its canary (`serve.canary`).
@@ -33,7 +33,8 @@ State = Annotated[ServerState, Depends(get_state)]
 
 
 def authorize(request: Request, state: State) -> KeyRecord | None:
-    """The caller's key record (None when the server runs without keys); 401 without a valid key."""
+    """The caller's key record (None when the server runs without keys); 401 without a valid key, 403 for
+    a key without the `serve` scope (admin holds every scope)."""
     if not state.settings.auth:
         return None
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -46,6 +47,14 @@ def authorize(request: Request, state: State) -> KeyRecord | None:
             "invalid_api_key",
         )
     request.state.key_id = record.id  # for the access log
+    if not record.has_scope("serve"):  # console-only keys (reviewer) do not open the API
+        raise ApiError(
+            403,
+            f"this API key lacks the 'serve' scope the /v1 API needs (it holds: {', '.join(record.scopes)}); "
+            f"use a key made with `tuneloom keys create --scope serve` (the default) or an admin key",
+            "permission_error",
+            "missing_scope",
+        )
     return record
 
 

@@ -20,7 +20,7 @@ from tuneloom.serve.auth import KeyStore, keys_path
 from tuneloom.ui.deps import STATIC, TEMPLATES, Console, Forbidden, LoginRequired, Refused, render, url
 from tuneloom.ui.jobs import JobError, JobRunner
 from tuneloom.ui.routes import ROUTERS
-from tuneloom.ui.sessions import COOKIE, LOGIN_COOKIE, SessionStore, csrf_ok
+from tuneloom.ui.sessions import COOKIE, LOGIN_COOKIE, SessionStore, csrf_ok, sessions_path
 from tuneloom.ui.views import NotFound
 
 log = logging.getLogger("tuneloom.ui")
@@ -34,9 +34,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_console(project: Project, idle_s: float | None = None) -> FastAPI:
-    """The console for one project (sessions live in this app's memory; jobs and results in the workspace)."""
+    """The console for one project (sessions, jobs and results live in the workspace, so a restart loses none)."""
     keys = KeyStore(keys_path(project.workspace))
-    sessions = SessionStore(keys) if idle_s is None else SessionStore(keys, idle_s)
+    path = sessions_path(project.workspace)
+    sessions = SessionStore(keys, path) if idle_s is None else SessionStore(keys, path, idle_s)
     templates = Jinja2Templates(directory=str(TEMPLATES))  # autoescapes .html
     templates.env.filters["dictsum"] = lambda counts: sum(counts.values())
     app = FastAPI(title="Tuneloom console", lifespan=_lifespan, docs_url=None, redoc_url=None, openapi_url=None)
@@ -110,11 +111,11 @@ def _local_path(path: str) -> str:
 def _add_error_pages(app: FastAPI) -> None:
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, exc: LoginRequired) -> Response:
-        if request.method == "GET" and not exc.expired:
+        if request.method == "GET" and exc.reason == "missing":
             target = request.url.path[len(request.scope.get("root_path", "")) :] or "/"
             query = f"?{request.url.query}" if request.url.query else ""
             return RedirectResponse(url(request, "/login") + "?next=" + _quote(target + query), status_code=303)
-        response = render(request, "expired.html", 401, expired=exc.expired)
+        response = render(request, "expired.html", 401, reason=exc.reason)
         response.delete_cookie(COOKIE, path=url(request, "/") or "/")
         return response
 

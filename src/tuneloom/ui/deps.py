@@ -21,11 +21,11 @@ STATIC = Path(__file__).parent / "static"
 
 
 class LoginRequired(Exception):
-    """No session (go to the login page), or a bad or expired one (say so first)."""
+    """No session (go to the login page), or an unknown, expired or revoked one (say so first)."""
 
-    def __init__(self, expired: bool) -> None:
+    def __init__(self, reason: str) -> None:
         super().__init__("login required")
-        self.expired = expired
+        self.reason = reason  # missing | unknown | expired | revoked (SessionStore.check)
 
 
 class Refused(TuneloomError):
@@ -76,7 +76,8 @@ class Console:
             return self._serve_state
 
     def close(self) -> None:
-        """Close the playground's serving stack (only when the console built it: `tuneloom ui`)."""
+        """Close the session table, and the playground's serving stack (only when the console built it: `tuneloom ui`)."""
+        self.sessions.close()
         if self._serve_state is not None and self.owns_serve_state:
             self._serve_state.backend.close(1.0)
             self._serve_state.feedback.close()
@@ -91,11 +92,11 @@ ConsoleDep = Annotated[Console, Depends(console)]
 
 
 def current(request: Request) -> Session:
-    """The request's session; LoginRequired (expired=True when a cookie was sent but is no longer valid)."""
-    cookie = request.cookies.get(COOKIE)
-    session = console(request).sessions.get(cookie)
+    """The request's session; LoginRequired saying why there is none."""
+    session, reason = console(request).sessions.check(request.cookies.get(COOKIE))
     if session is None:
-        raise LoginRequired(expired=bool(cookie))
+        raise LoginRequired(reason)
+    request.state.session = session
     return session
 
 
@@ -143,8 +144,9 @@ def url(request: Request, path: str) -> str:
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
     """A page with the session, its CSRF token and the mount prefix available to the template."""
     app = console(request)
-    cookie = request.cookies.get(COOKIE)
-    session = app.sessions.get(cookie) if cookie else None
+    session = getattr(request.state, "session", None)
+    if session is None and request.cookies.get(COOKIE):
+        session = app.sessions.get(request.cookies.get(COOKIE))
     return app.templates.TemplateResponse(
         request,
         template,

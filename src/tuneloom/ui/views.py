@@ -16,6 +16,7 @@ from tuneloom.artifacts import (
     RunSnapshot,
     TrainingSummary,
     read_eval,
+    read_feedback_eval,
     read_gate,
     read_index_state,
     read_manifest,
@@ -28,7 +29,7 @@ from tuneloom.artifacts import (
 from tuneloom.config import Project
 from tuneloom.workspace import run_state
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,200}$")  # "+": datasets with feedback (v+fb-...)
 
 
 class NotFound(LookupError):
@@ -55,6 +56,7 @@ class RunView:
     snapshot: RunSnapshot | None = None
     summary: TrainingSummary | None = None
     eval: EvalResult | None = None
+    feedback_eval: EvalResult | None = None  # scored on held-out feedback rows (`tuneloom iterate`)
     gate: GateRecord | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -89,6 +91,7 @@ def run_view(workspace: Path, name: str) -> RunView:
     view.snapshot = _optional(view, "config.yaml", read_snapshot)
     view.summary = _optional(view, "summary.json", read_summary)
     view.eval = _optional(view, "eval.json", read_eval)
+    view.feedback_eval = _optional(view, "feedback_eval.json", read_feedback_eval)
     view.gate = _optional(view, "gate.json", read_gate)
     return view
 

@@ -78,10 +78,7 @@ def dataset_page(request: Request, task: str, version: str, app: ConsoleDep, ses
             for label, n in split.items():
                 totals[label] = totals.get(label, 0) + n
         balance = charts.bar_chart("Examples per label (all splits)", totals)
-    lengths = ""
-    if m is not None and m.tokens:
-        stats = {k: float(m.tokens[k]) for k in ("p50", "p95", "max", "max_length") if isinstance(m.tokens.get(k), int | float)}
-        lengths = charts.bar_chart("Tokens per example: median, 95th percentile, longest, train.max_length", stats)
+    lengths = _length_chart(m.tokens) if m is not None and m.tokens else ""
     return render(
         request,
         "dataset.html",
@@ -94,6 +91,22 @@ def dataset_page(request: Request, task: str, version: str, app: ConsoleDep, ses
         balance=balance,
         lengths=lengths,
     )
+
+
+def _length_chart(tokens: dict[str, Any]) -> str:
+    """Median, 95th percentile and longest example of each split (the manifest's `tokens`, one entry per split)."""
+    bars: dict[str, float] = {}
+    limit = None
+    for split, stats in tokens.items():
+        if not isinstance(stats, dict):
+            continue
+        limit = stats.get("max_length", limit)
+        for key, word in (("p50", "median"), ("p95", "p95"), ("max", "longest")):
+            if isinstance(stats.get(key), int | float):
+                bars[f"{split} {word}"] = float(stats[key])
+    if isinstance(limit, int | float):
+        bars["train.max_length"] = float(limit)
+    return charts.bar_chart("Tokens per example, per split", bars) if bars else ""
 
 
 @router.get("/scout", response_class=HTMLResponse)

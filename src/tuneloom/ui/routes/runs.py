@@ -143,7 +143,7 @@ def resume(request: Request, run: str, app: ConsoleDep, session: AdminPost) -> R
 def eval_page(request: Request, run: str, app: ConsoleDep, session: Viewer) -> HTMLResponse:
     """Base vs tuned vs production with intervals, per class and per slice, improved/worsened examples, the gate."""
     view = run_view(app.workspace, run)
-    return render(request, "eval.html", run=view, ev=view.eval, gate=view.gate)
+    return render(request, "eval.html", run=view, ev=view.eval, feedback_ev=view.feedback_eval, gate=view.gate)
 
 
 def flat(data: Any, prefix: str = "") -> dict[str, str]:
