@@ -94,6 +94,9 @@ def test_the_pages_show_the_workspace(app, console_ws):
     assert "No rejected row matches" in c.get(f"/data/{CLS_TASK}/{version}?q=zzzz-nothing").text
     ev = c.get(f"/runs/{runs[CLS_TASK][0]}/eval").text
     assert "accuracy" in ev and "95% interval" in ev and "Per class" in ev and ("✓ passed" in ev or "✗ failed" in ev)
+    assert "Tokens per example, per split" in detail and "train median" in detail
+    project_page = c.get("/").text
+    assert f"Evaluate {runs[CHAT_TASK][-1]}" in project_page  # each task's next step, named
     assert "No scout results yet" in c.get("/scout").text
     assert "Launch a job" not in c.get("/runs").text  # reviewers do not launch
 
@@ -409,3 +412,47 @@ def test_playground_shows_the_retrieved_sources(console_ws, monkeypatch):
         messages = store.completion(cid).request["messages"]
         assert hits[0].chunk.text[:40] in json.dumps(messages, ensure_ascii=False)
     app.state.console.close()
+
+
+def test_the_eval_page_shows_retrieval_and_held_out_feedback(app, console_ws, monkeypatch):
+    """A task with a knowledge base: every side with and without retrieval, the deltas with intervals, answers
+    with their sources; a run of the feedback loop: its score on held-out feedback."""
+    from tuneloom.artifacts import Delta, RetrievalComparison, RetrievalExample
+    from tuneloom.ui.routes import runs as run_routes
+
+    sides = {s: {"token_f1": f, "groundedness": g} for s, f, g in (("base", 0.17, 0.15), ("tuned+retrieval", 0.29, 0.78))}
+    example = RetrievalExample(
+        id="q1",
+        question="Can I get Care+ in France?",
+        reference="Care+ is sold in the UK only.",
+        answers={"base": "Yes.", "tuned+retrieval": "No, only in the UK."},
+        token_f1={"base": 0.0, "tuned+retrieval": 0.6},
+        sources=[{"n": 1, "chunk_id": "care.pdf#2", "doc_id": "care.pdf", "section": "Care+ > Where", "score": 0.8}],
+        grounding="care.pdf#2",
+        hit=True,
+    )
+    retrieval = RetrievalComparison(
+        knowledge="acme-policies",
+        top_k=2,
+        n_examples=1,
+        n_grounded=1,
+        hit_rate=1.0,
+        sides=sides,
+        deltas={"tuned+retrieval vs base": {"token_f1": Delta(delta=0.12, low=0.01, high=0.2)}},
+        examples=[example],
+    )
+    original = run_routes.run_view
+
+    def with_retrieval(workspace, name):
+        view = original(workspace, name)
+        view.eval = view.eval.model_copy(update={"retrieval": retrieval})
+        view.feedback_eval = view.eval.model_copy(update={"n_examples": 3})
+        return view
+
+    monkeypatch.setattr(run_routes, "run_view", with_retrieval)
+    c, _ = login(app, console_ws.reviewer_key)
+    page = c.get(f"/runs/{run_names(console_ws)[CLS_TASK][0]}/eval").text
+    assert "With and without retrieval" in page and "acme-policies" in page and "hit rate 100%" in page
+    assert "tuned+retrieval vs base" in page and "+0.1200 [+0.0100, +0.2000]" in page and "0.7800" in page
+    assert "Care+ &gt; Where" in page and "grounds the reference" in page and "No, only in the UK." in page
+    assert "On held-out feedback" in page and "3 corrections" in page

@@ -44,14 +44,20 @@ def project_page(request: Request, app: ConsoleDep, session: Viewer) -> HTMLResp
 
 
 def _next(datasets: dict[str, list[Any]], runs: list[Any]) -> list[tuple[str, str, str]]:
-    """(what, command, console path) of the next steps, first things first."""
-    if not any(datasets.values()):
-        return [("Prepare the data", "tuneloom data prepare", "/runs#launch")]
-    if not runs:
-        return [("Train every task", "tuneloom train", "/runs#launch")]
-    if not any(r.eval for r in runs):
-        return [("Evaluate the latest run", "tuneloom eval latest", "/runs")]
-    return [("Compare runs, then register and promote the best", "tuneloom models register latest:TASK", "/registry")]
+    """(what, command, console path) of each task's next step, the task furthest behind first."""
+    steps: list[tuple[int, str, str, str]] = []
+    for task, versions in datasets.items():
+        mine = [r for r in runs if r.task == task]
+        if not versions:
+            steps.append((0, f"Prepare the {task} data", f"tuneloom data prepare --task {task}", "/runs#launch"))
+        elif not mine:
+            steps.append((1, f"Train {task}", f"tuneloom train --task {task}", "/runs#launch"))
+        elif mine[0].eval is None:  # newest first
+            steps.append((2, f"Evaluate {mine[0].name}", f"tuneloom eval {mine[0].name}", f"/runs/{mine[0].name}"))
+        else:
+            what = f"Compare the {task} runs, then register and promote the best"
+            steps.append((3, what, f"tuneloom models register {mine[0].name}", f"/registry/{task}"))
+    return [step[1:] for step in sorted(steps, key=lambda s: s[0])]
 
 
 @router.get("/data", response_class=HTMLResponse)
