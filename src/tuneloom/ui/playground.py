@@ -73,7 +73,9 @@ def _production(task: TaskConfig, resolver: Any) -> Target | str:
     try:
         target: Target = resolver.resolve(f"{name}@production")
         return target
-    except (RegistryError, UnknownModel, TuneloomError) as exc:
+    except UnknownModel:  # its message speaks to API clients (GET /v1/models)
+        return f"no version of {name} is in production yet: register and promote one on the Registry page"
+    except (RegistryError, TuneloomError) as exc:
         return f"no production version ({str(exc).splitlines()[0]})"
 
 
@@ -82,7 +84,7 @@ class Retrieved:
     """The passages a knowledge-base task puts in the prompt, shown beside the answers."""
 
     knowledge: str
-    sources: list[tuple[str, str, float]]  # (label, chunk id, score), in prompt order
+    sources: list[tuple[str, str, float, str]]  # (label, chunk id, score, passage as the prompt holds it), in prompt order
     messages: list[dict[str, str]]  # the chat as every side receives it
 
 
@@ -92,7 +94,7 @@ def retrieve(project: Project, task: TaskConfig, prompt: str, allowed_tags: froz
     if not (kind_of(task.type).takes_knowledge and task.knowledge):
         return None
     from tuneloom.knowledge import open_index
-    from tuneloom.knowledge.prompting import source_label, with_passages
+    from tuneloom.knowledge.prompting import clip, source_label, with_passages
     from tuneloom.knowledge.records import Filter
 
     index = open_index(project, task.knowledge)
@@ -103,7 +105,7 @@ def retrieve(project: Project, task: TaskConfig, prompt: str, allowed_tags: froz
     system = task.data.system_prompt
     messages = [{"role": "system", "content": system.strip()}] if system else []
     messages = with_passages([*messages, {"role": "user", "content": prompt}], [h.chunk for h in hits], task.rag.passage_chars)
-    sources = [(source_label(h.chunk), h.chunk.chunk_id, h.score) for h in hits]
+    sources = [(source_label(h.chunk), h.chunk.chunk_id, h.score, clip(h.chunk.text, task.rag.passage_chars)) for h in hits]
     return Retrieved(task.knowledge, sources, messages)
 
 

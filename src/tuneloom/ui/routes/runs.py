@@ -162,11 +162,13 @@ def compare_page(request: Request, app: ConsoleDep, session: Viewer, run: list[s
     views = [run_view(app.workspace, r) for r in dict.fromkeys(run)]
     if len(views) < 2:
         return render(request, "compare.html", runs=views, all_runs=list_runs(app.workspace), diff=[], metrics=[], chart="")
-    configs = [flat(v.snapshot.task) if v.snapshot else {} for v in views]
+    configs = [{"dataset.version": v.snapshot.dataset.version, **flat(v.snapshot.task)} if v.snapshot else {} for v in views]
     keys = sorted(set().union(*configs))
     diff = [(k, [c.get(k, "—") for c in configs]) for k in keys if len({c.get(k, "—") for c in configs}) > 1]
     shown = list(dict.fromkeys(m for v in views if v.eval for m in v.eval.metrics_shown))
     metrics = [(m, [_metric_cell(v, m) for v in views]) for m in shown]
+    with_retrieval = list(dict.fromkeys(m for v in views if v.eval and v.eval.retrieval for m in _retrieved(v)))
+    metrics += [(f"{m}, tuned+retrieval", [_retrieval_cell(v, m) for v in views]) for m in with_retrieval]
     series = {f"{v.name} {k}": pts for v in views for k, pts in curves(v).items()}
     chart = charts.line_chart("Loss by step, runs overlaid", series)
     return render(request, "compare.html", runs=views, all_runs=list_runs(app.workspace), diff=diff, metrics=metrics, chart=chart)
@@ -184,6 +186,22 @@ def _metric_cell(view: RunView, metric: str) -> str:
         interval = ev.intervals.get(metric)
         cell += f", 95% [{interval[0]:+.4f}, {interval[1]:+.4f}])" if interval else ")"
     return cell
+
+
+def _retrieved(view: RunView) -> dict[str, float]:
+    """The tuned model's metrics with retrieved passages in its prompts (tasks with a knowledge base)."""
+    retrieval = view.eval.retrieval if view.eval else None
+    return retrieval.sides.get("tuned+retrieval", {}) if retrieval else {}
+
+
+def _retrieval_cell(view: RunView, metric: str) -> str:
+    """`tuned+retrieval (Δ vs tuned without it +x [lo, hi])`, or a dash."""
+    value = _retrieved(view).get(metric)
+    if value is None or view.eval is None or view.eval.retrieval is None:
+        return "—"
+    delta = view.eval.retrieval.deltas.get("tuned+retrieval vs tuned", {}).get(metric)
+    gain = f" (Δ vs without {delta.delta:+.4f}, 95% [{delta.low:+.4f}, {delta.high:+.4f}])" if delta else ""
+    return f"{value:.4f}{gain}"
 
 
 @router.get("/eval", response_class=HTMLResponse)
