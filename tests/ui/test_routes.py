@@ -438,13 +438,15 @@ def test_the_eval_page_shows_retrieval_and_held_out_feedback(app, console_ws, mo
         n_grounded=1,
         hit_rate=1.0,
         sides=sides,
-        deltas={"tuned+retrieval vs base": {"token_f1": Delta(delta=0.12, low=0.01, high=0.2)}},
+        deltas={"tuned+retrieval vs tuned": {"token_f1": Delta(delta=0.12, low=0.01, high=0.2)}},
         examples=[example],
     )
     original = run_routes.run_view
 
     def with_retrieval(workspace, name):
         view = original(workspace, name)
+        if view.eval is None:
+            return view
         view.eval = view.eval.model_copy(update={"retrieval": retrieval})
         view.feedback_eval = view.eval.model_copy(update={"n_examples": 3})
         return view
@@ -453,6 +455,10 @@ def test_the_eval_page_shows_retrieval_and_held_out_feedback(app, console_ws, mo
     c, _ = login(app, console_ws.reviewer_key)
     page = c.get(f"/runs/{run_names(console_ws)[CLS_TASK][0]}/eval").text
     assert "With and without retrieval" in page and "acme-policies" in page and "hit rate 100%" in page
-    assert "tuned+retrieval vs base" in page and "+0.1200 [+0.0100, +0.2000]" in page and "0.7800" in page
+    assert "tuned+retrieval vs tuned" in page and "+0.1200 [+0.0100, +0.2000]" in page and "0.7800" in page
     assert "Care+ &gt; Where" in page and "grounds the reference" in page and "No, only in the UK." in page
     assert "On held-out feedback" in page and "3 corrections" in page
+    runs = run_names(console_ws)
+    compared = c.get(f"/compare?run={runs[CLS_TASK][0]}&run={runs[CHAT_TASK][0]}").text
+    assert "token_f1, tuned+retrieval" in compared and "Δ vs without +0.1200, 95% [+0.0100, +0.2000]" in compared
+    assert "dataset.version" in compared  # the two tasks' runs trained on different data
