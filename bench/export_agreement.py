@@ -1,12 +1,14 @@
-"""Answer agreement of a GGUF export: llama.cpp (xllamacpp) vs transformers on the support-qa test split.
+"""Answer agreement of the fast paths (a GGUF export on llama.cpp, int8 decoding) with transformers.
 
     python bench/export_agreement.py [--run RUN_DIR] [--quant q8_0] [--limit 0] [--threads 1]
 
 Exports the run (default: the latest support-qa run of examples/acme-support, as `make demo` leaves
 it) merged at `--quant`, then answers every test question greedily (96 new tokens, the project's
-eval setting) twice in the same run: transformers on the run's adapter and base as `tuneloom eval`
-loads them (baseline), and llama.cpp on the GGUF. Prints as its last line one JSON object: token F1
-of each against the references, their difference, the share of identical answers, and the ratio.
+eval setting) three times in the same run: transformers on the run's adapter and base as `tuneloom eval`
+loads them (baseline), llama.cpp on the GGUF, and the serve engine's CPU default (the base's linears
+in int8, `serve.decode_weights: auto`, with the adapter on top as a request would use it). Prints as
+its last line one JSON object: token F1 of each against the references, their differences to the
+baseline, the share of answers identical to the baseline's, and the ratio.
 """
 
 from __future__ import annotations
@@ -36,15 +38,21 @@ def test_rows(run: Path, limit: int) -> list[dict]:
     return rows[:limit] if limit else rows
 
 
-def transformers_answers(run: Path, rows: list[dict], max_new: int) -> tuple[list[str], float]:
+def transformers_answers(run: Path, rows: list[dict], max_new: int, int8: bool = False) -> tuple[list[str], float]:
     from tuneloom.artifacts import read_snapshot
     from tuneloom.evaluate.chat import generate_answers
-    from tuneloom.inference import load_trained
+    from tuneloom.inference import attach_adapter, load_base, load_trained
+    from tuneloom.serve.int8 import quantize_decoder
     from tuneloom.train import sft
 
     snap = read_snapshot(run)
     kind = snap.task["method"]["kind"]
-    model = load_trained("causal_lm", run / "model", snap.base_model_path, kind, snap.precision, [], False)
+    if int8:  # as the server loads it: the base converted first, the run's adapter attached on top
+        base = load_base("causal_lm", snap.base_model_path, snap.precision, [], False)
+        quantize_decoder(base)
+        model = attach_adapter(base, run / "model")
+    else:
+        model = load_trained("causal_lm", run / "model", snap.base_model_path, kind, snap.precision, [], False)
     tokenizer = sft.load_tokenizer(run / "model")
     started = time.time()
     answers, _, _ = generate_answers(model, tokenizer, rows, max_new, 16, lambda _: None)
@@ -89,8 +97,10 @@ def main() -> None:
         folder, manifest = export_model(str(run), quant=args.quant, out_dir=Path(tmp) / "export")
         ours, ours_s = llamacpp_answers(folder / manifest.files[0].path, run, rows, args.max_new_tokens, args.threads)
     base, base_s = transformers_answers(run, rows, args.max_new_tokens)
+    int8, int8_s = transformers_answers(run, rows, args.max_new_tokens, int8=True)
     f1_base = sum(map(token_f1, base, refs)) / len(rows)
     f1_ours = sum(map(token_f1, ours, refs)) / len(rows)
+    f1_int8 = sum(map(token_f1, int8, refs)) / len(rows)
     print(
         json.dumps(
             {
@@ -104,6 +114,10 @@ def main() -> None:
                 "identical_answers": round(sum(a == b for a, b in zip(base, ours)) / len(rows), 4),
                 "transformers_s": round(base_s, 1),
                 "llamacpp_s": round(ours_s, 1),
+                "int8_token_f1": round(f1_int8, 4),
+                "int8_token_f1_delta": round(f1_int8 - f1_base, 4),
+                "int8_identical_answers": round(sum(a == b for a, b in zip(base, int8)) / len(rows), 4),
+                "int8_s": round(int8_s, 1),
                 "ratio": round(f1_ours / max(f1_base, 1e-9), 4),
             }
         )

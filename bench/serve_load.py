@@ -2,9 +2,10 @@
 
     python bench/serve_load.py [--requests-per-level 4,8,16,32] [--max-tokens 32] [--threads 1]
 
-Ours: `tuneloom serve` started on 127.0.0.1 as a subprocess, driven by concurrent streaming clients
-(the official `openai` client) at concurrency 1, 4, 8 and 16, requests alternating between the two
-adapters. Baseline, in the same run: the same prompts and max_tokens answered one request at a time
+Ours: `tuneloom serve` started on 127.0.0.1 as a subprocess with its default CPU path (transformers
+engine, int8 weight-only decoding), driven by concurrent streaming clients (the official `openai`
+client) at concurrency 1, 4, 8 and 16, requests alternating between the two adapters. The same server
+with `serve.decode_weights: model` (bf16 decoding) runs as `transformers-bf16`. Baseline, in the same run: the same prompts and max_tokens answered one request at a time
 with plain transformers `generate` on a PeftModel holding both adapters (`set_adapter` per request);
 one at a time, its throughput does not depend on concurrency, so each level's baseline answers that
 level's first 8 requests. Both sides use `--threads` torch threads (default 1: with other jobs on
@@ -12,8 +13,10 @@ the CPU, 2 threads per process spin against each other and run about 10 times sl
 The adapters are random LoRA weights with non-zero B (so the two adapters answer differently), made
 in a temporary folder. `--backends llamacpp` (the default) drives the same server again with
 `--backend llamacpp` (the same weights exported to GGUF, adapters as LoRA GGUFs, `--threads` threads
-per llama.cpp process). Prints as its last line one JSON object (tokens/s per level for each,
-ratio_at_8, ours_over_<backend> per level, latencies at concurrency 8, failed requests).
+per llama.cpp process). Each server's peak resident memory (its process tree, sampled) and its time to
+first token on a ~100-token prompt at concurrency 1 are measured too. Prints as its last line one JSON
+object (tokens/s per level for each, ratio_at_8, ours_over_<backend> per level, latencies at
+concurrency 8, TTFT, peak memory, failed requests).
 """
 
 from __future__ import annotations
@@ -47,6 +50,44 @@ PROMPTS = [
     "How do I cancel my Protect subscription?",
     "Why was I charged twice this month?",
 ]
+
+
+LONG_PROMPT = (
+    "I bought a Doorbell Pro and a Home Hub from your online shop three weeks ago. The doorbell worked for two "
+    "days, then it stopped ringing the chime and the app now says the device is offline even though the hub is "
+    "online and my Wi-Fi is fine. I have already restarted the router and the hub. Can I get a replacement, or "
+    "should I return it for a refund, and who pays the postage?"
+)
+VARIANTS = {  # label -> (serve backend, serve settings changed for it)
+    "transformers": ("transformers", {}),
+    "transformers-bf16": ("transformers", {"decode_weights": "model"}),
+    "llamacpp": ("llamacpp", {}),
+}
+
+
+class PeakMemory:
+    """Largest resident set of a process and its children (llama.cpp workers), sampled every 0.2 s."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self._stop.wait(0.2):
+            try:
+                root = psutil.Process(self.pid)
+                procs = [root, *root.children(recursive=True)]
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+            except psutil.Error:
+                continue
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return round(self.peak / 2**20)
 
 
 def make_adapters(base: Path, out: Path) -> list[Path]:
@@ -182,7 +223,9 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="torch threads, server and baseline alike.")
     parser.add_argument(
-        "--backends", default="llamacpp", help="Other serve backends to drive the same way (comma-separated; '' for none)."
+        "--backends",
+        default="transformers-bf16,llamacpp",
+        help=f"Other servers to drive the same way, comma-separated ('' for none): {', '.join(list(VARIANTS)[1:])}.",
     )
     args = parser.parse_args()
     import torch
@@ -228,8 +271,13 @@ def main() -> None:
             for level, n in zip(LEVELS, counts)
         }
 
-        ours, batch_sizes = serve_levels(root, "transformers", key, jobs_by_level, args.max_tokens)
-        others = {b: serve_levels(root, b, key, jobs_by_level, args.max_tokens)[0] for b in args.backends.split(",") if b}
+        ours, batch_sizes, extra = serve_levels(root, "transformers", key, jobs_by_level, args.max_tokens)
+        probes = {"transformers": extra}
+        others = {}
+        for label in [b for b in args.backends.split(",") if b]:
+            if label not in VARIANTS:
+                parser.error(f"--backends: unknown '{label}'; choose from {', '.join(VARIANTS)}")
+            others[label], _, probes[label] = serve_levels(root, label, key, jobs_by_level, args.max_tokens)
         base_results = baseline(base, adapters, {level: jobs[:8] for level, jobs in jobs_by_level.items()}, args.max_tokens)
 
     at8 = ours["8"]
@@ -252,6 +300,9 @@ def main() -> None:
             for b, r in others.items()
         },
         "failed_other_backends": {b: sum(v["failed"] for v in r.values()) for b, r in others.items()},
+        "ttft_p50_ms_100_token_prompt": {b: p["ttft_p50_ms"] for b, p in probes.items()},
+        "peak_memory_mb": {b: p["peak_memory_mb"] for b, p in probes.items()},
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "PASSIVE (set by tuneloom serve)"),
         "mean_batch_size": _mean_batch(batch_sizes),
         "ours": ours,
         "baseline": base_results,
@@ -263,18 +314,24 @@ def main() -> None:
 
 
 def serve_levels(
-    root: Path, backend: str, key: str, jobs_by_level: dict[int, list[tuple[str, str]]], max_tokens: int
-) -> tuple[dict[str, dict], list[str]]:
-    """`tuneloom serve --backend BACKEND` driven at every level; (results per level, batch-size metric lines)."""
+    root: Path, label: str, key: str, jobs_by_level: dict[int, list[tuple[str, str]]], max_tokens: int
+) -> tuple[dict[str, dict], list[str], dict]:
+    """The server of VARIANTS[label] driven at every level: (results per level, batch-size metric lines,
+    {ttft_p50_ms on the long prompt at concurrency 1, peak_memory_mb})."""
     import httpx2
 
+    backend, changes = VARIANTS[label]
+    project = yaml.safe_load((root / "tuneloom.yaml").read_text())
+    project["serve"].update(changes)
+    (root / f"{label}.yaml").write_text(yaml.safe_dump(project, sort_keys=False))
     port = free_port()
     tuneloom = Path(sys.executable).with_name("tuneloom")
     server = subprocess.Popen(
-        [str(tuneloom), "serve", "-c", str(root / "tuneloom.yaml"), "--port", str(port), "--backend", backend],
+        [str(tuneloom), "serve", "-c", str(root / f"{label}.yaml"), "--port", str(port), "--backend", backend],
         stdout=subprocess.DEVNULL,
-        stderr=open(root / f"server-{backend}.log", "w"),
+        stderr=open(root / f"server-{label}.log", "w"),
     )
+    memory = PeakMemory(server.pid)
     results: dict[str, dict] = {}
     try:
         url = f"http://127.0.0.1:{port}"
@@ -288,10 +345,14 @@ def serve_levels(
         drive(url, key, [("ad-a", "hi"), ("ad-b", "hi")], 2, 4)  # warm-up: loads the base model and both adapters
         for level, jobs in jobs_by_level.items():
             results[str(level)] = drive(url, key, jobs, level, max_tokens)
-            print(f"{backend} c={level}: {results[str(level)]}", file=sys.stderr, flush=True)
+            print(f"{label} c={level}: {results[str(level)]}", file=sys.stderr, flush=True)
+        probe = drive(url, key, [("ad-a", LONG_PROMPT), ("ad-b", LONG_PROMPT)] * 2, 1, 8)
         batch = httpx2.get(url + "/metrics").text
-        return results, [line for line in batch.splitlines() if line.startswith("tuneloom_batch_size_")]
+        extra = {"ttft_p50_ms": probe["ttft_p50_ms"], "peak_memory_mb": memory.stop()}
+        print(f"{label} long prompt: {probe}, peak {extra['peak_memory_mb']} MiB", file=sys.stderr, flush=True)
+        return results, [line for line in batch.splitlines() if line.startswith("tuneloom_batch_size_")], extra
     finally:
+        memory.stop()
         server.terminate()
         server.wait(60)
 

@@ -570,14 +570,18 @@ def _generate(model, x, adapter, max_new_tokens):
     return model.generate(input_ids=x, max_new_tokens=max_new_tokens, do_sample=False)
 
 
-def _mixed_batch_check(base_dir: Path, adapters: list[Path], dtype) -> None:
+def _mixed_batch_check(base_dir: Path, adapters: list[Path], dtype, int8: bool = False) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tuneloom.serve.adapters import AdapterCache
     from tuneloom.serve.engine import BatchEngine
+    from tuneloom.serve.int8 import quantize_decoder
 
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    cache = AdapterCache(AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype).eval(), 2**30)
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype).eval()
+    if int8:
+        quantize_decoder(base)
+    cache = AdapterCache(base, 2**30)
     for i, path in enumerate(adapters):
         cache.acquire(f"a{i}", path)
     engine = BatchEngine(cache.model, tokenizer, max_batch_size=8, max_queue=8, prepare_adapter=cache.prepare)
@@ -609,10 +613,12 @@ def _mixed_batch_check(base_dir: Path, adapters: list[Path], dtype) -> None:
         assert a == ref and b == ref, (adapter, a, b, ref)
 
 
-def test_mixed_adapter_batch_equals_per_adapter_greedy_tiny(env, tiny_llama_dir):
+@pytest.mark.parametrize("int8", [False, True], ids=["model-weights", "int8-decode"])
+def test_mixed_adapter_batch_equals_per_adapter_greedy_tiny(env, tiny_llama_dir, int8):
     import torch
 
-    _mixed_batch_check(tiny_llama_dir, [env["root"] / "adapters" / "one", env["root"] / "adapters" / "two"], torch.float32)
+    adapters = [env["root"] / "adapters" / "one", env["root"] / "adapters" / "two"]
+    _mixed_batch_check(tiny_llama_dir, adapters, torch.float32, int8=int8)
 
 
 @pytest.mark.slow

@@ -59,6 +59,12 @@ class ServeConfig(Strict):
         description="CPU threads for the model (torch, or each llama.cpp process); default: torch's, or all cores "
         "for llama.cpp. 1 is far faster on a CPU shared with other jobs.",
     )
+    decode_weights: Literal["auto", "int8", "model"] = Field(
+        "auto",
+        description="Weights the transformers backend decodes with. auto: int8 weight-only on CPUs (half the bytes "
+        "read per token; see docs/serving.md for the measured speed and answer agreement), the model's own on GPUs. "
+        "int8: as auto, and an error on a GPU. model: the checkpoint's weights at `precision`.",
+    )
     max_batch_size: int = Field(8, gt=0, description="Sequences decoded together in one step.")
     max_queue: int = Field(64, ge=0, description="Requests waiting for a batch slot; beyond it: 429.")
     request_timeout_s: float = Field(120.0, gt=0, description="Longest a request may take, queueing included.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.util
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -25,6 +26,8 @@ from tuneloom.serve.adapters import AdapterCache
 from tuneloom.serve.engine import BatchEngine, Event, Overloaded, SamplingParams, Sequence
 from tuneloom.serve.metrics import ServeMetrics
 from tuneloom.serve.targets import Target
+
+log = logging.getLogger("tuneloom.serve")
 
 
 def select_backend(choice: str, *, vllm_installed: bool | None = None, gpu: bool | None = None) -> str:
@@ -81,6 +84,13 @@ class Generation:
             self._on_cancel()
 
 
+def decode_in_int8(setting: str, gpu: bool) -> bool:
+    """`serve.decode_weights`: int8 weight-only decoding on CPUs unless `model` is asked for; never on a GPU."""
+    if gpu and setting == "int8":
+        raise TuneloomError("serve.decode_weights: int8 is the CPU decoding path; use auto or model on a GPU")
+    return not gpu and setting in ("auto", "int8")
+
+
 class _ChatModel:
     """One base model in memory: tokenizer, adapters, and its batching engine."""
 
@@ -95,8 +105,13 @@ class _ChatModel:
         model = AutoModelForCausalLM.from_pretrained(
             target.base_path, dtype=dtype, use_safetensors=True, trust_remote_code=target.trust_remote_code
         ).eval()
-        if torch.cuda.is_available():
+        gpu = torch.cuda.is_available()
+        if gpu:
             model.to("cuda")
+        if decode_in_int8(settings.decode_weights, gpu):
+            from tuneloom.serve.int8 import quantize_decoder
+
+            log.info("int8 weight-only decoding: %d linears of %s", quantize_decoder(model), target.served)
         self.adapters = AdapterCache(model, int(settings.adapter_memory_mb * 2**20), metrics.adapter_evictions.inc)
         self.engine = BatchEngine(
             model,
