@@ -604,13 +604,14 @@ def _mixed_batch_check(base_dir: Path, adapters: list[Path], dtype, int8: bool =
     ]
     together = _run_engine(engine, jobs)  # one prefill, one batch
     staggered = _run_engine(engine, jobs, 0.01)  # sequences join a running batch at token boundaries
+    alone = [_run_engine(engine, [job])[0] for job in jobs]  # one adapter per batch: peft's active adapter switches
     engine.close()
     model = cache.model
     eos = tokenizer.eos_token_id
-    for (ids, adapter), a, b in zip(jobs, together, staggered):
+    for (ids, adapter), a, b, c in zip(jobs, together, staggered, alone):
         ref = _greedy(model, ids, adapter)
         ref = ref[: ref.index(eos)] if eos in ref else ref
-        assert a == ref and b == ref, (adapter, a, b, ref)
+        assert a == ref and b == ref and c == ref, (adapter, a, b, c, ref)
 
 
 @pytest.mark.parametrize("int8", [False, True], ids=["model-weights", "int8-decode"])

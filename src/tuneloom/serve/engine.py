@@ -245,7 +245,16 @@ class BatchEngine:
     ) -> tuple[torch.Tensor, Any]:
         kwargs: dict[str, Any] = {}
         if hasattr(self.model, "peft_config"):
-            kwargs["adapter_names"] = [a or BASE_ADAPTER for a in adapters]
+            names = {a or BASE_ADAPTER for a in adapters}
+            if len(names) == 1 and BASE_ADAPTER not in names:
+                # One adapter for the whole batch (always so at concurrency 1): run it as peft's active adapter.
+                # `adapter_names=` walks every module twice per forward to set and clear routing hooks, which
+                # cost about a fifth of a decode step on a 135M model; switching the active adapter walks them once.
+                (name,) = names
+                if self.model.active_adapter != name:
+                    self.model.set_adapter(name, inference_mode=True)
+            else:
+                kwargs["adapter_names"] = [a or BASE_ADAPTER for a in adapters]
         kwargs[self._cache_arg] = cache
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1, **kwargs)
         cache = out.cache if hasattr(out, "cache") else out.past_key_values
