@@ -86,3 +86,29 @@ def test_serve_command_makes_idle_openmp_threads_sleep(monkeypatch, tmp_path):
     result = CliRunner().invoke(app, ["serve", "-c", str(tmp_path / "missing.yaml")])
     assert result.exit_code != 0  # no project there; the policy is set before anything loads
     assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+
+
+@pytest.mark.parametrize("dora", [False, True], ids=["lora", "dora"])
+def test_adapter_over_int8_base_matches_full_precision(tiny_llama_dir, tmp_path, dora):
+    """An adapter loaded by the server's cache over the int8 base answers as over the checkpoint's weights;
+    its weights are cast to the activations' dtype; DoRA reads the dequantized base weight, not the int8 values."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from tuneloom.serve.adapters import AdapterCache
+
+    torch.manual_seed(3)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", use_dora=dora, init_lora_weights=False)
+    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), config).save_pretrained(tmp_path / "ad")
+    reference = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), tmp_path / "ad").eval()
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.bfloat16).eval()
+    quantize_decoder(base)
+    cache = AdapterCache(base, 2**30)
+    cache.acquire("ad", tmp_path / "ad")
+    model = cache.prepare("ad")
+    lora_dtypes = {p.dtype for n, p in model.named_parameters() if "lora_" in n}
+    assert lora_dtypes == {torch.bfloat16}
+    ids = torch.tensor([[1, 5, 9, 200, 3000, 17, 40, 41]])
+    with torch.inference_mode():
+        got, want = model(ids).logits.float(), reference(ids).logits
+    assert torch.nn.functional.cosine_similarity(got.flatten(), want.flatten(), dim=0) > 0.99

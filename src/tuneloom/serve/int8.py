@@ -47,6 +47,15 @@ class Int8Linear(torch.nn.Linear):
             out = out + self.bias
         return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
+    @property
+    def W_q(self) -> torch.Tensor:  # noqa: N802 - the attribute peft looks for
+        """peft's `dequantize_module_weight` calls `dequantize()` on modules that have `W_q` (DoRA needs the
+        base weight's norm); without it DoRA would read the int8 values as if they were weights."""
+        return self.weight
+
+    def dequantize(self) -> torch.Tensor:
+        return self.weight.to(self.scale.dtype) * self.scale[:, None]
+
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 weight-only"
 
