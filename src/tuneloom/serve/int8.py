@@ -48,7 +48,7 @@ class Int8Linear(torch.nn.Linear):
         return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
     @property
-    def W_q(self) -> torch.Tensor:  # noqa: N802 - the attribute peft looks for
+    def W_q(self) -> torch.Tensor:  # the name peft looks for
         """peft's `dequantize_module_weight` calls `dequantize()` on modules that have `W_q` (DoRA needs the
         base weight's norm); without it DoRA would read the int8 values as if they were weights."""
         return self.weight
