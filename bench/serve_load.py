@@ -228,6 +228,8 @@ def main() -> None:
         help=f"Other servers to drive the same way, comma-separated ('' for none): {', '.join(list(VARIANTS)[1:])}.",
     )
     args = parser.parse_args()
+    # The naive baseline runs in this process: its idle OpenMP threads sleep, as the servers' do (set before torch loads).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -302,7 +304,7 @@ def main() -> None:
         "failed_other_backends": {b: sum(v["failed"] for v in r.values()) for b, r in others.items()},
         "ttft_p50_ms_100_token_prompt": {b: p["ttft_p50_ms"] for b, p in probes.items()},
         "peak_memory_mb": {b: p["peak_memory_mb"] for b, p in probes.items()},
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "PASSIVE (set by tuneloom serve)"),
+        "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
         "mean_batch_size": _mean_batch(batch_sizes),
         "ours": ours,
         "baseline": base_results,
