@@ -59,7 +59,7 @@ def test_base_document_is_valid():
 def test_example_project_file_validates():
     project = load_project(EXAMPLE / "tuneloom.yaml")
     assert project.config.project == "acme-support"
-    assert project.config.task_names() == ["support-qa", "ticket-router"]
+    assert project.config.task_names() == ["support-qa", "support-search", "ticket-router"]
     qa = project.config.task("support-qa")
     assert qa.type == "chat_sft" and qa.model == "smollm2-135m-instruct"
     assert qa.data.columns.prompt == "question" and qa.data.columns.response == "answer"
@@ -72,6 +72,8 @@ def test_example_project_file_validates():
     assert project.workspace == (EXAMPLE / "workspace").resolve()
     assert qa.knowledge == "acme-policies" and project.config.knowledge_base("acme-policies").sources[1].path == "knowledge"
     assert qa.data.sources[1].split == "test"  # the document-only questions are held out
+    search = project.config.task("support-search")  # the embedder: same questions, same split, same knowledge base
+    assert search.type == "embedding" and search.knowledge == qa.knowledge and search.data.split == qa.data.split
 
 
 def test_load_project_accepts_the_folder(data_project_dir):

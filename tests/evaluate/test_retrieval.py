@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from tuneloom.evaluate.retrieval import METRICS, grouped_queries, rank, ranking_scores
+from tuneloom.config import RetrievalConfig
+from tuneloom.evaluate.retrieval import METRICS, grouped_queries, hybrid_ranked, rank, ranking_scores
 from tuneloom.knowledge.records import Chunk
 from tuneloom.train.embedding import Corpus
 from tuneloom.train.embedding_pairs import Linking, Pair
@@ -67,3 +68,16 @@ def test_queries_sharing_a_heading_count_once_with_each_of_its_chunks_relevant()
         ]
     )
     assert grouped_queries(linking) == [("d1", "Returns", {"c1", "c2"}), ("d1", "Refunds", {"c3"})]
+
+
+def test_hybrid_ranking_fuses_each_querys_dense_and_keyword_candidates_as_search_does():
+    a, b, c, d = (Chunk(chunk_id=x, doc_id="d", doc_hash="h", position=i, text=x, tokens=1) for i, x in enumerate("abcd"))
+    dense = [[(a, 0.9), (b, 0.8), (c, 0.7), (d, 0.1)]]
+    keyword = [[(c, 5.0), (d, 1.0)]]
+    # a 1/61, b 1/62, c 1/63 + 1/61, d 1/64 + 1/62: the keyword hits rise above the dense-only ones
+    assert hybrid_ranked(dense, keyword, RetrievalConfig()) == [["c", "d", "a", "b"]]
+    assert hybrid_ranked(dense, [[]], RetrievalConfig()) == [["a", "b", "c", "d"]]  # no keyword candidates: dense order
+    only_keyword = RetrievalConfig(dense_weight=0.0, keyword_weight=1.0)
+    assert hybrid_ranked(dense, keyword, only_keyword) == [["c", "d"]]  # a zero weight leaves that search out
+    many = [[(Chunk(chunk_id=f"n{i}", doc_id="d", doc_hash="h", position=i, text="n", tokens=1), 1.0) for i in range(30)]]
+    assert len(hybrid_ranked(many, [[]], RetrievalConfig())[0]) == 10  # cut at the metrics' depth

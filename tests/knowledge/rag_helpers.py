@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from tests.conftest import _PRODUCTS, chat_rows
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import _PRODUCTS, CHAT_TASK, chat_rows, write_project
 from tuneloom.evaluate.metrics import answer_tokens
+from tuneloom.knowledge import raft
 from tuneloom.knowledge.raft import Retriever
 from tuneloom.knowledge.records import Chunk, Hit
+
+SIDES = {"base", "base+retrieval", "tuned", "tuned+retrieval"}
 
 
 def product_chunks() -> list[Chunk]:
@@ -36,3 +42,21 @@ def keyword_retriever(chunks: list[Chunk], name: str = "handbook", version: str 
         return [Hit(chunk=c, score=float(len(words & set(answer_tokens(c.text))))) for c in scored[:k]]
 
     return Retriever(name=name, version=version, retrieve=retrieve, candidates=retrieve)
+
+
+def rag_project(root: Path, chat_model: Path, cls_model: Path, monkeypatch: Any) -> tuple[Path, list[str], dict[str, str]]:
+    """The tiny project whose chat task names the `handbook` knowledge base, served by `keyword_retriever` over
+    `product_chunks`: (project file, overrides that turn retrieval on, the retriever's mutable version)."""
+    config = write_project(root, chat_model, cls_model, max_steps=2)
+    config.write_text(config.read_text() + "knowledge:\n  - name: handbook\n    sources: [{path: data/qa.jsonl}]\n")
+    state = {"version": "v1"}
+    monkeypatch.setattr(raft, "open_retriever", lambda project, name: keyword_retriever(product_chunks(), name, state["version"]))
+    overrides = [
+        f"{CHAT_TASK}:knowledge=handbook",
+        f"{CHAT_TASK}:rag.top_k=2",
+        f"{CHAT_TASK}:rag.passage_chars=200",
+        f"{CHAT_TASK}:train.max_length=256",
+        f"{CHAT_TASK}:eval.baselines=false",
+        f"{CHAT_TASK}:eval.forgetting_check=false",
+    ]
+    return config, overrides, state

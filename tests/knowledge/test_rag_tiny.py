@@ -7,38 +7,25 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from tests.conftest import CHAT_TASK, write_project
-from tests.knowledge.rag_helpers import keyword_retriever, product_chunks
+from tests.conftest import CHAT_TASK
+from tests.knowledge.rag_helpers import SIDES
+from tests.knowledge.rag_helpers import rag_project as make_rag_project
 from tuneloom.artifacts import read_eval, read_manifest
 from tuneloom.atomic import read_jsonl
 from tuneloom.cli.evaluate import retrieval_table
 from tuneloom.config import load_project
 from tuneloom.data.prepare import prepare_dataset
 from tuneloom.evaluate import evaluate_run
-from tuneloom.knowledge import raft
 from tuneloom.reports.html import write_report
 from tuneloom.train import sft, train_task
 
 pytestmark = pytest.mark.timeout(300)
-SIDES = {"base", "base+retrieval", "tuned", "tuned+retrieval"}
 
 
 @pytest.fixture
 def rag_project(tmp_path, tiny_llama_dir, tiny_bert_dir, monkeypatch):
     """The tiny project whose chat task names the `handbook` knowledge base (a keyword retriever over 6 chunks)."""
-    config = write_project(tmp_path, tiny_llama_dir, tiny_bert_dir, max_steps=2)
-    config.write_text(config.read_text() + "knowledge:\n  - name: handbook\n    sources: [{path: data/qa.jsonl}]\n")
-    state = {"version": "v1"}
-    monkeypatch.setattr(raft, "open_retriever", lambda project, name: keyword_retriever(product_chunks(), name, state["version"]))
-    overrides = [
-        f"{CHAT_TASK}:knowledge=handbook",
-        f"{CHAT_TASK}:rag.top_k=2",
-        f"{CHAT_TASK}:rag.passage_chars=200",
-        f"{CHAT_TASK}:train.max_length=256",
-        f"{CHAT_TASK}:eval.baselines=false",
-        f"{CHAT_TASK}:eval.forgetting_check=false",
-    ]
-    return config, overrides, state
+    return make_rag_project(tmp_path, tiny_llama_dir, tiny_bert_dir, monkeypatch)
 
 
 def test_prepared_rows_record_their_passages_and_the_version_follows_the_knowledge_base(rag_project):

@@ -182,11 +182,13 @@ def test_tiny_embedder_trains_evaluates_gates_and_reindexes(tmp_path, tiny_bert_
     assert card.knowledge_base == "products" and card.chunks == 6 and card.pairs["qa"] > 0 and card.matryoshka_dims == [32, 16]
     evaluated = evaluate_run(result.run_dir)
     for metric in ("ndcg_at_10", "recall_at_1", "recall_at_5", "recall_at_10", "mrr_at_10"):
-        assert 0.0 <= evaluated.tuned[metric] <= 1.0 and metric in evaluated.intervals
-    assert evaluated.tuned["recall_at_10"] == 1.0  # six chunks: the relevant one is always in the top 10
+        for name in (metric, f"hybrid_{metric}"):  # dense alone, and fused with the store's keyword search
+            assert 0.0 <= evaluated.tuned[name] <= 1.0 and name in evaluated.intervals and name in evaluated.comparison
+    assert evaluated.tuned["recall_at_10"] == evaluated.tuned["hybrid_recall_at_10"] == 1.0  # six chunks: always in the top 10
     assert (
         evaluated.search_corpus
         and evaluated.search_corpus["linked"] + evaluated.search_corpus["unlinked"] == evaluated.n_examples
+        and evaluated.search_corpus["hybrid"] == {"candidates": 50, "dense_weight": 1.0, "keyword_weight": 1.0, "rrf_k": 60}
     )
     assert read_eval(result.run_dir).comparison["ndcg_at_10"]["tuned"] == evaluated.tuned["ndcg_at_10"]
     gate = check_gate(project.config.task("finder").gate, json.loads((Path(result.run_dir) / "eval.json").read_text()))

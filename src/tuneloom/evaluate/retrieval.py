@@ -1,6 +1,10 @@
 """Retrieval evaluation of an embedder: recall@1/5/10, MRR@10 and nDCG@10 of the base and the tuned embedder over
 the whole knowledge base, on the held-out questions, with paired-bootstrap intervals of the differences.
 
+Each embedder is scored twice: dense (exact cosine search, the embedder alone) and hybrid (its dense ranking fused
+with the knowledge base's keyword ranking by the knowledge base's own reciprocal rank fusion settings, as
+`tuneloom ask` and serving search; without the optional reranker). Hybrid metrics are named `hybrid_<metric>`.
+
 Each test question's relevant chunk is the one its answer (or passage) links to (`link_rows`, the same rule as in
 training, with the base embedder); questions no chunk grounds are listed and left out of the averages.
 """
@@ -15,7 +19,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tuneloom.artifacts import read_manifest
+from tuneloom.config import RetrievalConfig
 from tuneloom.evaluate.stats import mean_metric, paired_bootstrap
+from tuneloom.knowledge.records import Chunk, Filter
+from tuneloom.knowledge.search import rrf
 from tuneloom.train import embedding as embedder
 from tuneloom.train.embedding import Corpus, load_embedder, row_pairs, settings
 from tuneloom.train.embedding_pairs import Linking, encode
@@ -25,6 +32,8 @@ if TYPE_CHECKING:
 
 K = 10
 METRICS = ("ndcg_at_10", "recall_at_1", "recall_at_5", "recall_at_10", "mrr_at_10")
+HYBRID = "hybrid_"
+Keyword = list[list[tuple[Chunk, float]]]  # each query's keyword candidates, best first
 
 
 def ranking_scores(ranked: Sequence[Sequence[str]], relevant: Sequence[set[str]]) -> dict[str, np.ndarray]:
@@ -42,21 +51,65 @@ def ranking_scores(ranked: Sequence[Sequence[str]], relevant: Sequence[set[str]]
     return {m: np.asarray(v) for m, v in out.items()}
 
 
-def rank(model: Any, queries: Sequence[str], corpus: Corpus, batch_size: int) -> tuple[list[list[str]], float]:
-    """The top-10 chunk ids of each query by cosine similarity (exact search), and ms per query."""
+def dense_candidates(
+    model: Any, queries: Sequence[str], corpus: Corpus, batch_size: int, depth: int = K
+) -> tuple[list[list[tuple[Chunk, float]]], float]:
+    """The top `depth` chunks of each query by cosine similarity (exact search), with scores, and ms per query."""
     vectors = encode(model, [c.text for c in corpus.chunks], batch_size)
     started = time.perf_counter()
     sims = encode(model, queries, batch_size) @ vectors.T
-    top = np.argsort(-sims, axis=1, kind="stable")[:, :K]
+    top = np.argsort(-sims, axis=1, kind="stable")[:, :depth]
     ms = 1000 * (time.perf_counter() - started) / max(len(queries), 1)
-    return [[corpus.chunks[i].chunk_id for i in row] for row in top], ms
+    return [[(corpus.chunks[i], float(sims[q, i])) for i in row] for q, row in enumerate(top)], ms
+
+
+def rank(model: Any, queries: Sequence[str], corpus: Corpus, batch_size: int) -> tuple[list[list[str]], float]:
+    """The top-10 chunk ids of each query by cosine similarity (exact search), and ms per query."""
+    found, ms = dense_candidates(model, queries, corpus, batch_size)
+    return [[c.chunk_id for c, _ in row] for row in found], ms
+
+
+def hybrid_ranked(dense: list[list[tuple[Chunk, float]]], keyword: Keyword, settings: RetrievalConfig) -> list[list[str]]:
+    """The top-10 chunk ids of each query after fusing its dense and keyword candidates (`knowledge.search.rrf`);
+    a zero weight leaves that search out, as `hybrid_search` does."""
+    use_dense = settings.dense_weight > 0
+    return [[h.chunk.chunk_id for h in rrf(d if use_dense else [], k, settings)[:K]] for d, k in zip(dense, keyword)]
+
+
+def keyword_candidates(project_file: str, name: str, queries: Sequence[str]) -> tuple[Keyword, RetrievalConfig]:
+    """Each query's keyword candidates from the knowledge base's store (no access filter: every chunk counts), and
+    the knowledge base's retrieval settings."""
+    from tuneloom.config import load_project
+    from tuneloom.knowledge import store_for
+
+    project = load_project(Path(project_file))
+    kb = project.config.knowledge_base(name)
+    if kb.retrieval.keyword_weight == 0:
+        return [[] for _ in queries], kb.retrieval
+    store = store_for(kb, project.workspace)
+    try:
+        return [store.keyword_search(q, kb.retrieval.candidates, Filter()) for q in queries], kb.retrieval
+    finally:
+        store.close()
+
+
+Side = tuple[dict[str, np.ndarray], list[list[str]], float]  # per-query scores (dense and hybrid), dense ranking, ms
 
 
 def _score(
-    model: Any, queries: list[str], relevant: list[set[str]], corpus: Corpus, batch_size: int
-) -> tuple[dict[str, np.ndarray], list[list[str]], float]:
-    ranked, ms = rank(model, queries, corpus, batch_size)
-    return ranking_scores(ranked, relevant), ranked, ms
+    model: Any,
+    queries: list[str],
+    relevant: list[set[str]],
+    corpus: Corpus,
+    batch_size: int,
+    keyword: tuple[Keyword, RetrievalConfig],
+) -> Side:
+    """Dense and hybrid scores of one embedder on the queries."""
+    found, settings = keyword
+    dense, ms = dense_candidates(model, queries, corpus, batch_size, max(settings.candidates, K))
+    ranked = [[c.chunk_id for c, _ in row[:K]] for row in dense]
+    hybrid = ranking_scores(hybrid_ranked(dense, found, settings), relevant)
+    return {**ranking_scores(ranked, relevant), **{HYBRID + m: v for m, v in hybrid.items()}}, ranked, ms
 
 
 def _summary(scores: dict[str, np.ndarray]) -> dict[str, float]:
@@ -64,13 +117,13 @@ def _summary(scores: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def _intervals(base: dict[str, np.ndarray], tuned: dict[str, np.ndarray]) -> dict[str, tuple[float, float]]:
-    return {m: paired_bootstrap(len(base[m]), mean_metric(base[m].tolist(), tuned[m].tolist())) for m in METRICS}
+    return {m: paired_bootstrap(len(base[m]), mean_metric(base[m].tolist(), tuned[m].tolist())) for m in base}
 
 
-def _corpus(ctx: EvalContext) -> Corpus:
+def _project_file(ctx: EvalContext) -> str:
     if ctx.train_dir is None:
         raise ValueError("retrieval evaluation needs the run's dataset folder (its manifest names the project)")
-    return embedder.load_corpus(read_manifest(ctx.train_dir).project_file, ctx.task.knowledge or "")
+    return read_manifest(ctx.train_dir).project_file
 
 
 Queries = list[tuple[str, str, set[str]]]  # (row id, query, relevant chunk ids)
@@ -111,7 +164,8 @@ def _examples(
 def evaluate_retrieval(ctx: EvalContext) -> dict[str, Any]:
     """Base vs tuned embedder (and production when given) on the test questions, over the whole knowledge base."""
     task, batch = ctx.task, ctx.task.eval.batch_size
-    corpus = _corpus(ctx)
+    project_file = _project_file(ctx)
+    corpus = embedder.load_corpus(project_file, task.knowledge or "")
     base_model = load_embedder(ctx.base_path, task.trust_remote_code)
     linking = row_pairs(ctx.rows, corpus.chunks, base_model, settings(task))
     if not linking.pairs:
@@ -121,10 +175,11 @@ def evaluate_retrieval(ctx: EvalContext) -> dict[str, Any]:
         )
     found = grouped_queries(linking)
     queries, relevant = [q for _, q, _ in found], [r for _, _, r in found]
-    base, base_ranked, _ = _score(base_model, queries, relevant, corpus, batch)
+    keyword = keyword_candidates(project_file, corpus.name, queries)
+    base, base_ranked, _ = _score(base_model, queries, relevant, corpus, batch, keyword)
     ctx.tick(len(ctx.rows))
     tuned_model = load_embedder(ctx.model_dir, task.trust_remote_code)
-    tuned, tuned_ranked, ms = _score(tuned_model, queries, relevant, corpus, batch)
+    tuned, tuned_ranked, ms = _score(tuned_model, queries, relevant, corpus, batch, keyword)
     ctx.tick(len(ctx.rows))
     runs = {"base": (base, base_ranked), "tuned": (tuned, tuned_ranked)}
     result: dict[str, Any] = {
@@ -140,11 +195,12 @@ def evaluate_retrieval(ctx: EvalContext) -> dict[str, Any]:
             "queries": len(found),
             "unlinked": len(linking.unlinked),
             "unlinked_ids": [row_id for row_id, _ in linking.unlinked[:50]],
+            "hybrid": keyword[1].model_dump(include={"dense_weight", "keyword_weight", "rrf_k", "candidates"}),
         },
     }
     if ctx.production is not None:
         prod_model = load_embedder(Path(ctx.production.path), task.trust_remote_code)
-        prod, prod_ranked, _ = _score(prod_model, queries, relevant, corpus, batch)
+        prod, prod_ranked, _ = _score(prod_model, queries, relevant, corpus, batch, keyword)
         ctx.tick(len(ctx.rows))
         runs["production"] = (prod, prod_ranked)
         result.update(production=_summary(prod), intervals_production=_intervals(prod, tuned))

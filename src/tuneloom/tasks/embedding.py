@@ -19,7 +19,11 @@ class Embedding(KindDefaults):
     summary = "Sentence-embedder fine-tuning for a knowledge base: from its questions, query/passage pairs or its documents."
     required_columns: tuple[str, ...] = ()
     allowed_columns = frozenset({"prompt", "response", "passage", "text"})
-    metrics = ("ndcg_at_10", "recall_at_1", "recall_at_5", "recall_at_10", "mrr_at_10")
+    # dense (the embedder alone), then hybrid (fused with the knowledge base's keyword search): evaluate/retrieval.py
+    metrics = (
+        *("ndcg_at_10", "recall_at_1", "recall_at_5", "recall_at_10", "mrr_at_10"),
+        *("hybrid_ndcg_at_10", "hybrid_recall_at_1", "hybrid_recall_at_5", "hybrid_recall_at_10", "hybrid_mrr_at_10"),
+    )
     head = "sentence_embedding"
     scout_quality = "probe"
     trains_embedder = True
