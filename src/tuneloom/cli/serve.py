@@ -42,7 +42,7 @@ def serve(
     with user_errors(ValueError):
         project = with_serve_options(load(config), host, backend, no_auth)
         settings = project.config.serve
-        chosen = select_backend(settings.backend)
+        chosen = select_backend(settings.backend, vllm_python=settings.vllm_python)
     err.print(
         f"serving {project.path.parent.name} on http://{host or settings.host}:"
         f"{port if port is not None else settings.port}/v1 with the {chosen} backend"

@@ -41,11 +41,31 @@ class ServeConfig(Strict):
     port: int = Field(8000, ge=0, le=65535)
     backend: Literal["auto", "transformers", "vllm", "llamacpp"] = Field(
         "auto",
-        description="auto: vLLM when it is installed and a GPU is present, else transformers. "
+        description="auto: vLLM when it is installed (or serve.vllm_python is set) and a GPU is present, else "
+        "transformers. vllm: a managed vLLM server process (GPU or CPU build) in its own environment. "
         "llamacpp: managed llama.cpp processes on GGUF exports (pip install 'tuneloom[llamacpp]').",
     )
     llamacpp_quant: Literal["f16", "q8_0", "q4_0"] = Field(
         "q8_0", description="GGUF quantization the llamacpp backend serves (exported once, cached in the workspace)."
+    )
+    vllm_python: str | None = Field(
+        None,
+        description="vllm backend: the Python of vLLM's own environment (`make vllm-env` builds .venv-vllm), absolute "
+        "or relative to the current directory; default: this interpreter when it imports vllm.",
+    )
+    vllm_kv_cache_gb: int = Field(
+        2, gt=0, description="vllm backend on CPUs: GiB of memory for each vLLM process's KV cache (VLLM_CPU_KVCACHE_SPACE)."
+    )
+    vllm_max_lora_rank: Literal[8, 16, 32, 64, 128, 256, 320, 512] = Field(
+        64, description="vllm backend: the largest LoRA rank served; an adapter of a higher rank is refused."
+    )
+    vllm_start_timeout_s: float = Field(
+        900.0, gt=0, description="vllm backend: how long a vLLM process may take to start (it compiles: minutes on a CPU)."
+    )
+    vllm_args: list[str] = Field(
+        default_factory=list,
+        description="vllm backend: extra arguments for `vllm serve`, e.g. ['--enforce-eager'] or "
+        "['--gpu-memory-utilization', '0.5'].",
     )
     auth: bool = Field(True, description="Require an API key (`tuneloom keys create`) on every /v1 request.")
     base_models: list[str] | None = Field(

@@ -1,5 +1,6 @@
-"""Backends that run the models: transformers (everywhere), vLLM (GPU machines with vllm installed) and
-llama.cpp (`tuneloom.serve.llamacpp`, managed processes on GGUF exports).
+"""Backends that run the models: transformers (everywhere), vLLM (`tuneloom.serve.vllm`, managed vLLM server
+processes from vLLM's own environment, GPU or CPU) and llama.cpp (`tuneloom.serve.llamacpp`, managed
+processes on GGUF exports).
 
 All offer the same `start(target, prompt_ids, params, n, deadline) -> Generation` for chat and text
 completions; embeddings and classification always run on transformers (vLLM is for generation here).
@@ -30,26 +31,26 @@ from tuneloom.serve.targets import Target
 log = logging.getLogger("tuneloom.serve")
 
 
-def select_backend(choice: str, *, vllm_installed: bool | None = None, gpu: bool | None = None) -> str:
-    """'vllm' or 'transformers' for `serve.backend`; asking for vllm where it cannot run is an error."""
-    vllm_installed = importlib.util.find_spec("vllm") is not None if vllm_installed is None else vllm_installed
-    gpu = torch.cuda.is_available() if gpu is None else gpu
-    if choice == "transformers":
-        return "transformers"
-    if choice == "llamacpp":
-        if importlib.util.find_spec("xllamacpp") is None:
+def select_backend(choice: str, *, vllm_python: str | None = None, gpu: bool | None = None) -> str:
+    """The backend `serve.backend` names; auto: vllm when it can run (`serve.vllm_python` or an importable vllm)
+    and a GPU is visible, else transformers. Asking for one that cannot run is an error saying how to fix it."""
+    if choice in ("transformers", "llamacpp", "vllm"):
+        if choice == "llamacpp" and importlib.util.find_spec("xllamacpp") is None:
             raise TuneloomError("serve.backend is llamacpp but xllamacpp is not installed: pip install 'tuneloom[llamacpp]'")
-        return "llamacpp"
-    if choice == "vllm":
-        if not vllm_installed:
-            raise TuneloomError(
-                "serve.backend is vllm but vllm is not installed: `pip install vllm` on a GPU machine, "
-                "or set serve.backend: transformers (or auto)"
-            )
-        if not gpu:
-            raise TuneloomError("serve.backend is vllm but no CUDA GPU is visible; set serve.backend: transformers (or auto)")
-        return "vllm"
-    return "vllm" if vllm_installed and gpu else "transformers"
+        if choice == "vllm":
+            from tuneloom.serve.vllm import vllm_interpreter
+
+            vllm_interpreter(vllm_python)  # raises, saying how to build vLLM's environment
+        return choice
+    if not (torch.cuda.is_available() if gpu is None else gpu):
+        return "transformers"
+    from tuneloom.serve.vllm import vllm_interpreter
+
+    try:
+        vllm_interpreter(vllm_python)
+    except TuneloomError:
+        return "transformers"
+    return "vllm"
 
 
 def adapter_key(path: Path) -> str:
@@ -242,114 +243,6 @@ class TransformersBackend:
             chat.engine.close(grace_s)
 
 
-class VllmBackend:
-    """Generation on vLLM's AsyncLLMEngine with native multi-LoRA; encoders stay on transformers.
-
-    Written against vLLM's documented API (AsyncEngineArgs, AsyncLLMEngine.generate with a
-    LoRARequest, abort) and not run on the CPU-only development machine.
-    """
-
-    name = "vllm"
-
-    def __init__(self, settings: ServeConfig, metrics: ServeMetrics, encoders: TransformersBackend) -> None:
-        self.settings = settings
-        self.metrics = metrics
-        self.encoders = encoders
-        self._engines: dict[Path, tuple[Any, Any]] = {}
-        self._lora_ids: dict[Path, int] = {}
-        self._in_flight = 0
-        self._lock = threading.Lock()
-
-    def _engine(self, target: Target) -> tuple[Any, Any]:
-        from transformers import AutoTokenizer
-        from vllm import AsyncEngineArgs, AsyncLLMEngine
-
-        with self._lock:
-            if target.base_path not in self._engines:
-                args = AsyncEngineArgs(
-                    model=str(target.base_path),
-                    enable_lora=True,
-                    max_loras=8,
-                    max_lora_rank=64,
-                    max_num_seqs=self.settings.max_batch_size,
-                    trust_remote_code=target.trust_remote_code,
-                )
-                tokenizer = AutoTokenizer.from_pretrained(target.base_path, trust_remote_code=target.trust_remote_code)
-                self._engines[target.base_path] = (AsyncLLMEngine.from_engine_args(args), tokenizer)
-            return self._engines[target.base_path]
-
-    def tokenizer(self, target: Target) -> Any:
-        return self._engine(target)[1]
-
-    def start(self, target: Target, prompt_ids: list[int], params: SamplingParams, n: int, deadline: float) -> Generation:
-        import uuid
-
-        from vllm import SamplingParams as VllmSampling
-        from vllm.lora.request import LoRARequest
-
-        engine, _ = self._engine(target)
-        with self._lock:
-            if self._in_flight >= self.settings.max_batch_size + self.settings.max_queue:
-                raise Overloaded(
-                    f"{self._in_flight} requests in flight (limit {self.settings.max_batch_size + self.settings.max_queue})",
-                    retry_after=2,
-                )
-            self._in_flight += 1
-            lora = None
-            if target.adapter_path is not None:
-                lora_id = self._lora_ids.setdefault(target.adapter_path, len(self._lora_ids) + 1)
-                lora = LoRARequest(adapter_key(target.adapter_path), lora_id, str(target.adapter_path))
-        request_id = uuid.uuid4().hex
-        sampling = VllmSampling(
-            n=n,
-            max_tokens=params.max_tokens,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            stop=params.stop or None,
-            seed=params.seed,
-        )
-        generation = Generation(n, lambda: asyncio.ensure_future(engine.abort(request_id)))
-
-        async def pump() -> None:
-            sent = [0] * n
-            try:
-                async for output in engine.generate({"prompt_token_ids": prompt_ids}, sampling, request_id, lora_request=lora):
-                    for choice in output.outputs:
-                        text = choice.text
-                        finish = choice.finish_reason if choice.finish_reason in (None, "stop", "length") else "stop"
-                        if text[sent[choice.index] :] or finish:
-                            generation.emit(Event(choice.index, text[sent[choice.index] :], finish, len(choice.token_ids)))
-                            sent[choice.index] = len(text)
-                    if time.monotonic() > deadline and not output.finished:
-                        await engine.abort(request_id)
-                        for choice in output.outputs:
-                            if choice.finish_reason is None:
-                                generation.emit(Event(choice.index, "", "timeout", len(choice.token_ids)))
-                        break
-            finally:
-                with self._lock:
-                    self._in_flight -= 1
-
-        asyncio.ensure_future(pump())
-        return generation
-
-    def load(self) -> tuple[int, int]:
-        return self._in_flight, 0
-
-    def embed(self, target: Target, texts: list[str], max_tokens: int) -> tuple[list[list[float]], int]:
-        return self.encoders.embed(target, texts, max_tokens)
-
-    def classify(self, target: Target, texts: list[str], max_tokens: int) -> tuple[list[dict[str, float]], int]:
-        return self.encoders.classify(target, texts, max_tokens)
-
-    def close(self, grace_s: float) -> None:
-        for engine, _ in self._engines.values():
-            shutdown = getattr(engine, "shutdown", None)
-            if callable(shutdown):
-                shutdown()
-        self.encoders.close(grace_s)
-
-
 def import_model_libraries() -> None:
     """Import what loading a model needs, once at start-up: a module imported by several request
     threads at once can be seen half-initialised by all but one of them."""
@@ -367,9 +260,11 @@ def import_model_libraries() -> None:
 def make_backend(settings: ServeConfig, metrics: ServeMetrics, workspace: Path | None = None) -> Any:
     """The backend `serve.backend` selects; llamacpp keeps its GGUF exports under `workspace`/exports."""
     transformers_backend = TransformersBackend(settings, metrics)
-    chosen = select_backend(settings.backend)
+    chosen = select_backend(settings.backend, vllm_python=settings.vllm_python)
     if chosen == "vllm":
-        return VllmBackend(settings, metrics, transformers_backend)
+        from tuneloom.serve.vllm import VllmBackend
+
+        return VllmBackend(settings, metrics, transformers_backend, workspace or Path.cwd())
     if chosen == "llamacpp":
         from tuneloom.serve.llamacpp import LlamaCppBackend
 

@@ -12,7 +12,7 @@ from typing import Any
 from tuneloom.config import Project, ServeConfig
 from tuneloom.data.redact import Redactor, redactor_for
 from tuneloom.serve.auth import KeyStore, keys_path
-from tuneloom.serve.backends import TransformersBackend, VllmBackend, import_model_libraries, make_backend
+from tuneloom.serve.backends import TransformersBackend, import_model_libraries, make_backend
 from tuneloom.serve.canary import CanaryRouter
 from tuneloom.serve.feedback import FeedbackStore
 from tuneloom.serve.knowledge import KnowledgeService, open_for
@@ -75,7 +75,7 @@ def configured_knowledge(settings: ServeConfig) -> list[str]:
 def dependencies(state: ServerState) -> dict[str, Callable[[], object]]:
     """What requests would otherwise import or build concurrently on first use: loaded once at start-up."""
     loads: dict[str, Callable[[], object]] = {}
-    if isinstance(state.backend, TransformersBackend | VllmBackend) or state.backend.name == "llamacpp":
+    if isinstance(state.backend, TransformersBackend) or state.backend.name in ("llamacpp", "vllm"):
         loads["transformers"] = import_model_libraries
     resolver = state.resolver
     if isinstance(resolver, TargetResolver) and resolver.has_registry():
