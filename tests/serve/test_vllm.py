@@ -2,7 +2,7 @@
 Tuneloom's gateway (the official openai client, streaming, adapters per request loaded at run time, hot
 promotion, feedback, metrics, overload, a killed process restarted, stopped with the server).
 
-The gateway tests run against `vllm_stub.py`, a standard-library stand-in for `vllm serve` started through the
+The gateway tests run against `vllm_stub.py`, a standard-library stand-in for vLLM's OpenAI server started through the
 same launcher, so they run everywhere. `test_real_vllm_*` start the real vLLM server on the packaged SmolLM2; they
 run only where vLLM's own environment exists (`make vllm-env`, or TUNELOOM_VLLM_PYTHON naming its python); CI
 does not build it.
@@ -35,20 +35,22 @@ REAL_VLLM = Path(os.environ.get("TUNELOOM_VLLM_PYTHON", REPO / ".venv-vllm" / "b
 
 
 def fake_vllm_python(root: Path) -> Path:
-    """An executable that runs this Python with `vllm_stub` importable as vllm.entrypoints.cli.main."""
-    package = root / "fake-vllm" / "vllm" / "entrypoints" / "cli"
+    """An executable that runs this Python with `vllm_stub` importable as vllm.entrypoints.openai.api_server."""
+    package = root / "fake-vllm" / "vllm" / "entrypoints" / "openai"
     package.mkdir(parents=True)
     for folder in (package, package.parent, package.parent.parent):
         (folder / "__init__.py").write_text("")
-    shutil.copy(Path(__file__).with_name("vllm_stub.py"), package / "main.py")
+    shutil.copy(Path(__file__).with_name("vllm_stub.py"), package / "api_server.py")
     python = root / "fake-vllm" / "python"
     python.write_text(f'#!/bin/sh\nPYTHONPATH={root / "fake-vllm"} exec {sys.executable} "$@"\n')
     python.chmod(0o755)
     return python
 
 
-def serve_project(root: Path, tiny_llama_dir: Path, tiny_bert_dir: Path, python: Path, **serve: object) -> Path:
-    project_file = write_project(root, tiny_llama_dir, tiny_bert_dir)
+def serve_project(
+    root: Path, tiny_llama_dir: Path, tiny_bert_dir: Path, python: Path, chat_model: str | None = None, **serve: object
+) -> Path:
+    project_file = write_project(root, chat_model or tiny_llama_dir, tiny_bert_dir)
     make_adapter(tiny_llama_dir, root / "adapters" / "one", 1)
     make_adapter(tiny_llama_dir, root / "adapters" / "two", 2)
     config = yaml.safe_load(project_file.read_text())
@@ -169,6 +171,23 @@ def test_a_killed_engine_is_restarted_with_its_adapters(env):
     assert "--lora-modules" in fresh.command()  # the restart is started with every adapter
 
 
+def test_a_request_sent_to_a_dying_engine_is_sent_again_to_its_restart(env, monkeypatch):
+    from tuneloom.serve.vllm import VllmServer
+
+    before = ask(env, "ad-one")
+    server = the_server(env)
+    monkeypatch.setattr(VllmServer, "alive", lambda self: True)  # the process looks alive while it dies
+    os.kill(server.proc.pid, signal.SIGKILL)
+    assert_eventually(lambda: not _answers(server.url))
+    answers: list[str] = []
+    asking = threading.Thread(target=lambda: answers.append(ask(env, "ad-one")))
+    asking.start()  # reaches the dead port, then waits for the restart
+    time.sleep(0.5)
+    monkeypatch.undo()  # the monitor sees the death and restarts the engine
+    asking.join(60)
+    assert answers == [before] and the_server(env) is not server
+
+
 def test_command_and_environment(tiny_llama_dir, tmp_path, monkeypatch):
     from tuneloom.config import ServeConfig
     from tuneloom.serve.vllm import LAUNCHER, VllmServer
@@ -261,3 +280,49 @@ def assert_eventually(check, timeout_s: float = 20.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def real_env(tmp_path_factory, smollm2_dir, tiny_bert_dir):
+    """`tuneloom serve` on the real vLLM server (packaged SmolLM2, two random LoRA adapters), where it exists."""
+    if not REAL_VLLM.is_file():
+        pytest.skip(f"no vLLM environment at {REAL_VLLM} (make vllm-env, or set TUNELOOM_VLLM_PYTHON); CI does not build it")
+    from tuneloom.cli import app as cli
+    from tuneloom.config import load_project
+    from tuneloom.serve import create_app
+
+    root = tmp_path_factory.mktemp("serve-vllm-real")
+    serve = {"vllm_args": ["--enforce-eager"], "vllm_kv_cache_gb": 1, "max_batch_size": 4}
+    project_file = serve_project(root, smollm2_dir, tiny_bert_dir, REAL_VLLM, "smollm2-135m-instruct", **serve)
+    result = runner.invoke(cli, ["keys", "create", "-m", "*", "--name", "tests", "-c", str(project_file)])
+    server = LiveServer(create_app(load_project(project_file)))
+    yield {"server": server, "key": result.output.strip().splitlines()[-1], "ws": root / "workspace"}
+    servers = list(server.state.backend._servers.values())
+    server.stop()
+    assert servers and all(not s.alive() for s in servers)
+
+
+@pytest.mark.slow
+def test_real_vllm_answers_streams_switches_adapters_and_stores_feedback(real_env):
+    c = client(real_env)
+    one = c.chat.completions.create(model="ad-one", messages=CHAT, max_tokens=12, temperature=0)
+    assert one.choices[0].finish_reason in ("length", "stop") and one.usage.completion_tokens > 0
+    assert ask(real_env, "ad-two") != one.choices[0].message.content  # the other adapter answers
+    base = c.chat.completions.create(model="smollm2-135m-instruct", messages=CHAT, max_tokens=12, temperature=0)
+    assert base.choices[0].message.content not in (one.choices[0].message.content, "")
+    chunks = list(c.chat.completions.create(model="ad-one", messages=CHAT, max_tokens=12, temperature=0, stream=True))
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == one.choices[0].message.content
+    headers = {"Authorization": f"Bearer {real_env['key']}"}
+    fb = httpx.post(real_env["server"].url + "/v1/feedback", json={"completion_id": one.id, "rating": "up"}, headers=headers)
+    assert fb.status_code == 200
+    with sqlite3.connect(real_env["ws"] / "serve" / "feedback.db") as con:
+        assert con.execute("select served from tuneloom_completions where id = ?", (one.id,)).fetchone() == ("ad-one",)
+
+
+@pytest.mark.slow
+def test_real_vllm_killed_is_restarted(real_env):
+    before = ask(real_env, "ad-two")
+    server = the_server(real_env)
+    os.kill(server.proc.pid, signal.SIGKILL)
+    assert ask(real_env, "ad-two") == before  # waits for the restart, then answers as before
+    assert the_server(real_env) is not server

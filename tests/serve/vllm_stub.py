@@ -1,6 +1,6 @@
-"""A stand-in for `vllm serve` (standard library only) for tests of the managed-process side of the vllm backend.
+"""A stand-in for vLLM's OpenAI server (standard library only) for tests of the managed-process side of the vllm backend.
 
-Installed by tests as `vllm/entrypoints/cli/main.py` on a throwaway PYTHONPATH, so Tuneloom's launcher runs it
+Installed by tests as `vllm/entrypoints/openai/api_server.py` on a throwaway PYTHONPATH, so Tuneloom's launcher runs it
 exactly as it runs vLLM. It takes the arguments the backend passes (anything else is an argparse error, as in
 vLLM) and answers what the backend uses of vLLM's OpenAI server: /health, /v1/load_lora_adapter and streamed
 /v1/completions on token ids. The text it streams names the model (base or LoRA) so tests see which answered;
@@ -21,7 +21,7 @@ TOKEN_DELAY_S = 0.005
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="vllm serve")
+    parser = argparse.ArgumentParser(prog="vllm.entrypoints.openai.api_server")
     for flag in ("--model", "--served-model-name", "--host", "--dtype", "--generation-config", "--uvicorn-log-level"):
         parser.add_argument(flag, required=flag in ("--model", "--served-model-name"))
     for flag in ("--port", "--max-model-len", "--max-num-seqs", "--max-loras", "--max-lora-rank", "--max-cpu-loras"):
@@ -77,8 +77,12 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main() -> None:
-    args = parse(sys.argv[2:])  # sys.argv is ["vllm", "serve", ...]
+    args = parse(sys.argv[1:])
     Handler.models = {args.served_model_name: args.model, **dict(m.split("=", 1) for m in args.lora_modules)}
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     time.sleep(0.3)  # vLLM takes a while before /health answers
     ThreadingHTTPServer((args.host, args.port), Handler).serve_forever()
+
+
+if __name__ == "__main__":
+    main()

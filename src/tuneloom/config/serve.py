@@ -64,7 +64,7 @@ class ServeConfig(Strict):
     )
     vllm_args: list[str] = Field(
         default_factory=list,
-        description="vllm backend: extra arguments for `vllm serve`, e.g. ['--enforce-eager'] or "
+        description="vllm backend: extra arguments for vLLM's OpenAI server, e.g. ['--enforce-eager'] or "
         "['--gpu-memory-utilization', '0.5'].",
     )
     auth: bool = Field(True, description="Require an API key (`tuneloom keys create`) on every /v1 request.")

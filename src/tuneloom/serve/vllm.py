@@ -94,6 +94,14 @@ def _check_rank(adapter: Path, limit: int) -> None:
 
 
 @dataclass
+class _Progress:
+    """How far one choice got: completion tokens so far and why it ended."""
+
+    tokens: int = 0
+    finish: str = "error"
+
+
+@dataclass
 class VllmServer:
     """One vLLM server process: a base model and the LoRA adapters loaded into it (vLLM name -> folder)."""
 
@@ -104,7 +112,6 @@ class VllmServer:
     trust_remote_code: bool = False
     loras: dict[str, Path] = field(default_factory=dict)
     port: int = field(default_factory=_free_port)
-    in_flight: int = 0
     stopping: bool = False
     ready: threading.Event = field(default_factory=threading.Event)
     proc: subprocess.Popen[bytes] | None = None
@@ -323,7 +330,6 @@ class VllmBackend:
             if self._in_flight + n > limit:
                 raise Overloaded(f"{self._in_flight} sequences in flight (limit {limit})", retry_after=2)
             self._in_flight += n
-            server.in_flight += n
         tasks: list[asyncio.Task[None]] = []
 
         def cancel() -> None:
@@ -355,40 +361,68 @@ class VllmBackend:
         return body
 
     async def _pump(self, server: VllmServer, body: dict[str, Any], index: int, generation: Generation, deadline: float) -> None:
-        """Stream one choice from vLLM into `generation`; the last event says why it ended."""
+        """Stream one choice from vLLM into `generation`; the last event says why it ended. A request that
+        reached an engine dying before it answered anything is sent again to its restart."""
         import httpx2 as httpx
 
-        tokens, finish = 0, "error"
+        progress = _Progress()
         try:
             async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
-                async with (
-                    httpx.AsyncClient(timeout=None) as client,
-                    client.stream("POST", server.url + "/v1/completions", json=body) as response,
-                ):
-                    if response.status_code != 200:
-                        log.error("vllm: /v1/completions answered %s: %s", response.status_code, (await response.aread())[:500])
-                        return
-                    async for line in response.aiter_lines():
-                        if not line.startswith("data: ") or line == "data: [DONE]":
-                            continue
-                        chunk = json.loads(line[6:])
-                        tokens = int((chunk.get("usage") or {}).get("completion_tokens", tokens))
-                        for choice in chunk.get("choices", []):
-                            if choice.get("text"):
-                                generation.emit(Event(index, choice["text"], None, tokens))
-                            if choice.get("finish_reason"):
-                                finish = _FINISH.get(choice["finish_reason"], "error")
+                try:
+                    await self._stream(server, body, index, generation, progress)
+                except httpx.TransportError as exc:
+                    if progress.tokens or self._closed.is_set():
+                        raise
+                    log.warning(
+                        "vllm: the engine for %s is gone (%r); sending the request to its restart", server.model.name, exc
+                    )
+                    server = await self._restarted(server)
+                    await self._stream(server, body, index, generation, progress)
         except TimeoutError:
-            finish = "timeout"
+            progress.finish = "timeout"
         except asyncio.CancelledError:
-            finish = "cancelled"
+            progress.finish = "cancelled"
         except httpx.TransportError as exc:
-            log.error("vllm: lost the engine for %s mid-request: %s", server.model.name, exc)
+            log.error("vllm: lost the engine for %s mid-request: %r", server.model.name, exc)
         finally:
             with self._lock:
                 self._in_flight -= 1
-                server.in_flight -= 1
-            generation.emit(Event(index, "", finish, tokens))
+            generation.emit(Event(index, "", progress.finish, progress.tokens))
+
+    @staticmethod
+    async def _stream(server: VllmServer, body: dict[str, Any], index: int, generation: Generation, progress: _Progress) -> None:
+        """One streamed /v1/completions call; its text goes to `generation`, counts and end to `progress`."""
+        import httpx2 as httpx
+
+        async with (
+            httpx.AsyncClient(timeout=None) as client,
+            client.stream("POST", server.url + "/v1/completions", json=body) as response,
+        ):
+            if response.status_code != 200:
+                log.error("vllm: /v1/completions answered %s: %s", response.status_code, (await response.aread())[:500])
+                return
+            async for line in response.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[6:])
+                progress.tokens = int((chunk.get("usage") or {}).get("completion_tokens", progress.tokens))
+                for choice in chunk.get("choices", []):
+                    if choice.get("text"):
+                        generation.emit(Event(index, choice["text"], None, progress.tokens))
+                    if choice.get("finish_reason"):
+                        progress.finish = _FINISH.get(choice["finish_reason"], "error")
+
+    async def _restarted(self, gone: VllmServer) -> VllmServer:
+        """The process that replaces `gone` once it is healthy (the caller's deadline bounds the wait); `gone`
+        itself if it is still healthy after 2 s (the connection failed, the engine did not)."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                server = self._servers.get(gone.model, gone)
+            if server.ready.is_set() and server.alive() and (server is not gone or waited > 2.0):
+                return server
+            await asyncio.sleep(0.2)
+            waited += 0.2
 
     def load(self) -> tuple[int, int]:
         """(sequences in flight, 0): vLLM queues internally."""
