@@ -205,7 +205,8 @@ def test_command_and_environment(tiny_llama_dir, tmp_path, monkeypatch):
     env = server.environment()
     assert env["VLLM_CPU_KVCACHE_SPACE"] == "3" and env["VLLM_CPU_OMP_THREADS_BIND"] == "0-1" and env["OMP_NUM_THREADS"] == "2"
     assert env["HF_HUB_OFFLINE"] == env["VLLM_NO_USAGE_STATS"] == env["DO_NOT_TRACK"] == "1"
-    assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True" and "PYTHONPATH" not in env
+    assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True" and env["OMP_WAIT_POLICY"] == "passive"
+    assert "PYTHONPATH" not in env
     assert "VLLM_CPU_OMP_THREADS_BIND" not in VllmServer("p", tiny_llama_dir, ServeConfig(), tmp_path).environment()
 
 

@@ -147,6 +147,7 @@ class VllmServer:
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
         env |= {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
         env |= {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_CPU_KVCACHE_SPACE": str(self.settings.vllm_kv_cache_gb)}
+        env["OMP_WAIT_POLICY"] = "passive"  # idle OpenMP threads sleep, not spin, on a CPU shared with other jobs
         threads = self.settings.torch_threads
         if threads is not None:
             # Pinned cores 0..n-1: vLLM sets OMP_NUM_THREADS from the list and binds one thread per core.
