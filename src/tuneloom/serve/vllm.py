@@ -276,9 +276,12 @@ class VllmBackend:
                 with self._lock:
                     self._servers[target.base_path] = server
                 return server
+        deadline = time.monotonic() + self.settings.vllm_start_timeout_s
         while not (server.ready.is_set() and server.alive()):  # dead: the monitor restarts it (or has begun to)
             if self._closed.wait(0.2):
                 raise TuneloomError("the server is shutting down")
+            if time.monotonic() > deadline:
+                raise TuneloomError(f"the vLLM engine for {target.base_path.name} is still restarting (log {server.log_path})")
             with self._lock:
                 server = self._servers.get(target.base_path, server)
         return server
