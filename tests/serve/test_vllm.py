@@ -193,6 +193,7 @@ def test_command_and_environment(tiny_llama_dir, tmp_path, monkeypatch):
     from tuneloom.serve.vllm import LAUNCHER, VllmServer
 
     monkeypatch.setenv("PYTHONPATH", "/somewhere/src")
+    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
     settings = ServeConfig(torch_threads=2, vllm_kv_cache_gb=3, vllm_args=["--enforce-eager"], max_batch_size=4, precision="fp32")
     server = VllmServer("/venv/bin/python", tiny_llama_dir, settings, tmp_path, loras={"a1": tmp_path / "one"})
     command = server.command()
@@ -203,7 +204,7 @@ def test_command_and_environment(tiny_llama_dir, tmp_path, monkeypatch):
     assert flags["--lora-modules"] == f"a1={tmp_path / 'one'}" and "--enable-lora" in command
     assert int(flags["--max-model-len"]) <= 2048 + 512  # capped at the tiny model's own context
     env = server.environment()
-    assert env["VLLM_CPU_KVCACHE_SPACE"] == "3" and env["VLLM_CPU_OMP_THREADS_BIND"] == "0-1" and env["OMP_NUM_THREADS"] == "2"
+    assert env["VLLM_CPU_KVCACHE_SPACE"] == "3" and env["VLLM_CPU_OMP_THREADS_BIND"] == "nobind" and env["OMP_NUM_THREADS"] == "2"
     assert env["HF_HUB_OFFLINE"] == env["VLLM_NO_USAGE_STATS"] == env["DO_NOT_TRACK"] == "1"
     assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True" and env["OMP_WAIT_POLICY"] == "passive"
     assert "PYTHONPATH" not in env

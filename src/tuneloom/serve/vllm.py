@@ -149,9 +149,10 @@ class VllmServer:
         env |= {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_CPU_KVCACHE_SPACE": str(self.settings.vllm_kv_cache_gb)}
         env["OMP_WAIT_POLICY"] = "passive"  # idle OpenMP threads sleep, not spin, on a CPU shared with other jobs
         threads = self.settings.torch_threads
-        if threads is not None:
-            # Pinned cores 0..n-1: vLLM sets OMP_NUM_THREADS from the list and binds one thread per core.
-            env |= {"VLLM_CPU_OMP_THREADS_BIND": f"0-{threads - 1}", "OMP_NUM_THREADS": str(threads)}
+        if threads is not None and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
+            # n threads the OS may move between cores: pinned to fixed cores (vLLM's default binds one
+            # thread to every physical core), a thread waits whenever another job runs on its core.
+            env |= {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": str(threads)}
         return env
 
     def start(self) -> VllmServer:
