@@ -200,7 +200,7 @@ def test_command_and_environment(tiny_llama_dir, tmp_path, monkeypatch):
     assert command[:2] == ["/venv/bin/python", str(LAUNCHER)] and command[-1] == "--enforce-eager"
     flags = dict(zip(command[2:], command[3:]))
     assert flags["--host"] == "127.0.0.1" and flags["--port"] == str(server.port) and flags["--dtype"] == "float32"
-    assert flags["--max-num-seqs"] == "4" and flags["--max-lora-rank"] == "64" and flags["--generation-config"] == "vllm"
+    assert flags["--max-num-seqs"] == "4" and flags["--max-lora-rank"] == "16" and flags["--generation-config"] == "vllm"
     assert flags["--lora-modules"] == f"a1={tmp_path / 'one'}" and "--enable-lora" in command
     assert int(flags["--max-model-len"]) <= 2048 + 512  # capped at the tiny model's own context
     env = server.environment()

@@ -57,7 +57,9 @@ class ServeConfig(Strict):
         2, gt=0, description="vllm backend on CPUs: GiB of memory for each vLLM process's KV cache (VLLM_CPU_KVCACHE_SPACE)."
     )
     vllm_max_lora_rank: Literal[8, 16, 32, 64, 128, 256, 320, 512] = Field(
-        64, description="vllm backend: the largest LoRA rank served; an adapter of a higher rank is refused."
+        16,
+        description="vllm backend: the largest LoRA rank served (default: train's default rank); an adapter of a "
+        "higher rank is refused. vLLM sizes its LoRA buffers, and on CPUs the LoRA cost per token, by it.",
     )
     vllm_start_timeout_s: float = Field(
         900.0, gt=0, description="vllm backend: how long a vLLM process may take to start (it compiles: minutes on a CPU)."
