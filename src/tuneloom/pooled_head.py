@@ -48,8 +48,22 @@ def encoder_pooling(path: Path | str) -> tuple[str, bool] | None:
     return str(mode), normalize
 
 
+def model_pooling(path: Path | str) -> tuple[str, bool]:
+    """(pooling, normalize) to embed with the model in `path`, the one place that decides it: a
+    sentence-transformers folder's own (`encoder_pooling`), else the BERT-style CLS token, or mean pooling for a
+    causal LM (whose first token sees nothing of the text); normalised (heads and probes are fitted on unit vectors)."""
+    found = encoder_pooling(path)
+    if found is not None:
+        return found
+    config_json = Path(path) / "config.json"
+    config = json.loads(config_json.read_text(encoding="utf-8")) if config_json.is_file() else {}
+    causal = any(str(a).endswith("ForCausalLM") for a in config.get("architectures") or [])
+    return ("mean" if causal else "cls"), True
+
+
 def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """One vector per sequence from the last hidden states, ignoring padding."""
+    """One vector per sequence from the last hidden states, ignoring padding (every embedding in Tuneloom's
+    training, evaluation and scout code is pooled here)."""
     if pooling == "cls":
         return hidden[:, 0]
     weights = mask.unsqueeze(-1).to(hidden.dtype)

@@ -13,6 +13,7 @@ from tuneloom.config import GateConfig, TaskConfig, load_project, parse_project
 from tuneloom.errors import ProjectFileError
 from tuneloom.evaluate import baselines, evaluate_run
 from tuneloom.evaluate.gate import check_gate
+from tuneloom.pooled_head import model_pooling
 from tuneloom.tasks import EvalContext
 
 pytestmark = pytest.mark.timeout(300)
@@ -52,14 +53,14 @@ def test_tfidf_logreg_gets_separable_data_right():
 
 
 def test_pooling_follows_the_sentence_transformers_config(minilm_dir, tiny_bert_dir, tmp_path):
-    assert baselines.pooling_of(minilm_dir) == "mean"  # all-MiniLM-L6-v2 ships modules.json + 1_Pooling
-    assert baselines.pooling_of(tiny_bert_dir) == "cls"  # a plain encoder folder
+    assert model_pooling(minilm_dir) == ("mean", True)  # all-MiniLM-L6-v2 ships modules.json + 1_Pooling
+    assert model_pooling(tiny_bert_dir) == ("cls", True)  # a plain encoder folder
     (tmp_path / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
-    assert baselines.pooling_of(tmp_path) == "mean"  # a decoder's first token sees nothing of the text
+    assert model_pooling(tmp_path) == ("mean", True)  # a decoder's first token sees nothing of the text
     (tmp_path / "1_Pooling").mkdir()
     (tmp_path / "modules.json").write_text(json.dumps([{"path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
     (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
-    assert baselines.pooling_of(tmp_path) == "cls"
+    assert model_pooling(tmp_path) == ("cls", False)  # no Normalize module
 
 
 def test_classification_baselines_are_scored_cached_and_compared(tiny_bert_dir, tmp_path, monkeypatch):

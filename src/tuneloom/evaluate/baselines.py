@@ -73,21 +73,6 @@ def _timed(method: str, fit: Callable[[], Any]) -> dict[str, Any]:
 # embeddings
 
 
-def pooling_of(model_dir: Path) -> str:
-    """The pooling an encoder was trained with: a sentence-transformers folder's Pooling module (read by
-    `pooled_head.encoder_pooling`), else the BERT-style CLS token (mean for a causal LM, whose first token
-    sees nothing of the text)."""
-    from tuneloom.pooled_head import encoder_pooling
-
-    found = encoder_pooling(model_dir)
-    if found is not None:
-        return found[0]
-    config_json = Path(model_dir) / "config.json"
-    config = json.loads(config_json.read_text(encoding="utf-8")) if config_json.is_file() else {}
-    causal = any(str(a).endswith("ForCausalLM") for a in config.get("architectures") or [])
-    return "mean" if causal else "cls"
-
-
 def embed_texts(
     model_dir: Path, texts: list[str], max_length: int, batch_size: int, trust_remote_code: bool = False
 ) -> np.ndarray:
@@ -95,9 +80,9 @@ def embed_texts(
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from tuneloom.pooled_head import pool
+    from tuneloom.pooled_head import model_pooling, pool
 
-    pooling = pooling_of(model_dir)
+    pooling = model_pooling(model_dir)[0]
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # batches of similar length pad little
     texts = [texts[i] for i in order]
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
@@ -204,6 +189,8 @@ def label_intervals(truth: list[Any], baseline: list[Any], tuned: list[Any], lab
 
 def classification_baselines(ctx: EvalContext, scored: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """TF-IDF + LR and a linear probe on the frozen encoder, against the tuned classifier's predictions."""
+    from tuneloom.pooled_head import model_pooling
+
     multi = ctx.task.data.multi_label
     test = [r["text"] for r in ctx.rows]
 
@@ -215,7 +202,7 @@ def classification_baselines(ctx: EvalContext, scored: dict[str, Any]) -> dict[s
                 lambda: tfidf_predictions(train, test, ctx.labels, multi),
             ),
             "embedding_logreg": _timed(
-                f"logistic regression on frozen {Path(ctx.base_path).name} embeddings ({pooling_of(ctx.base_path)} pooling)",
+                f"logistic regression on frozen {Path(ctx.base_path).name} embeddings ({model_pooling(ctx.base_path)[0]} pooling)",
                 lambda: probe_predictions(ctx, train, test, multi),
             ),
         }
