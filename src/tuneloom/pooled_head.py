@@ -111,6 +111,26 @@ class PooledClassifier(torch.nn.Module):
         }
 
 
+def copy_logistic_head(linear: torch.nn.Linear, head: Any, n_labels: int) -> None:
+    """A fitted scikit-learn logistic regression (classes: label indices) as the linear layer's weights
+    (softmax over the layer = the regression's probabilities)."""
+    import numpy as np
+
+    weight = np.zeros((n_labels, head.coef_.shape[1]), dtype=np.float32)
+    bias = np.full(n_labels, -1e4, dtype=np.float32)  # a class absent from training is never predicted
+    classes = [int(c) for c in head.classes_]
+    if len(classes) == 2:  # one logit z for classes_[1]: softmax([-z/2, z/2]) = sigmoid(z)
+        coef, intercept = head.coef_[0] / 2, head.intercept_[0] / 2
+        weight[classes[0]], bias[classes[0]] = -coef, -intercept
+        weight[classes[1]], bias[classes[1]] = coef, intercept
+    else:
+        for row, label in enumerate(classes):
+            weight[label], bias[label] = head.coef_[row], head.intercept_[row]
+    with torch.no_grad():
+        linear.weight.copy_(torch.from_numpy(weight))
+        linear.bias.copy_(torch.from_numpy(bias))
+
+
 def build_pooled(
     path: Path | str, labels: list[str], pooling: tuple[str, bool], trust_remote_code: bool, multi_label: bool = False
 ) -> PooledClassifier:

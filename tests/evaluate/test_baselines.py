@@ -138,6 +138,15 @@ def test_eval_run_has_baselines_reuses_the_cache_and_can_turn_them_off(tmp_path,
     assert ev.baselines["tfidf_logreg"]["metrics"]["accuracy"] >= 0.8  # the toy tickets are easy for TF-IDF
     dataset = Path(read_snapshot(run).dataset.path)
     assert len(list(dataset.glob("baselines-*.json"))) == 1
+    snapshot = read_snapshot(run)
+    snapshot.task["gate"]["beat_baselines"] = {"metric": "accuracy", "margin": 0.05}
+    write_snapshot(run, snapshot)
+    from tuneloom.reports.html import write_report
+
+    html = write_report([Path(run)], Path(run), "t", tmp_path).read_text()
+    verdict = check_gate(GateConfig.model_validate({"beat_baselines": {"metric": "accuracy", "margin": 0.05}}), ev.model_dump())
+    assert "Gate rule <code>beat_baselines</code> (accuracy, margin 0.05)" in html
+    assert verdict.rules[-1].detail.replace("'", "&#39;") in html and "a tie or a lead inside the margin fails" in html
     monkeypatch.setattr(baselines, "tfidf_predictions", lambda *a: pytest.fail("the cache was not used"))
     assert evaluate_run(run).baselines["tfidf_logreg"] == ev.baselines["tfidf_logreg"]
     snapshot = read_snapshot(run)
@@ -164,6 +173,23 @@ def test_gate_beat_baselines_passes_and_fails_naming_the_baseline():
     assert not failed.passed and "ship the baseline 'embedding_logreg' instead" in failed.rules[-1].detail
     missing = check_gate(gate, {"base": {"accuracy": 0.3}, "tuned": {"accuracy": 0.9}})
     assert not missing.passed and "eval.baselines: true" in missing.rules[-1].detail
+
+
+@pytest.mark.parametrize(
+    ("margin", "tuned", "passed", "says"),
+    [
+        (0.02, 0.94, True, ""),  # a lead of exactly the margin passes (0.94 - 0.92 is 0.0199999... in floats)
+        (0.02, 0.93, False, "within the margin"),
+        (0.0, 0.92, False, "a tie"),  # "beat" is strict: a tie ships the cheaper baseline
+        (0.0, 0.921, True, ""),
+        (0.0, 0.91, False, "the baseline is better"),
+    ],
+)
+def test_gate_beat_baselines_within_the_margin_or_tied_recommends_the_baseline(margin, tuned, passed, says):
+    gate = GateConfig.model_validate({"beat_baselines": {"metric": "accuracy", "margin": margin}})
+    rule = check_gate(gate, _result(tuned, 0.90, 0.92)).rules[-1]
+    assert rule.passed is passed and says in rule.detail
+    assert ("ship the baseline 'embedding_logreg' instead" in rule.detail) is not passed
 
 
 def test_beat_baselines_needs_the_baselines_and_a_known_metric():

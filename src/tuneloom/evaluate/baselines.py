@@ -30,7 +30,7 @@ from tuneloom.evaluate.stats import mean_metric, paired_bootstrap
 if TYPE_CHECKING:
     from tuneloom.tasks.base import EvalContext
 
-VERSION = 1  # bump when a baseline's recipe changes: old cache files are then ignored
+VERSION = 2  # bump when a baseline's recipe changes: old cache files are then ignored
 EMBEDDER = "all-minilm-l6-v2"  # the packaged sentence encoder used for chat retrieval
 Fitted = dict[str, dict[str, Any]]  # name -> {method, metrics, predictions, seconds} or {skipped}
 
@@ -141,14 +141,24 @@ def tfidf_predictions(train: list[dict[str, Any]], test: list[str], labels: list
     return _decode(pipeline.predict(test), labels, multi_label)
 
 
+def fit_probe(vectors: np.ndarray, rows: list[dict[str, Any]], labels: list[str], multi_label: bool) -> Any:
+    """The embedding baseline's logistic regression on `vectors` of `rows`; single-label targets are label
+    indices, so its classes are rows of a head over `labels` (`ship.ship_baseline`)."""
+    targets = _targets(rows, labels, multi_label)
+    if not multi_label:
+        index = {label: i for i, label in enumerate(labels)}
+        targets = [index[t] for t in targets]
+    return _logistic(multi_label, 10.0).fit(vectors, targets)
+
+
 def probe_predictions(ctx: EvalContext, train: list[dict[str, Any]], test: list[str], multi_label: bool) -> list[Any]:
     """Logistic regression on the frozen base encoder's embeddings (its own pooling)."""
     task = ctx.task
     vectors = embed_texts(
         ctx.base_path, [r["text"] for r in train] + test, task.train.max_length, task.eval.batch_size, task.trust_remote_code
     )
-    model = _logistic(multi_label, 10.0).fit(vectors[: len(train)], _targets(train, ctx.labels, multi_label))
-    return _decode(model.predict(vectors[len(train) :]), ctx.labels, multi_label)
+    predicted = fit_probe(vectors[: len(train)], train, ctx.labels, multi_label).predict(vectors[len(train) :])
+    return _decode(predicted if multi_label else [ctx.labels[int(i)] for i in predicted], ctx.labels, multi_label)
 
 
 def _indicators(values: list[Any], labels: list[str]) -> np.ndarray:
@@ -349,11 +359,18 @@ def ner_baselines(ctx: EvalContext, scored: dict[str, Any]) -> dict[str, dict[st
 # choosing
 
 
-def best_baseline(baselines: dict[str, dict[str, Any]] | None, metric: str) -> tuple[str, float] | None:
-    """(name, value) of the baseline best on `metric`, or None when no baseline measured it."""
+def best_baseline(
+    baselines: dict[str, dict[str, Any]] | None, metric: str, exclude: str | None = None
+) -> tuple[str, float] | None:
+    """(name, value) of the baseline best on `metric` (`exclude`: the one the evaluated model is), or None when
+    no baseline measured it."""
     from tuneloom.tasks import lower_is_better
 
-    measured = [(name, float(b["metrics"][metric])) for name, b in (baselines or {}).items() if metric in b.get("metrics", {})]
+    measured = [
+        (name, float(b["metrics"][metric]))
+        for name, b in (baselines or {}).items()
+        if metric in b.get("metrics", {}) and name != exclude
+    ]
     if not measured:
         return None
     pick = min if lower_is_better(metric) else max

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tuneloom.pooled_head import PooledClassifier
+from tuneloom.pooled_head import PooledClassifier, copy_logistic_head
 
 MAX_PAIRS = 10_000  # pairs in all, whatever the data size (one pass over them is the contrastive phase)
 VALIDATION_PAIRS = 4  # pairs per validation example, for the validation loss
@@ -119,7 +119,7 @@ def fit_head(
         return 0.0
     c = choose_c(pool_x, pool_y, seed)
     head = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(x, y)
-    _copy_into(model.classifier, head, len(model.labels))
+    copy_logistic_head(model.classifier, head, len(model.labels))
     return c
 
 
@@ -134,20 +134,3 @@ def choose_c(x: np.ndarray, y: np.ndarray, seed: int) -> float:
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     scores = [cross_val_score(LogisticRegression(C=c, max_iter=3000, random_state=seed), x, y, cv=cv).mean() for c in C_GRID]
     return max(zip(scores, C_GRID))[1]
-
-
-def _copy_into(linear: torch.nn.Linear, head: Any, n_labels: int) -> None:
-    """The regression's weights as the linear layer's (softmax over the layer = the regression's probabilities)."""
-    weight = np.zeros((n_labels, head.coef_.shape[1]), dtype=np.float32)
-    bias = np.full(n_labels, -1e4, dtype=np.float32)  # a class absent from training is never predicted
-    classes = [int(c) for c in head.classes_]
-    if len(classes) == 2:  # one logit z for classes_[1]: softmax([-z/2, z/2]) = sigmoid(z)
-        coef, intercept = head.coef_[0] / 2, head.intercept_[0] / 2
-        weight[classes[0]], bias[classes[0]] = -coef, -intercept
-        weight[classes[1]], bias[classes[1]] = coef, intercept
-    else:
-        for row, label in enumerate(classes):
-            weight[label], bias[label] = head.coef_[row], head.intercept_[row]
-    with torch.no_grad():
-        linear.weight.copy_(torch.from_numpy(weight))
-        linear.bias.copy_(torch.from_numpy(bias))
