@@ -51,9 +51,7 @@ def test_a_shipped_baseline_is_the_scored_baseline_and_is_registered_and_served(
     key = created.output.strip().splitlines()[-1]
     texts = [e["text"] for e in ev.examples]
     with TestClient(create_app(load_project(config))) as client:
-        reply = client.post(
-            "/v1/classify", json={"model": CLS_TASK, "input": texts}, headers={"Authorization": f"Bearer {key}"}
-        )
+        reply = client.post("/v1/classify", json={"model": CLS_TASK, "input": texts}, headers={"Authorization": f"Bearer {key}"})
     assert reply.status_code == 200, reply.text
     body = reply.json()
     assert body["system_fingerprint"] == f"{CLS_TASK}:{version}"

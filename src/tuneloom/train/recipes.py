@@ -153,7 +153,7 @@ def fit_quietly(task: TaskConfig, parts: TaskParts, precision: str, out_dir: Pat
     trainer.remove_callback(PrinterCallback)
     trainer.train()
     model = trainer.accelerator.unwrap_model(trainer.model)
-    classifier = parts.before_save(model) if parts.before_save is not None else None
+    classifier: Any = parts.before_save(model) if parts.before_save is not None else None
     return (classifier or model).eval()
 
 
