@@ -44,7 +44,9 @@ def test_a_shipped_baseline_is_the_scored_baseline_and_is_registered_and_served(
     assert gate_run(shipped, GateConfig(), "test").passed  # no rules: passes, so promote needs no --force
 
     registry = ModelRegistry(tmp_path / "workspace")
-    version = registry.register_run(shipped, CLS_TASK).version
+    info = registry.register_run(shipped, CLS_TASK)
+    version = info.version
+    assert info.lineage["baseline"] == "embedding_logreg" and info.lineage["method"] == "full"
     registry.promote(CLS_TASK, version)
     created = CliRunner().invoke(cli, ["keys", "create", "-m", "*", "--name", "t", "-c", str(config)])
     assert created.exit_code == 0, created.output
