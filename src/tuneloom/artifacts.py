@@ -154,6 +154,9 @@ class RunSnapshot(Artifact):
     init_from: str | None = Field(
         None, description="Weights training started from (an earlier version's model/), if not the base's."
     )
+    baseline: str | None = Field(
+        None, description="The cheap baseline this run's model is (made by `tuneloom eval ship-baseline`), if any."
+    )
 
     def task_config(self) -> Any:
         """The task as a validated `TaskConfig`."""
@@ -324,6 +327,7 @@ class EvalResult(Artifact):
     # cheap baselines on the same test rows: name -> {method, metrics, intervals (tuned minus it), seconds}
     # or name -> {skipped: reason}; None when eval.baselines is off
     baselines: dict[str, dict[str, Any]] | None = None
+    shipped_baseline: str | None = None  # the baseline the evaluated model is (gate.beat_baselines compares the others)
     retrieval: RetrievalComparison | None = None  # tasks with a knowledge base: with and without retrieval
 
     def side(self, name: str) -> dict[str, Any]:

@@ -48,8 +48,22 @@ def encoder_pooling(path: Path | str) -> tuple[str, bool] | None:
     return str(mode), normalize
 
 
+def model_pooling(path: Path | str) -> tuple[str, bool]:
+    """(pooling, normalize) to embed with the model in `path`, the one place that decides it: a
+    sentence-transformers folder's own (`encoder_pooling`), else the BERT-style CLS token, or mean pooling for a
+    causal LM (whose first token sees nothing of the text); normalised (heads and probes are fitted on unit vectors)."""
+    found = encoder_pooling(path)
+    if found is not None:
+        return found
+    config_json = Path(path) / "config.json"
+    config = json.loads(config_json.read_text(encoding="utf-8")) if config_json.is_file() else {}
+    causal = any(str(a).endswith("ForCausalLM") for a in config.get("architectures") or [])
+    return ("mean" if causal else "cls"), True
+
+
 def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """One vector per sequence from the last hidden states, ignoring padding."""
+    """One vector per sequence from the last hidden states, ignoring padding (every embedding in Tuneloom's
+    training, evaluation and scout code is pooled here)."""
     if pooling == "cls":
         return hidden[:, 0]
     weights = mask.unsqueeze(-1).to(hidden.dtype)
@@ -95,6 +109,26 @@ class PooledClassifier(torch.nn.Module):
             "multi_label": self.multi_label,
             "recipe": self.recipe,
         }
+
+
+def copy_logistic_head(linear: torch.nn.Linear, head: Any, n_labels: int) -> None:
+    """A fitted scikit-learn logistic regression (classes: label indices) as the linear layer's weights
+    (softmax over the layer = the regression's probabilities)."""
+    import numpy as np
+
+    weight = np.zeros((n_labels, head.coef_.shape[1]), dtype=np.float32)
+    bias = np.full(n_labels, -1e4, dtype=np.float32)  # a class absent from training is never predicted
+    classes = [int(c) for c in head.classes_]
+    if len(classes) == 2:  # one logit z for classes_[1]: softmax([-z/2, z/2]) = sigmoid(z)
+        coef, intercept = head.coef_[0] / 2, head.intercept_[0] / 2
+        weight[classes[0]], bias[classes[0]] = -coef, -intercept
+        weight[classes[1]], bias[classes[1]] = coef, intercept
+    else:
+        for row, label in enumerate(classes):
+            weight[label], bias[label] = head.coef_[row], head.intercept_[row]
+    with torch.no_grad():
+        linear.weight.copy_(torch.from_numpy(weight))
+        linear.bias.copy_(torch.from_numpy(bias))
 
 
 def build_pooled(

@@ -13,6 +13,7 @@ from tuneloom.config import GateConfig, TaskConfig, load_project, parse_project
 from tuneloom.errors import ProjectFileError
 from tuneloom.evaluate import baselines, evaluate_run
 from tuneloom.evaluate.gate import check_gate
+from tuneloom.pooled_head import model_pooling
 from tuneloom.tasks import EvalContext
 
 pytestmark = pytest.mark.timeout(300)
@@ -52,14 +53,14 @@ def test_tfidf_logreg_gets_separable_data_right():
 
 
 def test_pooling_follows_the_sentence_transformers_config(minilm_dir, tiny_bert_dir, tmp_path):
-    assert baselines.pooling_of(minilm_dir) == "mean"  # all-MiniLM-L6-v2 ships modules.json + 1_Pooling
-    assert baselines.pooling_of(tiny_bert_dir) == "cls"  # a plain encoder folder
+    assert model_pooling(minilm_dir) == ("mean", True)  # all-MiniLM-L6-v2 ships modules.json + 1_Pooling
+    assert model_pooling(tiny_bert_dir) == ("cls", True)  # a plain encoder folder
     (tmp_path / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
-    assert baselines.pooling_of(tmp_path) == "mean"  # a decoder's first token sees nothing of the text
+    assert model_pooling(tmp_path) == ("mean", True)  # a decoder's first token sees nothing of the text
     (tmp_path / "1_Pooling").mkdir()
     (tmp_path / "modules.json").write_text(json.dumps([{"path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
     (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
-    assert baselines.pooling_of(tmp_path) == "cls"
+    assert model_pooling(tmp_path) == ("cls", False)  # no Normalize module
 
 
 def test_classification_baselines_are_scored_cached_and_compared(tiny_bert_dir, tmp_path, monkeypatch):
@@ -137,10 +138,20 @@ def test_eval_run_has_baselines_reuses_the_cache_and_can_turn_them_off(tmp_path,
     assert ev.baselines["tfidf_logreg"]["metrics"]["accuracy"] >= 0.8  # the toy tickets are easy for TF-IDF
     dataset = Path(read_snapshot(run).dataset.path)
     assert len(list(dataset.glob("baselines-*.json"))) == 1
+    snapshot = read_snapshot(run)
+    snapshot.task["gate"]["beat_baselines"] = {"metric": "accuracy", "margin": 0.05}
+    write_snapshot(run, snapshot)
+    from tuneloom.reports.html import write_report
+
+    html = write_report([Path(run)], Path(run), "t", tmp_path).read_text()
+    verdict = check_gate(GateConfig.model_validate({"beat_baselines": {"metric": "accuracy", "margin": 0.05}}), ev.model_dump())
+    assert "Gate rule <code>beat_baselines</code> (accuracy, margin 0.05)" in html
+    assert verdict.rules[-1].detail.replace("'", "&#39;") in html and "a tie or a lead inside the margin fails" in html
     monkeypatch.setattr(baselines, "tfidf_predictions", lambda *a: pytest.fail("the cache was not used"))
     assert evaluate_run(run).baselines["tfidf_logreg"] == ev.baselines["tfidf_logreg"]
     snapshot = read_snapshot(run)
     snapshot.task["eval"]["baselines"] = False
+    snapshot.task["gate"]["beat_baselines"] = None  # the rule needs the baselines
     write_snapshot(run, snapshot)
     assert evaluate_run(run).baselines is None
 
@@ -163,6 +174,23 @@ def test_gate_beat_baselines_passes_and_fails_naming_the_baseline():
     assert not failed.passed and "ship the baseline 'embedding_logreg' instead" in failed.rules[-1].detail
     missing = check_gate(gate, {"base": {"accuracy": 0.3}, "tuned": {"accuracy": 0.9}})
     assert not missing.passed and "eval.baselines: true" in missing.rules[-1].detail
+
+
+@pytest.mark.parametrize(
+    ("margin", "tuned", "passed", "says"),
+    [
+        (0.02, 0.94, True, ""),  # a lead of exactly the margin passes (0.94 - 0.92 is 0.0199999... in floats)
+        (0.02, 0.93, False, "within the margin"),
+        (0.0, 0.92, False, "a tie"),  # "beat" is strict: a tie ships the cheaper baseline
+        (0.0, 0.921, True, ""),
+        (0.0, 0.91, False, "the baseline is better"),
+    ],
+)
+def test_gate_beat_baselines_within_the_margin_or_tied_recommends_the_baseline(margin, tuned, passed, says):
+    gate = GateConfig.model_validate({"beat_baselines": {"metric": "accuracy", "margin": margin}})
+    rule = check_gate(gate, _result(tuned, 0.90, 0.92)).rules[-1]
+    assert rule.passed is passed and says in rule.detail
+    assert ("ship the baseline 'embedding_logreg' instead" in rule.detail) is not passed
 
 
 def test_beat_baselines_needs_the_baselines_and_a_known_metric():

@@ -72,13 +72,13 @@ def test_mean_pooling_ignores_padding():
 
 
 def test_pairs_alternate_same_and_other_label():
-    rows = [{"input_ids": [i], "labels": i % 3} for i in range(12)]
+    rows = [{"text": f"text {i}", "label": f"class {i % 3}"} for i in range(12)]
     pairs = make_pairs(rows, 4, seed=0)
-    assert len(pairs) == 48 and sum(p["labels"] for p in pairs) == 24
-    label_of = {r["input_ids"][0]: r["labels"] for r in rows}
+    assert len(pairs) == 48 and sum(p["label"] for p in pairs) == 24
+    label_of = {r["text"]: r["label"] for r in rows}
     for p in pairs:
-        same = label_of[p["input_ids"][0]] == label_of[p["pair_ids"][0]]
-        assert same == bool(p["labels"])
+        same = label_of[p["sentence1"]] == label_of[p["sentence2"]]
+        assert same == bool(p["label"])
     assert pairs_per_example(100, 5, None) == 20 and pairs_per_example(4000, 1000, None) == 2
     assert pairs_per_example(100_000, 5, None) == 1  # at most 10,000 pairs
 

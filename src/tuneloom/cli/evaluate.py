@@ -1,4 +1,5 @@
-"""`tuneloom eval` and `tuneloom gate`: score a run against its base (and production), then check the gate."""
+"""`tuneloom eval`, `tuneloom gate` and `tuneloom ship-baseline`: score a run against its base (and production),
+check the gate, make a baseline that wins a version."""
 
 from __future__ import annotations
 
@@ -57,6 +58,35 @@ def eval_(run: RunArg = "latest", config: ConfigOpt = DEFAULT_CONFIG, test_data:
         report = write_report([run_dir], run_dir, f"{result.task}: base vs tuned", ws.root)
     _print_eval(result)
     out.print(f"report: {report}")
+
+
+def ship_baseline(
+    run: RunArg = "latest",
+    baseline: Annotated[
+        str, typer.Option("--baseline", "-b", help="The baseline to ship (embedding_logreg).")
+    ] = "embedding_logreg",
+    config: ConfigOpt = DEFAULT_CONFIG,
+) -> None:
+    """Make a run's cheap baseline a run of its own (frozen encoder + safetensors head), evaluated, to gate,
+    register, promote and serve like a tuned version.
+
+    Example: tuneloom ship-baseline latest:ticket-triage -c tuneloom.yaml
+    """
+    quiet_libraries()
+    from tuneloom.evaluate import evaluate_run
+    from tuneloom.evaluate.ship import ship_baseline as ship
+    from tuneloom.reports import write_report
+    from tuneloom.workspace import locate_run
+
+    with user_errors(FileNotFoundError):
+        run_dir, ws = locate_run(run, config)
+        with err.status(f"fitting {baseline} on {run_dir.name}'s train split"):
+            shipped = ship(run_dir, baseline)
+        result = evaluate_run(shipped, err)
+        report = write_report([shipped], shipped, f"{result.task}: baseline {baseline}", ws.root)
+    _print_eval(result)
+    out.print(f"[green]✓[/] baseline {baseline} is run {shipped.name}; report: {report}")
+    out.print(f"  next: tuneloom gate {shipped.name} && tuneloom models register {shipped.name}")
 
 
 def _print_eval(result: EvalResult) -> None:

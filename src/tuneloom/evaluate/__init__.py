@@ -118,6 +118,7 @@ def evaluate_run(
     raw = _score(ctx, console)
     if task.eval.baselines:
         raw["baselines"] = _baselines(ctx, raw, console)
+    raw["shipped_baseline"] = snapshot.baseline
     per_example_views(kind_of(task.type), raw, rows)
     shown = task.eval.metrics or list(kind_of(task.type).metrics)
     if "judge_score" in raw["tuned"] and "judge_score" in raw["base"]:

@@ -30,7 +30,7 @@ from tuneloom.evaluate.stats import mean_metric, paired_bootstrap
 if TYPE_CHECKING:
     from tuneloom.tasks.base import EvalContext
 
-VERSION = 1  # bump when a baseline's recipe changes: old cache files are then ignored
+VERSION = 2  # bump when a baseline's recipe changes: old cache files are then ignored
 EMBEDDER = "all-minilm-l6-v2"  # the packaged sentence encoder used for chat retrieval
 Fitted = dict[str, dict[str, Any]]  # name -> {method, metrics, predictions, seconds} or {skipped}
 
@@ -73,21 +73,6 @@ def _timed(method: str, fit: Callable[[], Any]) -> dict[str, Any]:
 # embeddings
 
 
-def pooling_of(model_dir: Path) -> str:
-    """The pooling an encoder was trained with: a sentence-transformers folder's Pooling module (read by
-    `pooled_head.encoder_pooling`), else the BERT-style CLS token (mean for a causal LM, whose first token
-    sees nothing of the text)."""
-    from tuneloom.pooled_head import encoder_pooling
-
-    found = encoder_pooling(model_dir)
-    if found is not None:
-        return found[0]
-    config_json = Path(model_dir) / "config.json"
-    config = json.loads(config_json.read_text(encoding="utf-8")) if config_json.is_file() else {}
-    causal = any(str(a).endswith("ForCausalLM") for a in config.get("architectures") or [])
-    return "mean" if causal else "cls"
-
-
 def embed_texts(
     model_dir: Path, texts: list[str], max_length: int, batch_size: int, trust_remote_code: bool = False
 ) -> np.ndarray:
@@ -95,9 +80,9 @@ def embed_texts(
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from tuneloom.pooled_head import pool
+    from tuneloom.pooled_head import model_pooling, pool
 
-    pooling = pooling_of(model_dir)
+    pooling = model_pooling(model_dir)[0]
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # batches of similar length pad little
     texts = [texts[i] for i in order]
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
@@ -156,14 +141,24 @@ def tfidf_predictions(train: list[dict[str, Any]], test: list[str], labels: list
     return _decode(pipeline.predict(test), labels, multi_label)
 
 
+def fit_probe(vectors: np.ndarray, rows: list[dict[str, Any]], labels: list[str], multi_label: bool) -> Any:
+    """The embedding baseline's logistic regression on `vectors` of `rows`; single-label targets are label
+    indices, so its classes are rows of a head over `labels` (`ship.ship_baseline`)."""
+    targets = _targets(rows, labels, multi_label)
+    if not multi_label:
+        index = {label: i for i, label in enumerate(labels)}
+        targets = [index[t] for t in targets]
+    return _logistic(multi_label, 10.0).fit(vectors, targets)
+
+
 def probe_predictions(ctx: EvalContext, train: list[dict[str, Any]], test: list[str], multi_label: bool) -> list[Any]:
     """Logistic regression on the frozen base encoder's embeddings (its own pooling)."""
     task = ctx.task
     vectors = embed_texts(
         ctx.base_path, [r["text"] for r in train] + test, task.train.max_length, task.eval.batch_size, task.trust_remote_code
     )
-    model = _logistic(multi_label, 10.0).fit(vectors[: len(train)], _targets(train, ctx.labels, multi_label))
-    return _decode(model.predict(vectors[len(train) :]), ctx.labels, multi_label)
+    predicted = fit_probe(vectors[: len(train)], train, ctx.labels, multi_label).predict(vectors[len(train) :])
+    return _decode(predicted if multi_label else [ctx.labels[int(i)] for i in predicted], ctx.labels, multi_label)
 
 
 def _indicators(values: list[Any], labels: list[str]) -> np.ndarray:
@@ -204,6 +199,8 @@ def label_intervals(truth: list[Any], baseline: list[Any], tuned: list[Any], lab
 
 def classification_baselines(ctx: EvalContext, scored: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """TF-IDF + LR and a linear probe on the frozen encoder, against the tuned classifier's predictions."""
+    from tuneloom.pooled_head import model_pooling
+
     multi = ctx.task.data.multi_label
     test = [r["text"] for r in ctx.rows]
 
@@ -215,7 +212,7 @@ def classification_baselines(ctx: EvalContext, scored: dict[str, Any]) -> dict[s
                 lambda: tfidf_predictions(train, test, ctx.labels, multi),
             ),
             "embedding_logreg": _timed(
-                f"logistic regression on frozen {Path(ctx.base_path).name} embeddings ({pooling_of(ctx.base_path)} pooling)",
+                f"logistic regression on frozen {Path(ctx.base_path).name} embeddings ({model_pooling(ctx.base_path)[0]} pooling)",
                 lambda: probe_predictions(ctx, train, test, multi),
             ),
         }
@@ -362,11 +359,18 @@ def ner_baselines(ctx: EvalContext, scored: dict[str, Any]) -> dict[str, dict[st
 # choosing
 
 
-def best_baseline(baselines: dict[str, dict[str, Any]] | None, metric: str) -> tuple[str, float] | None:
-    """(name, value) of the baseline best on `metric`, or None when no baseline measured it."""
+def best_baseline(
+    baselines: dict[str, dict[str, Any]] | None, metric: str, exclude: str | None = None
+) -> tuple[str, float] | None:
+    """(name, value) of the baseline best on `metric` (`exclude`: the one the evaluated model is), or None when
+    no baseline measured it."""
     from tuneloom.tasks import lower_is_better
 
-    measured = [(name, float(b["metrics"][metric])) for name, b in (baselines or {}).items() if metric in b.get("metrics", {})]
+    measured = [
+        (name, float(b["metrics"][metric]))
+        for name, b in (baselines or {}).items()
+        if metric in b.get("metrics", {}) and name != exclude
+    ]
     if not measured:
         return None
     pick = min if lower_is_better(metric) else max

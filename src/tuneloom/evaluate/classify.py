@@ -13,6 +13,7 @@ import torch
 from tuneloom.evaluate.metrics import calibration, classification_scores
 from tuneloom.evaluate.stats import mean_metric, paired_bootstrap
 from tuneloom.inference import load_trained
+from tuneloom.pooled_head import model_pooling, pool
 from tuneloom.train import classify
 
 if TYPE_CHECKING:
@@ -25,14 +26,13 @@ def _batches(items: list[Any], size: int) -> Any:
 
 
 @torch.inference_mode()
-def embed(model: Any, tokenizer: Any, texts: list[str], max_length: int, batch_size: int) -> torch.Tensor:
-    """Mean-pooled, L2-normalised last hidden states (the sentence-transformers recipe for MiniLM)."""
+def embed(model: Any, tokenizer: Any, texts: list[str], max_length: int, batch_size: int, pooling: str = "mean") -> torch.Tensor:
+    """L2-normalised embeddings of the last hidden states, pooled by `pooled_head.pool` (mean: the
+    sentence-transformers recipe for MiniLM)."""
     out = []
     for chunk in _batches(texts, batch_size):
         batch = tokenizer(chunk, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        hidden = model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        pooled = pool(model(**batch).last_hidden_state, batch["attention_mask"], pooling)
         out.append(torch.nn.functional.normalize(pooled.float(), dim=-1))
     return torch.cat(out)
 
@@ -52,7 +52,9 @@ def zero_shot(
 
     model = AutoModel.from_pretrained(base_path, dtype=torch.float32, trust_remote_code=trust_remote_code).eval()
     label_texts = [descriptions.get(label, label.replace("_", " ")) for label in labels]
-    sims = embed(model, tokenizer, texts, max_length, batch_size) @ embed(model, tokenizer, label_texts, max_length, batch_size).T
+    pooling = model_pooling(base_path)[0]
+    vectors = embed(model, tokenizer, texts, max_length, batch_size, pooling)
+    sims = vectors @ embed(model, tokenizer, label_texts, max_length, batch_size, pooling).T
     return [labels[i] for i in sims.argmax(-1).tolist()]
 
 
@@ -154,7 +156,7 @@ def evaluate_classification(ctx: EvalContext) -> dict[str, Any]:
         "intervals": classification_intervals(truth, base_preds, tuned_preds, labels),
         "base": classification_scores(truth, base_preds, labels),
         "tuned": {**_scores_with_calibration(truth, tuned_preds, tuned_probs, labels), "latency_ms_per_example": latency_ms},
-        "base_method": "zero-shot: cosine similarity of mean-pooled embeddings to label descriptions",
+        "base_method": f"zero-shot: cosine similarity of {model_pooling(ctx.base_path)[0]}-pooled embeddings to label descriptions",
         "examples": examples,
     }
     if ctx.production is not None:
@@ -233,7 +235,7 @@ def evaluate_multilabel(ctx: EvalContext) -> dict[str, Any]:
         "multi_label": True,
         "base": multilabel_scores(truth, base, labels),
         "tuned": {**multilabel_scores(truth, tuned, labels), "latency_ms_per_example": latency_ms},
-        "base_method": "zero-shot: the one label whose description is closest (cosine of mean-pooled embeddings)",
+        "base_method": f"zero-shot: the one label whose description is closest (cosine of {model_pooling(ctx.base_path)[0]}-pooled embeddings)",
         "example_metric": "exact label set",
         "examples": examples,
     }

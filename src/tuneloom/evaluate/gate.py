@@ -9,7 +9,7 @@ from tuneloom.artifacts import GateRecord, GateResult, RuleResult, read_eval, re
 from tuneloom.config import GateConfig, Project
 from tuneloom.tasks import lower_is_better
 
-__all__ = ["GateResult", "RuleResult", "check_gate", "choose_gate_rules", "gate_run"]
+__all__ = ["GateResult", "RuleResult", "baselines_rule", "check_gate", "choose_gate_rules", "gate_run"]
 
 
 def gate_run(run_dir: Path, gate: GateConfig, rules_from: str) -> GateResult:
@@ -117,22 +117,33 @@ def _forgetting_rule(limit: float, forgetting: dict[str, Any] | None) -> RuleRes
     )
 
 
-def _baselines_rule(metric: str, margin: float, result: dict[str, Any]) -> RuleResult:
-    """The tuned model must beat the best cheap baseline on `metric` by `margin`; the detail names the winner."""
+def baselines_rule(metric: str, margin: float, result: dict[str, Any]) -> RuleResult:
+    """The tuned model must beat the best cheap baseline on `metric` by at least `margin`; the detail names the
+    winner. A lead inside the margin, a tie included (even at margin 0: "beat" is strict), fails: a baseline
+    about as good as the tuned model is cheaper to ship, so the detail recommends the baseline."""
     from tuneloom.evaluate.baselines import best_baseline
+    from tuneloom.evaluate.ship import SHIPPABLE
 
     rule = f"beat baselines {metric}"
-    best = best_baseline(result.get("baselines"), metric)
+    itself = result.get("shipped_baseline")  # a shipped baseline must beat the other baselines
+    best = best_baseline(result.get("baselines"), metric, exclude=itself)
     if best is None or metric not in result["tuned"]:
         detail = f"no baseline measured {metric} in this evaluation: set eval.baselines: true and run `tuneloom eval` again"
         return RuleResult(rule=rule, value=0.0, limit=margin, passed=False, detail=detail)
     name, value = best
     tuned = float(result["tuned"][metric])
-    lead = -_drop(metric, value, tuned)  # how much better tuned is than the best baseline
-    passed = lead >= margin
-    verdict = "" if passed else f"; ship the baseline '{name}' instead, or improve the tuned model"
-    detail = f"tuned {tuned:.4f} vs best baseline {name} {value:.4f}: lead {lead:+.4f}, needed {margin:+.4f}{verdict}"
-    return RuleResult(rule=rule, value=lead, limit=margin, passed=passed, detail=detail)
+    lead = round(-_drop(metric, value, tuned), 9)  # how much better tuned is than the best baseline (float noise off)
+    passed = lead > 0 and lead >= margin
+    head = f"tuned {tuned:.4f} vs best baseline {name} {value:.4f}: lead {lead:+.4f}, needed {margin:+.4f}"
+    if passed:
+        return RuleResult(rule=rule, value=lead, limit=margin, passed=True, detail=head)
+    how = " (`tuneloom ship-baseline RUN`)" if name in SHIPPABLE else ""
+    ship = f"ship the baseline '{name}' instead{how}, or improve the tuned model"
+    if lead < 0:
+        verdict = f"the baseline is better: {ship}"
+    else:
+        verdict = f"{'a tie' if lead == 0 else 'within the margin'}: the baseline is about as good and cheaper, so {ship}"
+    return RuleResult(rule=rule, value=lead, limit=margin, passed=False, detail=f"{head}; {verdict}")
 
 
 def check_gate(gate: GateConfig, result: dict[str, Any]) -> GateResult:
@@ -147,7 +158,7 @@ def check_gate(gate: GateConfig, result: dict[str, Any]) -> GateResult:
     if gate.max_forgetting is not None:
         rules.append(_forgetting_rule(gate.max_forgetting, result.get("forgetting")))
     if gate.beat_baselines is not None:
-        rules.append(_baselines_rule(gate.beat_baselines.metric, gate.beat_baselines.margin, result))
+        rules.append(baselines_rule(gate.beat_baselines.metric, gate.beat_baselines.margin, result))
     return GateResult(passed=all(r.passed for r in rules), reference=reference, rules=rules)
 
 

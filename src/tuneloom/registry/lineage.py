@@ -32,6 +32,7 @@ LINEAGE_TAGS = (
     "dataset_path",
     "run_dir",
     "gate",
+    "baseline",
 )
 _MAX_TAG = 5000  # well under MLflow's limit on a model registry tag value
 
@@ -102,6 +103,7 @@ class RunLineage:
             "dataset_version": dataset.version,
             "dataset_path": dataset.path,
             "run_dir": str(self.run_dir),
+            "baseline": self.snapshot.baseline,  # a shipped cheap baseline (`tuneloom ship-baseline`), not a tuned model
         }
         if self.gate is not None:
             tags["gate"] = "passed" if self.gate.passed else "failed"

@@ -10,6 +10,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from tuneloom.artifacts import read_eval, read_manifest, read_snapshot, read_summary
 from tuneloom.atomic import read_jsonl, write_text_atomic
+from tuneloom.config import GateConfig
 from tuneloom.reports import plots
 from tuneloom.tasks import lower_is_better
 
@@ -27,6 +28,16 @@ def baseline_rows(ev: dict[str, Any]) -> list[dict[str, Any]]:
             row = {"name": name, "method": b["method"], "metric": metric, "value": value, "tuned": tuned, "lead": lead}
             rows.append({**row, "ci": b["intervals"].get(metric), "seconds": b["seconds"]})
     return rows
+
+
+def baselines_verdict(gate: GateConfig, ev: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's `gate.beat_baselines` rule checked against this evaluation (None without that rule)."""
+    from tuneloom.evaluate.gate import baselines_rule
+
+    rule = gate.beat_baselines
+    if rule is None:
+        return None
+    return {"metric": rule.metric, "margin": rule.margin, **baselines_rule(rule.metric, rule.margin, ev).model_dump()}
 
 
 def retrieval_view(ev: dict[str, Any], shown: int = 8) -> dict[str, Any] | None:
@@ -70,6 +81,7 @@ def _task_section(run: Path) -> dict[str, Any]:
         "plots": images,
         "per_class": per_class,
         "baselines": baseline_rows(ev),
+        "baselines_verdict": baselines_verdict(snapshot.task_config().gate, ev),
         "retrieval": retrieval_view(ev),
     }
     if per_class:

@@ -17,6 +17,7 @@ import torch
 from tuneloom.evaluate.chat import answer_losses, generate_answers
 from tuneloom.evaluate.classify import embed
 from tuneloom.evaluate.metrics import classification_scores, mean_scores, per_example_scores
+from tuneloom.pooled_head import pool
 
 
 def with_shots(row: dict[str, Any], shots: list[dict[str, Any]]) -> dict[str, Any]:
@@ -58,8 +59,7 @@ def decoder_embed(model: Any, tokenizer: Any, texts: list[str], max_length: int,
             texts[i : i + batch_size], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
         ).to(model.device)
         hidden = model(**batch, output_hidden_states=True).hidden_states[-1]
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        pooled = pool(hidden, batch["attention_mask"], "mean")
         out.append(torch.nn.functional.normalize(pooled.float(), dim=-1).cpu())
     return torch.cat(out)
 

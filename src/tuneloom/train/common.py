@@ -35,7 +35,7 @@ class TaskParts:
     trainer_class: type = Trainer
     args_class: type = TrainingArguments
     extra_args: dict[str, Any] = field(default_factory=dict)
-    before_save: Callable[[Any], None] | None = None
+    before_save: Callable[[Any], object] | None = None  # may return the classifier to save (setfit's head)
     save: Callable[[Any, Path], object] | None = None  # writes model/ itself (else the Trainer's save_model)
     recipes: Any = None  # the RecipeChoice of train.recipe: auto
 

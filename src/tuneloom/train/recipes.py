@@ -22,11 +22,11 @@ from transformers import PrinterCallback, set_seed
 from tuneloom.artifacts import RecipeChoice
 from tuneloom.config import TaskConfig, TrainConfig
 from tuneloom.inference import load_tokenizer
-from tuneloom.pooled_head import encoder_pooling, save_pooled
-from tuneloom.train.classify import encode_split, head_parts, pooled_model
-from tuneloom.train.common import TaskParts, training_kwargs
+from tuneloom.pooled_head import PooledClassifier, model_pooling, save_pooled
+from tuneloom.train.classify import encode_split, head_parts
+from tuneloom.train.common import TaskParts, lora_config, training_kwargs
 from tuneloom.train.distributed import world_size
-from tuneloom.train.setfit import VALIDATION_PAIRS, PairCollator, PairTrainer, fit_head, make_pairs, pairs_per_example
+from tuneloom.train.setfit import VALIDATION_PAIRS, fit_head, make_pairs, pairs_per_example, sentence_model, trainer_class
 
 RECIPES = ("head", "setfit")
 AUTO_MAX_PER_CLASS = 50  # auto tries every recipe below this many training examples per class
@@ -87,40 +87,57 @@ def setfit_parts(
     train_rows: list[dict[str, Any]],
     val_rows: list[dict[str, Any]],
 ) -> TaskParts:
-    """The setfit recipe: pair batches for `PairTrainer`; the head is fitted in `before_save`."""
+    """The setfit recipe: text pairs for sentence-transformers' trainer; `before_save` fits the head on the tuned
+    encoder and returns the classifier that `save` writes."""
     if task.data.multi_label:
         raise ValueError("train.recipe setfit needs one label per example; multi-label tasks use recipe head")
     if task.method.merge:
         raise ValueError("train.recipe setfit saves the encoder and a separate head: method.merge does not apply")
     if world_size() > 1:  # the pair loss calls the encoder outside DistributedDataParallel's forward
         raise ValueError("train.recipe setfit trains in one process; run it without accelerate launch")
+    from sentence_transformers import SentenceTransformerTrainingArguments
+
     tokenizer = load_tokenizer(model_path, task.trust_remote_code)
     train, truncated = encode_split(tokenizer, train_rows, labels, task.train.max_length)
     val, _ = encode_split(tokenizer, val_rows, labels, task.train.max_length)
-    model = pooled_model(task, model_path, labels, encoder_pooling(model_path) or ("mean", True), "setfit")
-    per_example = pairs_per_example(len(train), examples_per_class(train_rows, labels), task.train.setfit_pairs)
-    pairs = make_pairs(train, per_example, task.train.seed)
-    val_pairs = make_pairs(val, VALIDATION_PAIRS, task.train.seed) if len(val) > 1 else []
+    pooling = model_pooling(model_path)
+    model = sentence_model(model_path, pooling, task.train.max_length, task.trust_remote_code)
+    if task.method.kind != "full":
+        from peft import get_peft_model
 
-    def finish(trained: Any) -> None:
-        fit_head(getattr(trained, "module", trained), tokenizer, train, val, task.train.seed)
+        model[0].model = get_peft_model(model[0].model, lora_config(task.method, "FEATURE_EXTRACTION"))
+    per_example = pairs_per_example(len(train), examples_per_class(train_rows, labels), task.train.setfit_pairs)
+    pairs = make_pairs(train_rows, per_example, task.train.seed)
+    val_pairs = make_pairs(val_rows, VALIDATION_PAIRS, task.train.seed) if len(val_rows) > 1 else []
+    fitted: list[PooledClassifier] = []
+
+    def finish(trained: Any) -> PooledClassifier:
+        encoder = getattr(trained, "module", trained)[0].model
+        classifier = PooledClassifier(encoder, labels, pooling[0], pooling[1]).to(encoder.device)
+        classifier.recipe = "setfit"
+        fit_head(classifier, tokenizer, train, val, task.train.seed)
+        fitted[:] = [classifier]
+        return classifier
 
     return TaskParts(
         tokenizer,
         model,
         pairs,
         val_pairs,
-        PairCollator(tokenizer),
         truncated=truncated,
         notes=[f"setfit: {len(pairs)} sentence pairs ({per_example} per example), then logistic regression"],
-        trainer_class=PairTrainer,
+        trainer_class=trainer_class(),
+        args_class=SentenceTransformerTrainingArguments,
+        # the Trainer's token count reads `input_ids`, which sentence-transformers' batches name per column
+        extra_args={"include_num_input_tokens_seen": "no"},
         before_save=finish,
-        save=save_pooled,
+        save=lambda trained, out_dir: save_pooled(fitted[0] if fitted else finish(trained), out_dir),
     )
 
 
 def fit_quietly(task: TaskConfig, parts: TaskParts, precision: str, out_dir: Path) -> Any:
-    """Train `parts` without checkpoints, validation or logging; the trained model (head fitted) in eval mode."""
+    """Train `parts` without checkpoints, validation or logging; the trained classifier (what `before_save`
+    returns, else the trained model) in eval mode."""
     from datasets import Dataset
 
     kwargs = {**training_kwargs(task, out_dir, len(parts.train), precision, False), **parts.extra_args}
@@ -129,16 +146,15 @@ def fit_quietly(task: TaskConfig, parts: TaskParts, precision: str, out_dir: Pat
         model=parts.model,
         args=parts.args_class(**kwargs),
         train_dataset=Dataset.from_list(parts.train),
-        data_collator=parts.collator,
         processing_class=parts.tokenizer,
+        **({"data_collator": parts.collator} if parts.collator is not None else {}),
         **({"compute_loss_func": parts.loss_func} if parts.loss_func is not None else {}),
     )
     trainer.remove_callback(PrinterCallback)
     trainer.train()
     model = trainer.accelerator.unwrap_model(trainer.model)
-    if parts.before_save is not None:
-        parts.before_save(model)
-    return model.eval()
+    classifier: Any = parts.before_save(model) if parts.before_save is not None else None
+    return (classifier or model).eval()
 
 
 @torch.inference_mode()

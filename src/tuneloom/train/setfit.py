@@ -2,23 +2,27 @@
 
 Tunstall et al. 2022 (SetFit): pairs of labelled examples, same label -> cosine similarity 1, different
 -> 0, trained with a squared-error loss on the pooled embeddings; then a logistic regression on the tuned
-embeddings. sentence-transformers is not installed with Tuneloom (it is on the index, but brings its own
-model classes and trainer): the pair loss is six lines of torch here, so the encoder stays the
-`PooledClassifier` that LoRA, checkpoints, resume and `tuneloom.inference` already handle. The regression's
-weights are copied into the classifier's linear layer and saved as plain safetensors (never pickle).
+embeddings. The contrastive phase is sentence-transformers' own: its `SentenceTransformerTrainer` (a
+transformers Trainer, so the shared loop's checkpoints, resume and logging apply) with
+`CosineSimilarityLoss`, the loss SetFit trains with. The `setfit` package itself works here (1.2.0 with
+sentence-transformers 6 and transformers 5) but is not used: it saves its head with joblib (pickle), its
+Trainer is not a transformers Trainer, and its body training is this same trainer and loss. Only the pair
+sampling is ours (`make_pairs`: SetFit's alternating positive/negative pairs, a few lines; sentence-transformers
+has no sampler for labelled single texts). The regression's weights are copied into a `PooledClassifier`'s
+linear layer on the tuned encoder and saved as plain safetensors (never pickle).
 """
 
 from __future__ import annotations
 
 import random
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from transformers import PreTrainedTokenizerBase, Trainer
 
-from tuneloom.pooled_head import PooledClassifier
+from tuneloom.pooled_head import PooledClassifier, copy_logistic_head
 
 MAX_PAIRS = 10_000  # pairs in all, whatever the data size (one pass over them is the contrastive phase)
 VALIDATION_PAIRS = 4  # pairs per validation example, for the validation loss
@@ -31,51 +35,54 @@ def pairs_per_example(n_examples: int, per_class: float, requested: int | None) 
     return max(1, min(wanted, MAX_PAIRS // max(n_examples, 1)))
 
 
-def make_pairs(encoded: list[dict[str, Any]], per_example: int, seed: int) -> list[dict[str, Any]]:
-    """`per_example` pairs for each example, alternating a same-label and a different-label partner."""
+def make_pairs(rows: list[dict[str, Any]], per_example: int, seed: int) -> list[dict[str, Any]]:
+    """`per_example` pairs for each row (`text`, `label`), alternating a same-label and a different-label
+    partner: sentence-transformers' pair columns (sentence1, sentence2) and the target similarity (label)."""
     rng = random.Random(seed)
-    by_label: dict[int, list[int]] = defaultdict(list)
-    for i, row in enumerate(encoded):
-        by_label[row["labels"]].append(i)
+    by_label: dict[Any, list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        by_label[row["label"]].append(i)
     pairs = []
-    for i, row in enumerate(encoded):
-        same = [j for j in by_label[row["labels"]] if j != i] or [i]
-        other = [j for label, idx in by_label.items() if label != row["labels"] for j in idx]
+    for i, row in enumerate(rows):
+        same = [j for j in by_label[row["label"]] if j != i] or [i]
+        other = [j for label, idx in by_label.items() if label != row["label"] for j in idx]
         for k in range(per_example):
             positive = k % 2 == 0 or not other
             j = rng.choice(same if positive else other)
-            pairs.append({"input_ids": row["input_ids"], "pair_ids": encoded[j]["input_ids"], "labels": float(positive)})
+            pairs.append({"sentence1": row["text"], "sentence2": rows[j]["text"], "label": float(positive)})
     rng.shuffle(pairs)
     return pairs
 
 
-class PairCollator:
-    """A batch of B pairs as 2B padded sequences (the first texts, then their partners) and B targets."""
+def sentence_model(model_path: Path, pooling: tuple[str, bool], max_length: int, trust_remote_code: bool) -> Any:
+    """A SentenceTransformer of the encoder in `model_path` with `pooling` (mode, normalize), in fp32."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
-        self.tokenizer = tokenizer
+    remote = {"trust_remote_code": trust_remote_code}
+    transformer = Transformer(
+        str(model_path),
+        max_seq_length=max_length,
+        model_kwargs={"dtype": torch.float32, **remote},
+        processor_kwargs=remote,
+        config_kwargs=remote,
+    )
+    dim = transformer.get_embedding_dimension()
+    modules = [transformer, Pooling(dim, pooling_mode=pooling[0]), *([Normalize()] if pooling[1] else [])]
+    return SentenceTransformer(modules=modules)
 
-    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        texts = [{"input_ids": r["input_ids"]} for r in rows] + [{"input_ids": r["pair_ids"]} for r in rows]
-        batch = self.tokenizer.pad(texts, padding=True, pad_to_multiple_of=8, return_tensors="pt")
-        return {
-            "input_ids": batch["input_ids"],
-            "attention_mask": batch["attention_mask"],
-            "labels": torch.tensor([r["labels"] for r in rows]),
-        }
 
+def trainer_class() -> type:
+    """sentence-transformers' Trainer with SetFit's loss (CosineSimilarityLoss), built as the shared loop builds
+    every trainer."""
+    from sentence_transformers import SentenceTransformerTrainer
+    from sentence_transformers.sentence_transformer.losses import CosineSimilarityLoss
 
-class PairTrainer(Trainer):
-    """Trains on the cosine similarity of pair embeddings (CosineSimilarityLoss: squared error to 1 or 0)."""
+    class PairTrainer(SentenceTransformerTrainer):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(loss=CosineSimilarityLoss(kwargs["model"]), **kwargs)
 
-    def compute_loss(
-        self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
-    ) -> Any:
-        embeddings = getattr(model, "module", model).embed(inputs["input_ids"], inputs["attention_mask"])
-        first, second = embeddings.chunk(2)
-        similarity = torch.nn.functional.cosine_similarity(first, second)
-        loss = torch.nn.functional.mse_loss(similarity, inputs["labels"].float())
-        return (loss, {"logits": similarity}) if return_outputs else loss
+    return PairTrainer
 
 
 @torch.inference_mode()
@@ -112,7 +119,7 @@ def fit_head(
         return 0.0
     c = choose_c(pool_x, pool_y, seed)
     head = LogisticRegression(C=c, max_iter=3000, random_state=seed).fit(x, y)
-    _copy_into(model.classifier, head, len(model.labels))
+    copy_logistic_head(model.classifier, head, len(model.labels))
     return c
 
 
@@ -127,20 +134,3 @@ def choose_c(x: np.ndarray, y: np.ndarray, seed: int) -> float:
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     scores = [cross_val_score(LogisticRegression(C=c, max_iter=3000, random_state=seed), x, y, cv=cv).mean() for c in C_GRID]
     return max(zip(scores, C_GRID))[1]
-
-
-def _copy_into(linear: torch.nn.Linear, head: Any, n_labels: int) -> None:
-    """The regression's weights as the linear layer's (softmax over the layer = the regression's probabilities)."""
-    weight = np.zeros((n_labels, head.coef_.shape[1]), dtype=np.float32)
-    bias = np.full(n_labels, -1e4, dtype=np.float32)  # a class absent from training is never predicted
-    classes = [int(c) for c in head.classes_]
-    if len(classes) == 2:  # one logit z for classes_[1]: softmax([-z/2, z/2]) = sigmoid(z)
-        coef, intercept = head.coef_[0] / 2, head.intercept_[0] / 2
-        weight[classes[0]], bias[classes[0]] = -coef, -intercept
-        weight[classes[1]], bias[classes[1]] = coef, intercept
-    else:
-        for row, label in enumerate(classes):
-            weight[label], bias[label] = head.coef_[row], head.intercept_[row]
-    with torch.no_grad():
-        linear.weight.copy_(torch.from_numpy(weight))
-        linear.bias.copy_(torch.from_numpy(bias))
