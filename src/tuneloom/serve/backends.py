@@ -216,16 +216,19 @@ class TransformersBackend:
 
     @torch.inference_mode()
     def embed(self, target: Target, texts: list[str], max_tokens: int) -> tuple[list[list[float]], int]:
-        """Mean-pooled, L2-normalised embeddings (the sentence-transformers recipe) and the token count."""
+        """Embeddings pooled as the model was trained to be (`pooled_head.model_pooling`), and the token count."""
+        from tuneloom.pooled_head import model_pooling, pool
+
         with self._encoder_lock:
             tokenizer, model = self._encoder(target)
             batch = tokenizer(
                 texts, padding=True, truncation=True, max_length=min(max_tokens, tokenizer.model_max_length), return_tensors="pt"
             )
             hidden = model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = torch.nn.functional.normalize(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).float(), dim=-1)
-        return pooled.tolist(), int(batch["attention_mask"].sum())
+        pooling, normalize = model_pooling(target.base_path)
+        pooled = pool(hidden, batch["attention_mask"], pooling).float()
+        vectors = torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled
+        return vectors.tolist(), int(batch["attention_mask"].sum())
 
     @torch.inference_mode()
     def classify(self, target: Target, texts: list[str], max_tokens: int) -> tuple[list[dict[str, float]], int]:
