@@ -55,8 +55,12 @@ def test_run_prints_the_comparison_table(looped):
             rf"{CHAT_TASK if metric in ('loss', 'perplexity', 'rouge_l', 'token_f1', 'exact_match') else CLS_TASK}\s*│\s*{metric}\s*│",
             out,
         ), metric
+    comparison, _, rest = out.partition("cheap baselines on the same")
     # every row has base, tuned and a signed change
-    assert len(re.findall(r"│\s*-?\d+\.\d{4}\s*│\s*-?\d+\.\d{4}\s*│\s*[+-]\d+\.\d{4}\s*│", out)) == 8
+    assert len(re.findall(r"│\s*-?\d+\.\d{4}\s*│\s*-?\d+\.\d{4}\s*│\s*[+-]\d+\.\d{4}\s*│", comparison)) == 8
+    # then each task's cheap baselines beside the tuned model
+    assert f"{CHAT_TASK}: cheap baselines" in out and f"{CLS_TASK}: cheap baselines" in out
+    assert "nearest_bm25" in rest and "tfidf_logreg" in rest
     match = re.search(r"report: (\S+report\.html)", out)
     assert match and Path(match.group(1)).is_file()
     assert Path(match.group(1)).parent.parent == root / "workspace" / "reports"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from tuneloom.cli.common import DEFAULT_CONFIG, ConfigOpt, SetOpt, err, load, out, quiet_libraries, user_errors
-from tuneloom.cli.evaluate import comparison_table, retrieval_table
+from tuneloom.cli.evaluate import baselines_table, comparison_table, retrieval_table
 
 if TYPE_CHECKING:
     from tuneloom.loop import LoopResult
@@ -29,10 +29,22 @@ def run(config: ConfigOpt = DEFAULT_CONFIG, task: TasksOpt = None, set_: SetOpt 
         result = run_project(project, task, err)
     rows = [(t.task, m, c) for t in result.tasks for m, c in t.comparison.items()]
     out.print(comparison_table(f"{project.config.project}: base vs tuned on held-out test data", rows))
+    _print_task_tables(result)
+    _print_outcomes(result, config)
+
+
+def _print_task_tables(result: LoopResult) -> None:
+    """Per task: its cheap baselines beside the tuned model, and the comparison with and without retrieval."""
+    from tuneloom.artifacts import read_eval
+
     for t in result.tasks:
+        evaluated = read_eval(t.run_dir)
+        if evaluated.baselines:
+            table = baselines_table(evaluated)
+            table.title = f"{t.task}: {table.title}"
+            out.print(table)
         if t.retrieval is not None:
             out.print(retrieval_table(t.task, t.retrieval))
-    _print_outcomes(result, config)
 
 
 def _print_outcomes(result: LoopResult, config: Path) -> None:
