@@ -345,7 +345,7 @@ class RuleResult(BaseModel):
 
 class GateResult(BaseModel):
     passed: bool
-    reference: str  # "production" or "base": what drops are measured against
+    reference: str  # "production" or "base" (+retrieval for tasks with a knowledge base): what drops are measured against
     rules: list[RuleResult]
 
 

@@ -56,6 +56,24 @@ def test_drops_are_measured_against_production_when_there_is_one():
     assert not by_rule["max class F1 drop b"].passed  # 0.8 -> 0.6 drops 0.2 > 0.1
 
 
+def test_a_task_served_with_retrieval_is_gated_on_its_answers_with_retrieval():
+    chat = {"base": {"token_f1": 0.15, "loss": 3.2}, "tuned": {"token_f1": 0.19, "loss": 2.9}}
+    sides = {
+        "base+retrieval": {"token_f1": 0.21, "loss": 2.2},
+        "tuned+retrieval": {"token_f1": 0.33, "loss": 1.8},
+        "production+retrieval": {"token_f1": 0.35, "loss": 1.9},
+    }
+    gate = GateConfig(min={"token_f1": 0.2}, max_drop={"token_f1": 0.0, "loss": 0.0})
+    assert not check_gate(gate, chat).passed  # alone, tuned token F1 0.19 is under 0.2
+    served = check_gate(gate, {**chat, "retrieval": {"sides": sides}})
+    assert served.passed and served.reference == "base+retrieval"
+    assert served.rules[0].detail == "tuned+retrieval token_f1 0.3300, must be at least 0.2000"
+    production = {"token_f1": 0.2, "loss": 3.0}
+    against = check_gate(gate, {**chat, "production": production, "retrieval": {"sides": sides}})
+    assert against.reference == "production+retrieval" and not against.passed  # 0.35 -> 0.33 with retrieval
+    assert "production+retrieval 0.3500 -> tuned+retrieval 0.3300" in against.rules[1].detail
+
+
 def test_latency_budget():
     assert not check_gate(GateConfig(max_latency_ms=4.0), {"base": BASE, "tuned": TUNED}).passed
     assert check_gate(GateConfig(max_latency_ms=6.0), {"base": BASE, "tuned": TUNED}).passed

@@ -24,8 +24,11 @@ def _drop(metric: str, reference: float, tuned: float) -> float:
     return tuned - reference if lower_is_better(metric) else reference - tuned
 
 
-def _metric_rules(gate: GateConfig, reference: str, ref: dict[str, Any], tuned: dict[str, Any]) -> list[RuleResult]:
-    """`min` and `max_drop` rules; a metric missing on either side fails its own rule."""
+def _metric_rules(
+    gate: GateConfig, reference: str, ref: dict[str, Any], tuned: dict[str, Any], side: str = "tuned"
+) -> list[RuleResult]:
+    """`min` and `max_drop` rules for `side` (what the details call the tuned model's answers); a metric missing
+    on either side fails its own rule."""
     missing = [m for m in [*gate.min, *gate.max_drop] if m not in tuned or m not in ref]
     rules = [
         RuleResult(
@@ -33,7 +36,7 @@ def _metric_rules(gate: GateConfig, reference: str, ref: dict[str, Any], tuned: 
             value=0.0,
             limit=0.0,
             passed=False,
-            detail=f"{m} was not measured for tuned and {reference} (judge not configured?)",
+            detail=f"{m} was not measured for {side} and {reference} (judge not configured?)",
         )
         for m in dict.fromkeys(missing)
     ]
@@ -49,7 +52,7 @@ def _metric_rules(gate: GateConfig, reference: str, ref: dict[str, Any], tuned: 
                 value=value,
                 limit=limit,
                 passed=ok,
-                detail=f"tuned {metric} {value:.4f}, must be {bound} {limit:.4f}",
+                detail=f"{side} {metric} {value:.4f}, must be {bound} {limit:.4f}",
             )
         )
     for metric, limit in gate.max_drop.items():
@@ -63,7 +66,7 @@ def _metric_rules(gate: GateConfig, reference: str, ref: dict[str, Any], tuned: 
                 value=drop,
                 limit=limit,
                 passed=drop <= limit,
-                detail=f"{reference} {before:.4f} -> tuned {after:.4f}: drop {drop:+.4f}, allowed {limit:.4f}",
+                detail=f"{reference} {before:.4f} -> {side} {after:.4f}: drop {drop:+.4f}, allowed {limit:.4f}",
             )
         )
     return rules
@@ -147,10 +150,20 @@ def baselines_rule(metric: str, margin: float, result: dict[str, Any]) -> RuleRe
 
 
 def check_gate(gate: GateConfig, result: dict[str, Any]) -> GateResult:
-    """Evaluate every rule; `result` is an eval.json (base, tuned and, when present, production)."""
+    """Evaluate every rule; `result` is an eval.json (base, tuned and, when present, production).
+
+    A task served with a knowledge base answers every request from retrieved passages, so its `min` and
+    `max_drop` rules judge the answers users get: tuned + retrieval against production (or base) + retrieval."""
     reference = "production" if result.get("production") else "base"
     ref, tuned = result[reference], result["tuned"]
-    rules = _metric_rules(gate, reference, ref, tuned)
+    sides = (result.get("retrieval") or {}).get("sides") or {}
+    if "tuned+retrieval" in sides and f"{reference}+retrieval" in sides:
+        rules = _metric_rules(
+            gate, f"{reference}+retrieval", sides[f"{reference}+retrieval"], sides["tuned+retrieval"], "tuned+retrieval"
+        )
+        reference = f"{reference}+retrieval"
+    else:
+        rules = _metric_rules(gate, reference, ref, tuned)
     if gate.max_class_f1_drop is not None:
         rules += _class_rules(gate.max_class_f1_drop, reference, ref, tuned)
     if gate.max_latency_ms is not None:
