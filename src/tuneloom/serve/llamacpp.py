@@ -32,7 +32,8 @@ from typing import Any
 from tuneloom.config import ServeConfig
 from tuneloom.errors import TuneloomError
 from tuneloom.serve.backends import Generation, TransformersBackend
-from tuneloom.serve.engine import Event, Overloaded, SamplingParams
+from tuneloom.serve.engine import Event, SamplingParams
+from tuneloom.serve.managed import ManagedEngineBackend
 from tuneloom.serve.metrics import ServeMetrics
 from tuneloom.serve.targets import Target
 
@@ -118,24 +119,18 @@ def _stamp(folder: Path) -> str:
     return hashlib.sha1("|".join(f"{folder.resolve()}:{p.name}:{p.stat().st_mtime_ns}" for p in files).encode()).hexdigest()[:12]
 
 
-class LlamaCppBackend:
+class LlamaCppBackend(ManagedEngineBackend):
     """Chat and text generation on llama.cpp processes; embeddings and classification on transformers."""
 
     name = "llamacpp"
 
     def __init__(self, settings: ServeConfig, metrics: ServeMetrics, encoders: TransformersBackend, workspace: Path) -> None:
-        self.settings = settings
-        self.metrics = metrics
-        self.encoders = encoders
+        super().__init__(settings, metrics, encoders)
         self.exports = workspace / "exports"
         self.threads = settings.torch_threads or os.cpu_count() or 1
         self._workers: dict[Path, Worker] = {}  # served GGUF -> its current process
         self._routes: dict[tuple[Path, Path | None], tuple[Path, int | None]] = {}
         self._tokenizers: dict[Path, Any] = {}
-        self._lock = threading.RLock()
-        self._prepare_lock = threading.Lock()  # one export / process start at a time
-        self._in_flight = 0
-        self._closed = threading.Event()
         self._monitor = threading.Thread(target=self._watch, name="llamacpp-monitor", daemon=True)
         self._monitor.start()
 
@@ -240,24 +235,16 @@ class LlamaCppBackend:
 
     def start(self, target: Target, prompt_ids: list[int], params: SamplingParams, n: int, deadline: float) -> Generation:
         worker, lora = self._route(target)  # prepared by `tokenizer`: a dictionary lookup here
-        limit = self.settings.max_batch_size + self.settings.max_queue
         with self._lock:
-            if self._in_flight + n > limit:
-                raise Overloaded(f"{self._in_flight} sequences in flight (limit {limit})", retry_after=2)
-            self._in_flight += n
+            self._admit(n)
             worker.in_flight += n
-        tasks: list[asyncio.Task[None]] = []
-
-        def cancel() -> None:
-            for task in tasks:
-                task.cancel()
-
-        generation = Generation(n, cancel)
         adapters = [{"id": i, "scale": 1.0 if i == lora else 0.0} for i in range(len(worker.loras))]
-        for index in range(n):
-            body = self._body(prompt_ids, params, index, adapters)
-            tasks.append(asyncio.ensure_future(self._pump(worker, body, index, generation, deadline)))
-        return generation
+        return self._fan_out(
+            n,
+            lambda index, generation: self._pump(
+                worker, self._body(prompt_ids, params, index, adapters), index, generation, deadline
+            ),
+        )
 
     @staticmethod
     def _body(prompt_ids: list[int], params: SamplingParams, index: int, adapters: list[dict[str, Any]]) -> dict[str, Any]:
@@ -314,16 +301,6 @@ class LlamaCppBackend:
                 self._in_flight -= 1
                 worker.in_flight -= 1
             generation.emit(Event(index, "", finish, tokens))
-
-    def load(self) -> tuple[int, int]:
-        """(sequences in flight, 0): llama.cpp queues internally."""
-        return self._in_flight, 0
-
-    def embed(self, target: Target, texts: list[str], max_tokens: int) -> tuple[list[list[float]], int]:
-        return self.encoders.embed(target, texts, max_tokens)
-
-    def classify(self, target: Target, texts: list[str], max_tokens: int) -> tuple[list[dict[str, float]], int]:
-        return self.encoders.classify(target, texts, max_tokens)
 
     def close(self, grace_s: float) -> None:
         self._closed.set()

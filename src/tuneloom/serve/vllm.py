@@ -32,7 +32,8 @@ from typing import Any
 from tuneloom.config import ServeConfig
 from tuneloom.errors import TuneloomError
 from tuneloom.serve.backends import Generation, TransformersBackend, adapter_key
-from tuneloom.serve.engine import Event, Overloaded, SamplingParams
+from tuneloom.serve.engine import Event, SamplingParams
+from tuneloom.serve.managed import ManagedEngineBackend
 from tuneloom.serve.metrics import ServeMetrics
 from tuneloom.serve.targets import Target
 
@@ -227,7 +228,7 @@ class VllmServer:
             pass
 
 
-class VllmBackend:
+class VllmBackend(ManagedEngineBackend):
     """Chat and text generation on vLLM server processes; embeddings and classification on transformers."""
 
     name = "vllm"
@@ -240,17 +241,11 @@ class VllmBackend:
         workspace: Path,
         python: str | None = None,
     ) -> None:
-        self.settings = settings
-        self.metrics = metrics
-        self.encoders = encoders
+        super().__init__(settings, metrics, encoders)
         self.python = python or vllm_interpreter(settings.vllm_python)
         self.log_dir = workspace / "serve" / "vllm"
         self._servers: dict[Path, VllmServer] = {}  # base folder -> its current process
         self._tokenizers: dict[Path, Any] = {}
-        self._lock = threading.RLock()
-        self._prepare_lock = threading.Lock()  # one process start / adapter load at a time
-        self._in_flight = 0
-        self._closed = threading.Event()
         self._monitor = threading.Thread(target=self._watch, name="vllm-monitor", daemon=True)
         self._monitor.start()
 
@@ -330,22 +325,14 @@ class VllmBackend:
         if server is None:  # `tokenizer` starts it first; reached only if that failed
             raise TuneloomError(f"no vLLM engine is running for {target.base_path.name}")
         name = BASE_NAME if target.adapter_path is None else adapter_key(target.adapter_path)
-        limit = self.settings.max_batch_size + self.settings.max_queue
         with self._lock:
-            if self._in_flight + n > limit:
-                raise Overloaded(f"{self._in_flight} sequences in flight (limit {limit})", retry_after=2)
-            self._in_flight += n
-        tasks: list[asyncio.Task[None]] = []
-
-        def cancel() -> None:
-            for task in tasks:
-                task.cancel()
-
-        generation = Generation(n, cancel)
-        for index in range(n):
-            body = self._body(name, prompt_ids, params, index)
-            tasks.append(asyncio.ensure_future(self._pump(server, body, index, generation, deadline)))
-        return generation
+            self._admit(n)
+        return self._fan_out(
+            n,
+            lambda index, generation: self._pump(
+                server, self._body(name, prompt_ids, params, index), index, generation, deadline
+            ),
+        )
 
     @staticmethod
     def _body(model: str, prompt_ids: list[int], params: SamplingParams, index: int) -> dict[str, Any]:
@@ -428,16 +415,6 @@ class VllmBackend:
                 return server
             await asyncio.sleep(0.2)
             waited += 0.2
-
-    def load(self) -> tuple[int, int]:
-        """(sequences in flight, 0): vLLM queues internally."""
-        return self._in_flight, 0
-
-    def embed(self, target: Target, texts: list[str], max_tokens: int) -> tuple[list[list[float]], int]:
-        return self.encoders.embed(target, texts, max_tokens)
-
-    def classify(self, target: Target, texts: list[str], max_tokens: int) -> tuple[list[dict[str, float]], int]:
-        return self.encoders.classify(target, texts, max_tokens)
 
     def close(self, grace_s: float) -> None:
         self._closed.set()
