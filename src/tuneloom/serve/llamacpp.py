@@ -130,21 +130,14 @@ class LlamaCppBackend(ManagedEngineBackend):
         self.threads = settings.torch_threads or os.cpu_count() or 1
         self._workers: dict[Path, Worker] = {}  # served GGUF -> its current process
         self._routes: dict[tuple[Path, Path | None], tuple[Path, int | None]] = {}
-        self._tokenizers: dict[Path, Any] = {}
         self._monitor = threading.Thread(target=self._watch, name="llamacpp-monitor", daemon=True)
         self._monitor.start()
 
     # -- files and processes (slow: called off the event loop, through `tokenizer`) -------------
 
-    def tokenizer(self, target: Target) -> Any:
-        """The base's tokenizer; prepares the target's GGUFs and process on first use."""
-        from tuneloom.inference import load_tokenizer
-
+    def _make_ready(self, target: Target) -> None:
+        """Prepares the target's GGUFs and process on first use."""
         self._route(target)
-        with self._lock:
-            if target.base_path not in self._tokenizers:
-                self._tokenizers[target.base_path] = load_tokenizer(target.base_path, target.trust_remote_code)
-            return self._tokenizers[target.base_path]
 
     def _route(self, target: Target) -> tuple[Worker, int | None]:
         key = (target.base_path, target.adapter_path)

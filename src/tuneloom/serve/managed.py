@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from tuneloom.config import ServeConfig
@@ -28,6 +29,21 @@ class ManagedEngineBackend:
         self._prepare_lock = threading.Lock()  # one export / process start / adapter load at a time
         self._in_flight = 0
         self._closed = threading.Event()
+        self._tokenizers: dict[Path, Any] = {}
+
+    def tokenizer(self, target: Target) -> Any:
+        """The base's tokenizer, after making the target servable (slow the first time: called off the event loop)."""
+        from tuneloom.inference import load_tokenizer
+
+        self._make_ready(target)
+        with self._lock:
+            if target.base_path not in self._tokenizers:
+                self._tokenizers[target.base_path] = load_tokenizer(target.base_path, target.trust_remote_code)
+            return self._tokenizers[target.base_path]
+
+    def _make_ready(self, target: Target) -> None:
+        """Export, start or load whatever the target needs in the engine (each backend its own)."""
+        raise NotImplementedError
 
     def _admit(self, n: int) -> None:
         """Count `n` sequences in flight, or raise Overloaded (429) past the batch and queue limits (lock held)."""

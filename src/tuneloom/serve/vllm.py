@@ -245,21 +245,14 @@ class VllmBackend(ManagedEngineBackend):
         self.python = python or vllm_interpreter(settings.vllm_python)
         self.log_dir = workspace / "serve" / "vllm"
         self._servers: dict[Path, VllmServer] = {}  # base folder -> its current process
-        self._tokenizers: dict[Path, Any] = {}
         self._monitor = threading.Thread(target=self._watch, name="vllm-monitor", daemon=True)
         self._monitor.start()
 
     # -- processes and adapters (slow: called off the event loop, through `tokenizer`) ------------
 
-    def tokenizer(self, target: Target) -> Any:
-        """The base's tokenizer; starts the base's process and loads the target's adapter on first use."""
-        from tuneloom.inference import load_tokenizer
-
+    def _make_ready(self, target: Target) -> None:
+        """Starts the base's process and loads the target's adapter on first use."""
         self._prepare(target)
-        with self._lock:
-            if target.base_path not in self._tokenizers:
-                self._tokenizers[target.base_path] = load_tokenizer(target.base_path, target.trust_remote_code)
-            return self._tokenizers[target.base_path]
 
     def _ready_server(self, target: Target) -> VllmServer:
         """The base's healthy process: started on first use; while one is restarting, waits for it."""
