@@ -30,7 +30,8 @@ def real_project(tmp_path_factory) -> Path:
     tickets = pd.read_csv(EXAMPLE / "tickets.csv", dtype=str, keep_default_na=False).head(80)
     write_csv(root / "tickets.csv", tickets.to_dict("records"), list(tickets.columns))
     example = yaml.safe_load((EXAMPLE / "tuneloom.yaml").read_text())
-    descriptions = example["tasks"][1]["label_descriptions"]
+    by_name = {t["name"]: t for t in example["tasks"]}
+    descriptions = by_name[ROUTER_TASK]["label_descriptions"]
     config = {
         "project": "real-models",
         "tasks": [
@@ -41,7 +42,7 @@ def real_project(tmp_path_factory) -> Path:
                 "data": {
                     "sources": [{"path": "qa.jsonl"}],
                     "columns": {"prompt": "question", "response": "answer"},
-                    "system_prompt": example["tasks"][0]["data"]["system_prompt"],
+                    "system_prompt": by_name[QA_TASK]["data"]["system_prompt"],
                 },
                 "method": {"kind": "lora", "r": 8, "alpha": 16},
                 "train": {"max_steps": 2, "max_length": 128, "batch_size": 4, "lr": 1e-3},
