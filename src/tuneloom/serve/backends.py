@@ -9,6 +9,7 @@ completions; embeddings and classification always run on transformers (vLLM is f
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -83,6 +84,14 @@ class Generation:
     def cancel(self) -> None:
         if self.remaining:
             self._on_cancel()
+
+
+@functools.lru_cache(maxsize=64)
+def _pooling_of(path: Path) -> tuple[str, bool]:
+    """`pooled_head.model_pooling`, read once per model folder rather than on every embeddings request."""
+    from tuneloom.pooled_head import model_pooling
+
+    return model_pooling(path)
 
 
 def decode_in_int8(setting: str, gpu: bool) -> bool:
@@ -217,7 +226,7 @@ class TransformersBackend:
     @torch.inference_mode()
     def embed(self, target: Target, texts: list[str], max_tokens: int) -> tuple[list[list[float]], int]:
         """Embeddings pooled as the model was trained to be (`pooled_head.model_pooling`), and the token count."""
-        from tuneloom.pooled_head import model_pooling, pool
+        from tuneloom.pooled_head import pool
 
         with self._encoder_lock:
             tokenizer, model = self._encoder(target)
@@ -225,7 +234,7 @@ class TransformersBackend:
                 texts, padding=True, truncation=True, max_length=min(max_tokens, tokenizer.model_max_length), return_tensors="pt"
             )
             hidden = model(**batch).last_hidden_state
-        pooling, normalize = model_pooling(target.base_path)
+        pooling, normalize = _pooling_of(target.base_path)
         pooled = pool(hidden, batch["attention_mask"], pooling).float()
         vectors = torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled
         return vectors.tolist(), int(batch["attention_mask"].sum())
